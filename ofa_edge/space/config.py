@@ -1,0 +1,147 @@
+"""The search-space definition: choices per elastic dimension and the fixed MobileNetV3 layout."""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+#: OFA MobileNetV3 base widths: stem, block 0, five stages, final expand, feature mix.
+OFA_BASE_WIDTHS = (16, 16, 24, 40, 80, 112, 160, 960, 1280)
+#: Stride of the first block of each stage, its activation and whether it uses squeeze-excite.
+OFA_STAGE_STRIDES = (2, 2, 2, 1, 2)
+OFA_STAGE_ACTS = ("relu", "relu", "h_swish", "h_swish", "h_swish")
+OFA_STAGE_SE = (False, True, False, True, True)
+
+STEMS = {"imagenet": 2, "cifar": 1}
+
+
+def make_divisible(v: float, divisor: int = 8, min_value: int | None = None) -> int:
+    """Round ``v`` to a multiple of ``divisor`` without dropping more than 10% (OFA's rule)."""
+    if min_value is None:
+        min_value = divisor
+    n = max(min_value, int(v + divisor / 2) // divisor * divisor)
+    if n < 0.9 * v:
+        n += divisor
+    return n
+
+
+@dataclass(frozen=True)
+class SearchSpace:
+    """Elastic kernel/expand/depth/resolution choices over the OFA MobileNetV3 layout."""
+
+    name: str = "ofa-mbv3-w1"
+    width_mult: float = 1.0
+    stem: str = "imagenet"
+    ks_list: tuple[int, ...] = (3, 5, 7)
+    expand_list: tuple[int, ...] = (3, 4, 6)
+    depth_list: tuple[int, ...] = (2, 3, 4)
+    resolutions: tuple[int, ...] = (128, 160, 192, 224)
+    base_widths: tuple[int, ...] = OFA_BASE_WIDTHS
+    stage_strides: tuple[int, ...] = OFA_STAGE_STRIDES
+    stage_acts: tuple[str, ...] = OFA_STAGE_ACTS
+    stage_se: tuple[bool, ...] = OFA_STAGE_SE
+    extra: dict[str, Any] = field(default_factory=dict, compare=False, hash=False)
+
+    def __post_init__(self) -> None:
+        def norm(name: str, cast=int) -> None:
+            object.__setattr__(self, name, tuple(sorted({cast(v) for v in getattr(self, name)})))
+
+        for name in ("ks_list", "expand_list", "depth_list", "resolutions"):
+            norm(name)
+        object.__setattr__(self, "base_widths", tuple(int(w) for w in self.base_widths))
+        object.__setattr__(self, "stage_strides", tuple(int(s) for s in self.stage_strides))
+        object.__setattr__(self, "stage_acts", tuple(str(a) for a in self.stage_acts))
+        object.__setattr__(self, "stage_se", tuple(bool(s) for s in self.stage_se))
+        self._check()
+
+    def _check(self) -> None:
+        if self.stem not in STEMS:
+            raise ValueError(f"stem: {self.stem!r} is not one of {sorted(STEMS)}")
+        if not self.width_mult > 0:
+            raise ValueError(f"width_mult: must be > 0, got {self.width_mult}")
+        for name in ("ks_list", "expand_list", "depth_list", "resolutions"):
+            values = getattr(self, name)
+            if not values or min(values) < 1:
+                raise ValueError(f"{name}: needs at least one positive value, got {list(values)}")
+        if any(k % 2 == 0 for k in self.ks_list):
+            raise ValueError(f"ks_list: kernel sizes must be odd, got {list(self.ks_list)}")
+        n = len(self.stage_strides)
+        if not (len(self.stage_acts) == len(self.stage_se) == n and len(self.base_widths) == n + 4):
+            raise ValueError("stage_strides, stage_acts, stage_se need one entry per stage and "
+                             "base_widths needs stages + 4 entries")
+        bad = [a for a in self.stage_acts if a not in ("relu", "h_swish")]
+        if bad:
+            raise ValueError(f"stage_acts: {bad[0]!r} is not one of ['h_swish', 'relu']")
+
+    # -- derived layout -------------------------------------------------------------------------
+    @property
+    def n_stages(self) -> int:
+        return len(self.stage_strides)
+
+    @property
+    def max_depth(self) -> int:
+        return max(self.depth_list)
+
+    @property
+    def n_blocks(self) -> int:
+        """Elastic block slots (the length of the per-block ``ks`` and ``e`` lists)."""
+        return self.n_stages * self.max_depth
+
+    @property
+    def widths(self) -> tuple[int, ...]:
+        """Channel widths after the width multiplier (stem, block 0, stages..., final, mix)."""
+        return tuple(make_divisible(w * self.width_mult) for w in self.base_widths)
+
+    @property
+    def stem_stride(self) -> int:
+        return STEMS[self.stem]
+
+    def stage_of(self, block: int) -> int:
+        """Stage index of elastic block slot ``block`` (0-based)."""
+        return block // self.max_depth
+
+    @property
+    def n_subnets(self) -> int:
+        """Number of distinct architectures (active blocks only) times resolutions."""
+        per_block = len(self.ks_list) * len(self.expand_list)
+        per_stage = sum(per_block**d for d in self.depth_list)
+        return per_stage**self.n_stages * len(self.resolutions)
+
+    # -- serialisation --------------------------------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d.pop("extra")
+        for k, v in d.items():
+            if isinstance(v, tuple):
+                d[k] = list(v)
+        return d
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "SearchSpace":
+        if not isinstance(data, dict):
+            raise ValueError(f"search space must be a mapping, got {type(data).__name__}")
+        known = set(cls.__dataclass_fields__) - {"extra"}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ValueError(f"search space: unknown field {unknown[0]!r}; known fields: {sorted(known)}")
+        return cls(**data)
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), sort_keys=True)
+
+    def fingerprint(self) -> str:
+        """A short hash that changes whenever the set of subnets or their shapes change."""
+        import hashlib
+
+        d = self.to_dict()
+        d.pop("name")
+        return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:12]
+
+    def describe(self) -> str:
+        return (f"{self.name}: stem={self.stem} width={self.width_mult} ks={list(self.ks_list)} "
+                f"e={list(self.expand_list)} d={list(self.depth_list)} r={list(self.resolutions)}")
+
+    def log10_subnets(self) -> float:
+        return math.log10(self.n_subnets)

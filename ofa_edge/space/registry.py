@@ -1,0 +1,56 @@
+"""Named search spaces: the OFA ImageNet layouts and small CIFAR spaces for CPU training."""
+
+from __future__ import annotations
+
+from typing import Callable
+
+from ofa_edge.space.config import SearchSpace
+
+_SPACES: dict[str, Callable[[], SearchSpace]] = {}
+
+
+def register_space(name: str):
+    """Decorator: register a zero-argument factory under ``name``."""
+
+    def wrap(fn: Callable[[], SearchSpace]) -> Callable[[], SearchSpace]:
+        _SPACES[name] = fn
+        return fn
+
+    return wrap
+
+
+def list_spaces() -> list[str]:
+    return sorted(_SPACES)
+
+
+def get_space(name: str) -> SearchSpace:
+    """Return the registered space ``name``; unknown names list the known ones."""
+    try:
+        return _SPACES[name]()
+    except KeyError:
+        raise ValueError(f"unknown search space {name!r}; known: {', '.join(list_spaces())}") from None
+
+
+@register_space("ofa-mbv3-w1")
+def ofa_mbv3_w1() -> SearchSpace:
+    """The released ``ofa_mbv3_d234_e346_k357_w1.0`` ImageNet supernet."""
+    return SearchSpace(name="ofa-mbv3-w1", width_mult=1.0)
+
+
+@register_space("ofa-mbv3-w1.2")
+def ofa_mbv3_w12() -> SearchSpace:
+    """The released ``ofa_mbv3_d234_e346_k357_w1.2`` ImageNet supernet."""
+    return SearchSpace(name="ofa-mbv3-w1.2", width_mult=1.2)
+
+
+@register_space("cifar-mbv3")
+def cifar_mbv3() -> SearchSpace:
+    """OFA's elastic choices at width 0.5 with a stride-1 stem for 32 px images (the default)."""
+    return SearchSpace(name="cifar-mbv3", width_mult=0.5, stem="cifar", resolutions=(24, 28, 32))
+
+
+@register_space("cifar-tiny")
+def cifar_tiny() -> SearchSpace:
+    """A very small space (two choices per dimension) for tests and quick demos."""
+    return SearchSpace(name="cifar-tiny", width_mult=0.25, stem="cifar", ks_list=(3, 5),
+                       expand_list=(2, 4), depth_list=(1, 2), resolutions=(24, 32))

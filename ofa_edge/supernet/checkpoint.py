@@ -1,0 +1,176 @@
+"""Checkpoint I/O: the reference OFA layout and ofa-edge's own versioned supernet format."""
+
+from __future__ import annotations
+
+import os
+import pickle
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ofa_edge.errors import FileFormatError
+from ofa_edge.io import atomic_save
+from ofa_edge.space import SearchSpace, get_space
+from ofa_edge.supernet.heads import HeadMap
+from ofa_edge.supernet.mobilenetv3 import OFAMobileNetV3
+
+FORMAT = "ofa-edge-supernet"
+FORMAT_VERSION = 1
+#: Keys a checkpoint may lack: BN counters and (transform mode off) kernel-transform matrices.
+_OPTIONAL_SUFFIXES = ("num_batches_tracked", "_matrix")
+
+
+def read_torch_file(path: str | os.PathLike) -> Any:
+    """``torch.load(weights_only=True)`` with every failure turned into a FileFormatError."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileFormatError(path, "no such file")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else "unpickling failed"
+        if "Weights only load failed" in str(exc):
+            first = "holds Python objects other than tensors and plain data (refused: it could run code)"
+        raise FileFormatError(path, f"not a loadable checkpoint: {first}") from None
+    except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError, OSError) as exc:
+        msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise FileFormatError(path, f"corrupt or truncated checkpoint ({msg})") from None
+
+
+def _state_dict_of(path: Path, obj: Any) -> dict[str, torch.Tensor]:
+    if isinstance(obj, dict) and "state_dict" in obj:
+        obj = obj["state_dict"]
+    if not isinstance(obj, dict) or not obj:
+        raise FileFormatError(path, "holds no state dict (expected a dict of tensors or {'state_dict': ...})")
+    bad = [k for k, v in obj.items() if not isinstance(k, str) or not isinstance(v, torch.Tensor)]
+    if bad:
+        raise FileFormatError(path, f"state dict entry {bad[0]!r} is not a tensor")
+    return dict(obj)
+
+
+def _normalise_ofa_keys(sd: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Rename legacy ``.mobile_inverted_conv.`` keys and map ``classifier.linear`` to head 0."""
+    out = {}
+    for key, value in sd.items():
+        key = key.replace(".mobile_inverted_conv.", ".conv.")
+        if key.startswith("module."):
+            key = key[len("module."):]
+        if key.startswith("classifier.linear."):
+            key = "classifier.heads.0.linear." + key[len("classifier.linear."):]
+        out[key] = value
+    return out
+
+
+def _guess_ofa_space(path: Path, sd: dict[str, torch.Tensor]) -> SearchSpace:
+    stem = sd.get("first_conv.conv.weight")
+    if stem is None or stem.dim() != 4:
+        raise FileFormatError(path, "not an OFA MobileNetV3 state dict (no first_conv.conv.weight)")
+    for name in ("ofa-mbv3-w1", "ofa-mbv3-w1.2"):
+        space = get_space(name)
+        if space.widths[0] == stem.shape[0]:
+            return space
+    raise FileFormatError(path, f"stem width {stem.shape[0]} matches no known OFA MobileNetV3 "
+                                "(w1.0 has 16, w1.2 has 24); pass space= explicitly")
+
+
+def load_state_into(net: torch.nn.Module, sd: dict[str, torch.Tensor], path: str | os.PathLike,
+                    allow_missing: tuple[str, ...] = _OPTIONAL_SUFFIXES) -> list[str]:
+    """Copy ``sd`` into ``net`` after checking names and shapes; returns the keys kept from ``net``."""
+    path = Path(path)
+    own = net.state_dict()
+    unknown = sorted(set(sd) - set(own))
+    if unknown:
+        raise FileFormatError(path, f"not a state dict of this model: unexpected key {unknown[0]!r} "
+                                    f"(+{len(unknown) - 1} more)")
+    missing = sorted(k for k in set(own) - set(sd) if not k.endswith(allow_missing))
+    if missing:
+        raise FileFormatError(path, f"not a state dict of this model: missing key {missing[0]!r} "
+                                    f"(+{len(missing) - 1} more)")
+    for key, value in sd.items():
+        if tuple(value.shape) != tuple(own[key].shape):
+            raise FileFormatError(path, f"shape mismatch for {key!r}: file has {list(value.shape)}, "
+                                        f"model expects {list(own[key].shape)}")
+        if value.is_floating_point() and not torch.isfinite(value).all():
+            raise FileFormatError(path, f"tensor {key!r} holds NaN or inf values")
+    net.load_state_dict(sd, strict=False)
+    return sorted(set(own) - set(sd))
+
+
+def load_ofa_checkpoint(path: str | os.PathLike, space: SearchSpace | str | None = None,
+                        n_classes: int | None = None) -> OFAMobileNetV3:
+    """Load a reference OFA MobileNetV3 checkpoint (wrapped or bare) into a supernet in eval mode."""
+    path = Path(path)
+    obj = read_torch_file(path)
+    if isinstance(obj, dict) and obj.get("format") == FORMAT:
+        return load_supernet(path)
+    sd = _normalise_ofa_keys(_state_dict_of(path, obj))
+    if space is None:
+        space = _guess_ofa_space(path, sd)
+    elif isinstance(space, str):
+        space = get_space(space)
+    head = sd.get("classifier.heads.0.linear.weight")
+    if head is None:
+        raise FileFormatError(path, "not an OFA MobileNetV3 state dict (no classifier.linear.weight)")
+    net = OFAMobileNetV3(space, n_classes or head.shape[0])
+    load_state_into(net, sd, path)
+    return net.eval()
+
+
+# -- ofa-edge's own format -------------------------------------------------------------------------
+def save_supernet(net: OFAMobileNetV3, path: str | os.PathLike, **meta: Any) -> Path:
+    """Write weights + search space + head map + format version atomically."""
+    path = Path(path)
+    payload = {
+        "format": FORMAT,
+        "version": FORMAT_VERSION,
+        "space": net.space.to_dict(),
+        "n_classes": net.n_classes,
+        "head_map": net.head_map.to_dict(),
+        "dropout": net.dropout,
+        "meta": meta,
+        "state_dict": net.state_dict(),
+    }
+    atomic_save(path, lambda fh: torch.save(payload, fh))
+    return path
+
+
+def read_supernet_file(path: str | os.PathLike) -> dict[str, Any]:
+    """Read and validate the header of an ofa-edge checkpoint (also used by resume)."""
+    path = Path(path)
+    obj = read_torch_file(path)
+    if not isinstance(obj, dict) or obj.get("format") != FORMAT:
+        raise FileFormatError(path, f"not an ofa-edge supernet checkpoint (no format={FORMAT!r}); "
+                                    "for reference OFA files use load_ofa_checkpoint")
+    if obj.get("version") != FORMAT_VERSION:
+        raise FileFormatError(path, f"unknown format version {obj.get('version')!r} "
+                                    f"(this ofa-edge reads version {FORMAT_VERSION})")
+    return obj
+
+
+def supernet_from_payload(path: str | os.PathLike, obj: dict[str, Any]) -> OFAMobileNetV3:
+    """Build the supernet a checkpoint payload describes and load its weights."""
+    try:
+        space = SearchSpace.from_dict(obj["space"])
+        head_map = HeadMap.from_dict(obj["head_map"])
+        n_classes = int(obj["n_classes"])
+        dropout = float(obj.get("dropout", 0.0))
+        if n_classes < 1:
+            raise ValueError(f"n_classes must be positive, got {n_classes}")
+    except (KeyError, TypeError, ValueError) as exc:
+        raise FileFormatError(path, f"bad checkpoint header: {exc}") from None
+    net = OFAMobileNetV3(space, n_classes, head_map, dropout)
+    load_state_into(net, _state_dict_of(Path(path), obj), path, allow_missing=())
+    return net
+
+
+def load_supernet(path: str | os.PathLike) -> OFAMobileNetV3:
+    """Load an ofa-edge supernet checkpoint in eval mode."""
+    return supernet_from_payload(path, read_supernet_file(path)).eval()
+
+
+def load_any(path: str | os.PathLike, **kwargs: Any) -> OFAMobileNetV3:
+    """Load either format: ofa-edge's own or the reference OFA layout."""
+    return load_ofa_checkpoint(path, **kwargs)
+
