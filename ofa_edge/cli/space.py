@@ -10,7 +10,7 @@ import typer
 from rich.table import Table
 
 from ofa_edge.cli.common import console, print_json
-from ofa_edge.space import get_space, list_spaces
+from ofa_edge.space import list_spaces, resolve_space
 from ofa_edge.space.summary import describe_subnet, space_summary
 
 space_app = typer.Typer(help="Inspect search spaces.", no_args_is_help=True)
@@ -19,13 +19,13 @@ space_app = typer.Typer(help="Inspect search spaces.", no_args_is_help=True)
 @space_app.command("show")
 def space_show(
     space: str = typer.Option("cifar-mbv3", "--space", "-s",
-                              help=f"Search space name ({', '.join(list_spaces())})."),
+                              help=f"Search space: a name ({', '.join(list_spaces())}) or a .json file."),
     n_classes: int = typer.Option(None, "--classes", help="Classifier outputs (default: 1000 for ofa-* "
                                   "spaces, 10 otherwise)."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
 ) -> None:
     """Show a space's choices, its number of subnets, and min/max MACs and params per resolution."""
-    sp = get_space(space)
+    sp = resolve_space(space)
     summary = space_summary(sp, n_classes)
     if as_json:
         print_json(summary)
@@ -60,7 +60,7 @@ def subnet_cmd(
         net = load_any(checkpoint)
         sp, classes = net.space, net.n_classes
     else:
-        sp = get_space(space)
+        sp = resolve_space(space)
         classes = n_classes or (1000 if sp.name.startswith("ofa-") else 10)
     info = describe_subnet(sp, subnet, classes, random.Random(seed))
     if as_json:

@@ -54,3 +54,24 @@ def cifar_tiny() -> SearchSpace:
     """A very small space (two choices per dimension) for tests and quick demos."""
     return SearchSpace(name="cifar-tiny", width_mult=0.25, stem="cifar", ks_list=(3, 5),
                        expand_list=(2, 4), depth_list=(1, 2), resolutions=(24, 32))
+
+
+def resolve_space(spec: "str | SearchSpace") -> SearchSpace:
+    """A registered name, or the path of a JSON file holding ``SearchSpace.to_dict()``."""
+    import json
+    from pathlib import Path
+
+    if isinstance(spec, SearchSpace):
+        return spec
+    if spec in _SPACES:
+        return get_space(spec)
+    path = Path(spec)
+    if path.suffix == ".json" or path.is_file():
+        if not path.is_file():
+            raise ValueError(f"search space file {spec!r} does not exist")
+        try:
+            return SearchSpace.from_dict(json.loads(path.read_text()))
+        except (json.JSONDecodeError, TypeError, ValueError) as exc:
+            raise ValueError(f"{spec}: not a valid search space file: {exc}") from None
+    raise ValueError(f"unknown search space {spec!r}; known: {', '.join(list_spaces())} "
+                     "(or the path of a .json space file)")
