@@ -1,0 +1,181 @@
+"""TFLite export of a static model via litert-torch, INT8 via ai-edge-quantizer, and a small runner.
+
+API (stable; other parts call these):
+
+``export_tflite(model, path, input_shape, quantize=None, calibration=None) -> Path``
+    ``model``: a static ``torch.nn.Module`` (run in eval mode on CPU); input NCHW float32, exactly what
+    the PyTorch model takes (already normalised). ``input_shape``: ``(batch, 3, r, r)``; the .tflite has
+    this fixed shape (use batch 1 for devices). ``quantize``:
+      - ``None``      float32;
+      - ``"dynamic"`` dynamic range: int8 per-channel weights, float32 activations and I/O
+                      (``calibration`` is accepted and ignored);
+      - ``"int8"``    full integer: int8 per-channel weights, int8 activations, int8 input and output
+                      tensors (scale/zero point in the tensor details; :class:`TFLiteRunner` applies
+                      them). ``calibration`` is required: float32 images ``(N, 3, r, r)`` (array,
+                      tensor, or an iterable of such batches) preprocessed like the model's input.
+    Written atomically. Raises ``MissingBackendError`` (``pip install 'ofa-edge[tflite]'``) when
+    litert-torch / ai-edge-litert / ai-edge-quantizer are missing, ``ValueError`` on bad arguments.
+
+``TFLiteRunner(path, num_threads=None)``: ``runner(x) -> np.ndarray`` float32 outputs for float32
+    ``x`` of any batch size (split into the model's fixed batch; int8 I/O is (de)quantised).
+    ``.input_shape``, ``.input_dtype``, ``.output_dtype``, ``.op_names()``.
+
+``run_tflite(path, x, num_threads=None) -> np.ndarray``: one-shot version of the runner.
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from pathlib import Path
+import numpy as np
+import torch
+
+from ofa_edge.export.backends import require
+from ofa_edge.io import atomic_write_bytes
+
+QUANTIZE_MODES = (None, "dynamic", "int8")
+
+
+def _as_images(calibration, input_shape: tuple[int, ...]) -> np.ndarray:
+    """Stack calibration data (array, tensor or iterable of batches) into float32 ``(N, C, H, W)``."""
+    if calibration is None:
+        raise ValueError("quantize='int8' needs calibration images (float32, shape (N, 3, r, r))")
+    if isinstance(calibration, (np.ndarray, torch.Tensor)):
+        batches = [calibration]
+    else:
+        batches = list(calibration)
+    arrays = []
+    for batch in batches:
+        if isinstance(batch, (tuple, list)):  # (images, labels) pairs from a loader
+            batch = batch[0]
+        arr = batch.detach().cpu().numpy() if isinstance(batch, torch.Tensor) else np.asarray(batch)
+        arrays.append(arr.astype(np.float32, copy=False))
+    if not arrays:
+        raise ValueError("calibration is empty: give at least one image of shape (3, r, r)")
+    images = np.concatenate(arrays, axis=0)
+    if images.ndim != 4 or tuple(images.shape[1:]) != tuple(input_shape[1:]):
+        raise ValueError(f"calibration images have shape {tuple(images.shape)}; expected (N, "
+                         f"{', '.join(str(s) for s in input_shape[1:])}) to match input_shape {tuple(input_shape)}")
+    return images
+
+
+def _convert_float(model: torch.nn.Module, input_shape: tuple[int, ...]) -> bytes:
+    (litert_torch, _, _) = require("tflite")
+    litert_torch.config.show_progress = False
+    example = torch.zeros(tuple(input_shape), dtype=torch.float32)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        edge = litert_torch.convert(model.eval(), (example,))
+    return bytes(edge.model_content())
+
+
+def _quantize(float_model: bytes, mode: str, images: np.ndarray | None, batch: int) -> bytes:
+    require("tflite")
+    from ai_edge_litert.interpreter import Interpreter
+    from ai_edge_quantizer import quantizer, recipe
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        if mode == "dynamic":
+            q = quantizer.Quantizer(bytearray(float_model), recipe.dynamic_wi8_afp32())
+            result = q.quantize(enable_progress_report=False, enable_progress_bar=False)
+        else:
+            q = quantizer.Quantizer(bytearray(float_model), recipe.static_wi8_ai8())
+            signatures = Interpreter(model_content=float_model).get_signature_list()
+            (key, sig), = signatures.items()
+            (input_key,) = sig["inputs"]
+            n = (len(images) // batch) * batch or batch
+            if len(images) < batch:
+                images = np.resize(images, (batch,) + images.shape[1:])
+            feeds = [{input_key: images[i:i + batch]} for i in range(0, n, batch)]
+            calibration = q.calibrate({key: feeds}, num_threads=min(os.cpu_count() or 1, 4))
+            result = q.quantize(calibration, enable_progress_report=False, enable_progress_bar=False)
+    return bytes(result.quantized_model)
+
+
+def export_tflite(model: torch.nn.Module, path: str | os.PathLike, input_shape: tuple[int, ...],
+                  quantize: str | None = None, calibration=None) -> Path:
+    """Convert a static torch model to a .tflite file (float32, dynamic-range or full-integer INT8)."""
+    if quantize not in QUANTIZE_MODES:
+        raise ValueError(f"quantize={quantize!r} is not supported; use one of None, 'dynamic', 'int8'")
+    input_shape = tuple(int(s) for s in input_shape)
+    if len(input_shape) != 4:
+        raise ValueError(f"input_shape {input_shape} must be (batch, channels, height, width)")
+    images = _as_images(calibration, input_shape) if quantize == "int8" else None
+    content = _convert_float(model, input_shape)
+    if quantize is not None:
+        content = _quantize(content, quantize, images, input_shape[0])
+    path = Path(path)
+    atomic_write_bytes(path, content)
+    return path
+
+
+class TFLiteRunner:
+    """Run a .tflite classifier on float32 NCHW batches of any size with ai-edge-litert."""
+
+    def __init__(self, path: str | os.PathLike, num_threads: int | None = None):
+        require("tflite-runtime")
+        from ai_edge_litert.interpreter import Interpreter
+
+        self.path = Path(path)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            self.interpreter = Interpreter(model_path=str(self.path), num_threads=num_threads)
+        self.interpreter.allocate_tensors()
+        self._in = self.interpreter.get_input_details()[0]
+        self._out = self.interpreter.get_output_details()[0]
+
+    @property
+    def input_shape(self) -> tuple[int, ...]:
+        return tuple(int(s) for s in self._in["shape"])
+
+    @property
+    def input_dtype(self) -> np.dtype:
+        return np.dtype(self._in["dtype"])
+
+    @property
+    def output_dtype(self) -> np.dtype:
+        return np.dtype(self._out["dtype"])
+
+    def op_names(self) -> list[str]:
+        """Names of the model's operators, in execution order."""
+        return [op["op_name"] for op in self.interpreter._get_ops_details()]
+
+    def _encode(self, x: np.ndarray) -> np.ndarray:
+        dtype = self.input_dtype
+        if dtype == np.float32:
+            return x.astype(np.float32, copy=False)
+        scale, zero = self._in["quantization"]
+        info = np.iinfo(dtype)
+        return np.clip(np.round(x / scale) + zero, info.min, info.max).astype(dtype)
+
+    def _decode(self, y: np.ndarray) -> np.ndarray:
+        if self.output_dtype == np.float32:
+            return y.astype(np.float32, copy=True)
+        scale, zero = self._out["quantization"]
+        return ((y.astype(np.float32) - zero) * scale).astype(np.float32)
+
+    def __call__(self, x) -> np.ndarray:
+        """Outputs (float32) for inputs ``x`` of shape (N, *input_shape[1:])."""
+        x = x.detach().cpu().numpy() if isinstance(x, torch.Tensor) else np.asarray(x, dtype=np.float32)
+        want = self.input_shape
+        if tuple(x.shape[1:]) != want[1:]:
+            raise ValueError(f"{self.path}: input has shape {tuple(x.shape)}, the model takes (N, "
+                             f"{', '.join(map(str, want[1:]))})")
+        b, n = want[0], len(x)
+        outs = []
+        for i in range(0, n, b):
+            chunk = x[i:i + b]
+            if len(chunk) < b:
+                chunk = np.concatenate([chunk, np.zeros((b - len(chunk),) + chunk.shape[1:], np.float32)])
+            self.interpreter.set_tensor(self._in["index"], self._encode(chunk))
+            self.interpreter.invoke()
+            outs.append(self._decode(self.interpreter.get_tensor(self._out["index"])))
+        return np.concatenate(outs)[:n]
+
+
+def run_tflite(path: str | os.PathLike, x, num_threads: int | None = None) -> np.ndarray:
+    """Run the .tflite model at ``path`` on float32 NCHW inputs ``x``; returns float32 outputs."""
+    return TFLiteRunner(path, num_threads)(x)
+
