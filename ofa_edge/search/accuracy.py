@@ -1,0 +1,133 @@
+"""Accuracy data for the predictor: (subnet, resolution, top-1) rows measured on the validation split,
+appended to a versioned CSV so an interrupted collection resumes where it stopped."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import random
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+from ofa_edge.errors import FileFormatError
+from ofa_edge.io import atomic_write_text
+from ofa_edge.space import SearchSpace, Subnet, sample, subnet_from_json
+
+FORMAT = "ofa-edge-accuracy/1"
+COLUMNS = ["format", "space", "subnet_id", "r", "top1", "split", "subnet"]
+
+
+@dataclass(frozen=True)
+class AccuracyRow:
+    """One measured subnet: top-1 in percent on ``split``."""
+
+    subnet: Subnet
+    top1: float
+    split: str
+
+
+@dataclass(frozen=True)
+class CollectResult:
+    """All rows now in the CSV, and how many were measured by this call vs found already present."""
+
+    rows: list[AccuracyRow]
+    evaluated: int
+    skipped: int
+    path: Path
+
+
+def plan_subnets(space: SearchSpace, n: int, seed: int = 0) -> list[Subnet]:
+    """``n`` distinct subnets (resolution included) drawn with OFA's sampler from ``seed``: the same list
+    every time, so a resumed collection asks for the same subnets."""
+    if n < 1:
+        raise ValueError(f"--samples: need at least 1, got {n}")
+    if n > space.n_subnets:
+        raise ValueError(f"--samples: {n} is more than the {space.n_subnets} subnets of space {space.name!r}")
+    rng = random.Random(seed)
+    seen: dict[str, Subnet] = {}
+    while len(seen) < n:
+        s = sample(space, rng)
+        seen.setdefault(s.id, s)
+    return list(seen.values())
+
+
+def _parse(path: Path, text: str, space: SearchSpace) -> tuple[list[AccuracyRow], bool]:
+    """Rows of a CSV text; the second value is True when a torn (crash-interrupted) last line was dropped."""
+    torn = bool(text) and not text.endswith("\n")
+    if torn:
+        text = text[: text.rfind("\n") + 1]
+    reader = csv.DictReader(io.StringIO(text))
+    if reader.fieldnames is None:
+        return [], torn
+    if reader.fieldnames != COLUMNS:
+        raise FileFormatError(path, f"not an ofa-edge accuracy file: columns {reader.fieldnames}, "
+                                    f"expected {COLUMNS}")
+    rows = []
+    fp = space.fingerprint()
+    for line, rec in enumerate(reader, start=2):
+        if rec["format"] != FORMAT:
+            raise FileFormatError(path, f"line {line}: format {rec['format']!r} is not {FORMAT!r}")
+        if rec["space"] != fp:
+            raise FileFormatError(path, f"line {line}: rows of another search space (fingerprint "
+                                        f"{rec['space']}, this checkpoint has {fp}); use another --out file")
+        try:
+            subnet = subnet_from_json(space, rec["subnet"])
+            top1 = float(rec["top1"])
+        except (ValueError, TypeError) as exc:
+            raise FileFormatError(path, f"line {line}: {exc}") from None
+        if subnet.id != rec["subnet_id"] or str(subnet.r) != rec["r"]:
+            raise FileFormatError(path, f"line {line}: subnet_id/r do not match the subnet JSON")
+        rows.append(AccuracyRow(subnet, top1, rec["split"]))
+    return rows, torn
+
+
+def read_accuracy_csv(path: str | os.PathLike, space: SearchSpace) -> list[AccuracyRow]:
+    """Rows of an accuracy CSV of ``space`` (a crash-torn last line is ignored)."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileFormatError(path, "no such file; collect accuracy rows with `ofa-edge predictor fit`")
+    return _parse(path, path.read_text(encoding="utf-8"), space)[0]
+
+
+def _line(space: SearchSpace, subnet: Subnet, top1: float, split: str) -> str:
+    buf = io.StringIO()
+    csv.writer(buf, lineterminator="\n").writerow(
+        [FORMAT, space.fingerprint(), subnet.id, subnet.r, f"{top1:.6g}", split,
+         json.dumps(subnet.to_dict(), separators=(",", ":"))])
+    return buf.getvalue()
+
+
+def collect_accuracy(space: SearchSpace, evaluate: Callable[[Subnet], float], path: str | os.PathLike,
+                     n_samples: int, seed: int = 0, split: str = "val",
+                     progress: Callable[[int, int, AccuracyRow], None] | None = None) -> CollectResult:
+    """Measure ``evaluate(subnet)`` (top-1 %) for ``n_samples`` planned subnets, skipping those already in
+    ``path``; every measured row is appended (flushed and fsynced) before the next one starts."""
+    if split == "test":
+        raise ValueError("accuracy rows for the predictor must come from the validation split, never test")
+    path = Path(path)
+    rows: list[AccuracyRow] = []
+    if path.is_file():
+        text = path.read_text(encoding="utf-8")
+        rows, torn = _parse(path, text, space)
+        if torn or not text:
+            atomic_write_text(path, ",".join(COLUMNS) + "\n" + "".join(
+                _line(space, r.subnet, r.top1, r.split) for r in rows))
+    else:
+        atomic_write_text(path, ",".join(COLUMNS) + "\n")
+    done = {r.subnet.id for r in rows}
+    todo = [s for s in plan_subnets(space, n_samples, seed) if s.id not in done]
+    skipped = n_samples - len(todo)
+    with open(path, "a", encoding="utf-8") as fh:
+        for i, subnet in enumerate(todo):
+            top1 = float(evaluate(subnet))
+            fh.write(_line(space, subnet, top1, split))
+            fh.flush()
+            os.fsync(fh.fileno())
+            row = AccuracyRow(subnet, top1, split)
+            rows.append(row)
+            if progress is not None:
+                progress(i + 1, len(todo), row)
+    return CollectResult(rows, len(todo), skipped, path)
