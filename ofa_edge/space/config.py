@@ -45,22 +45,30 @@ class SearchSpace:
     extra: dict[str, Any] = field(default_factory=dict, compare=False, hash=False)
 
     def __post_init__(self) -> None:
-        def norm(name: str, cast=int) -> None:
-            object.__setattr__(self, name, tuple(sorted({cast(v) for v in getattr(self, name)})))
-
+        if not isinstance(self.name, str) or not isinstance(self.stem, str):
+            raise ValueError("name and stem must be strings")
+        if isinstance(self.width_mult, bool) or not isinstance(self.width_mult, (int, float)) \
+                or not math.isfinite(self.width_mult):
+            raise ValueError(f"width_mult: must be a finite number, got {self.width_mult!r}")
         for name in ("ks_list", "expand_list", "depth_list", "resolutions"):
-            norm(name)
-        object.__setattr__(self, "base_widths", tuple(int(w) for w in self.base_widths))
-        object.__setattr__(self, "stage_strides", tuple(int(s) for s in self.stage_strides))
+            object.__setattr__(self, name, tuple(sorted(set(_int_list(name, getattr(self, name))))))
+        for name in ("base_widths", "stage_strides"):
+            object.__setattr__(self, name, tuple(_int_list(name, getattr(self, name))))
+        if not isinstance(self.stage_acts, (list, tuple)) or not isinstance(self.stage_se, (list, tuple)):
+            raise ValueError("stage_acts and stage_se must be lists")
         object.__setattr__(self, "stage_acts", tuple(str(a) for a in self.stage_acts))
-        object.__setattr__(self, "stage_se", tuple(bool(s) for s in self.stage_se))
+        if any(not isinstance(v, bool) for v in self.stage_se):
+            raise ValueError(f"stage_se: must be a list of booleans, got {list(self.stage_se)!r}")
+        object.__setattr__(self, "stage_se", tuple(self.stage_se))
         self._check()
 
     def _check(self) -> None:
         if self.stem not in STEMS:
             raise ValueError(f"stem: {self.stem!r} is not one of {sorted(STEMS)}")
-        if not self.width_mult > 0:
-            raise ValueError(f"width_mult: must be > 0, got {self.width_mult}")
+        if any(w < 1 for w in self.base_widths) or any(st < 1 for st in self.stage_strides):
+            raise ValueError("base_widths and stage_strides must be positive")
+        if not 0 < self.width_mult <= 4:
+            raise ValueError(f"width_mult: must be in (0, 4], got {self.width_mult}")
         for name in ("ks_list", "expand_list", "depth_list", "resolutions"):
             values = getattr(self, name)
             if not values or min(values) < 1:
@@ -145,3 +153,15 @@ class SearchSpace:
 
     def log10_subnets(self) -> float:
         return math.log10(self.n_subnets)
+
+
+def _int_list(name: str, values: Any) -> list[int]:
+    """Strictly parse a list of integers for field ``name`` (no bools, fractions, inf or strings)."""
+    if isinstance(values, (str, bytes)) or not isinstance(values, (list, tuple)):
+        raise ValueError(f"{name}: must be a list of integers, got {values!r}")
+    out = []
+    for v in values:
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or int(v) != v:
+            raise ValueError(f"{name}: {v!r} is not an integer")
+        out.append(int(v))
+    return out
