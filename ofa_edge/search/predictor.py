@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 from dataclasses import asdict, dataclass
@@ -21,6 +22,17 @@ from ofa_edge.space import SearchSpace, Subnet, encoding_size
 FORMAT = "ofa-edge-predictor"
 FORMAT_VERSION = 1
 ENCODING = "ofa-mbv3-onehot"  # [one-hot r][per slot one-hot kernel][per slot one-hot expand], skipped = 0
+
+
+@contextlib.contextmanager
+def _threads(n: int):
+    """Run a small MLP on ``n`` intra-op threads (more threads only add contention at this size)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 class AccuracyPredictor(nn.Module):
@@ -70,7 +82,8 @@ class Predictor:
     def predict_encoded(self, x: np.ndarray | torch.Tensor) -> np.ndarray:
         """Top-1 (%) of rows of encoded features."""
         t = torch.as_tensor(x, dtype=torch.float32)
-        return self.model(t).double().numpy() * 100.0
+        with _threads(1):
+            return self.model(t).double().numpy() * 100.0
 
     def score_genomes(self, g: Genomes) -> np.ndarray:
         """Top-1 (%) of a population (used as the search objective)."""
@@ -141,7 +154,7 @@ def load_predictor(path: str | os.PathLike, space: SearchSpace | None = None,
 
 def fit_predictor(space: SearchSpace, subnets: Sequence[Subnet], top1: Sequence[float], *,
                   holdout: float = 0.2, epochs: int = 200, lr: float = 1e-3, batch_size: int = 64,
-                  weight_decay: float = 1e-4, hidden: int = 400, n_layers: int = 3, seed: int = 0,
+                  weight_decay: float = 1e-4, hidden: int = 400, n_layers: int = 3, seed: int = 0, threads: int = 1,
                   meta: dict[str, Any] | None = None,
                   progress: Callable[[int, float], None] | None = None) -> Predictor:
     """Fit the MLP to (subnet, top-1 %) rows: shuffle, hold out the last ``holdout`` part, Adam + cosine
@@ -165,21 +178,10 @@ def fit_predictor(space: SearchSpace, subnets: Sequence[Subnet], top1: Sequence[
     steps_per_epoch = math.ceil(len(tr) / batch_size)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, max(1, epochs * steps_per_epoch))
     model.train()
-    for epoch in range(epochs):
-        order = tr[torch.randperm(len(tr), generator=gen)]
-        total = 0.0
-        for i in range(0, len(order), batch_size):
-            idx = order[i:i + batch_size]
-            loss = nn.functional.mse_loss(model(x[idx]), y[idx])
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            sched.step()
-            total += loss.item() * len(idx)
-        if progress is not None:
-            progress(epoch + 1, math.sqrt(total / len(tr)) * 100.0)
+    with _threads(threads):
+        _train(model, opt, sched, x, y, tr, epochs, batch_size, gen, progress)
     model.eval()
-    with torch.no_grad():
+    with torch.no_grad(), _threads(threads):
         pred = model(x).double().numpy() * 100.0
     truth = y.double().numpy() * 100.0
     tr_np, ho_np = tr.numpy(), ho.numpy()
@@ -193,3 +195,19 @@ def fit_predictor(space: SearchSpace, subnets: Sequence[Subnet], top1: Sequence[
     info = {"epochs": epochs, "lr": lr, "batch_size": batch_size, "weight_decay": weight_decay, "seed": seed,
             "holdout": holdout} | dict(meta or {})
     return Predictor(space, model, metrics, info)
+
+
+def _train(model, opt, sched, x, y, tr, epochs, batch_size, gen, progress) -> None:
+    for epoch in range(epochs):
+        order = tr[torch.randperm(len(tr), generator=gen)]
+        total = 0.0
+        for i in range(0, len(order), batch_size):
+            idx = order[i:i + batch_size]
+            loss = nn.functional.mse_loss(model(x[idx]), y[idx])
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            sched.step()
+            total += loss.item() * len(idx)
+        if progress is not None:
+            progress(epoch + 1, math.sqrt(total / len(tr)) * 100.0)

@@ -1,0 +1,167 @@
+"""Accuracy predictor (fit, metrics, save/load, refusal of foreign spaces) and resumable accuracy collection."""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+import pytest
+import torch
+
+from ofa_edge.search import (AccuracyPredictor, GenomeCodec, collect_accuracy, fit_predictor, load_predictor,
+                             plan_subnets, read_accuracy_csv)
+from ofa_edge.search.metrics import kendall_tau, rankdata, rmse, spearman
+from ofa_edge.space import encode, get_space
+
+SPACE = get_space("cifar-tiny")
+
+
+def smooth_target(space, subnets, seed=1):
+    """A known smooth function of the encoding: 60 + 10 tanh(w . x / 4)."""
+    w = np.random.default_rng(seed).normal(size=len(encode(space, subnets[0])))
+    x = np.asarray([encode(space, s) for s in subnets])
+    return 60.0 + 10.0 * np.tanh(x @ w / 4.0)
+
+
+@pytest.fixture(scope="module")
+def fitted():
+    torch.manual_seed(0)
+    subs = plan_subnets(SPACE, 800, seed=3)
+    y = smooth_target(SPACE, subs)
+    return fit_predictor(SPACE, subs, y, epochs=40, batch_size=128, lr=2e-3, seed=0,
+                         meta={"checkpoint_sha256": "ab" * 32}), subs, y
+
+
+def test_predictor_fits_a_known_smooth_function(fitted):
+    pred, subs, y = fitted
+    m = pred.metrics
+    assert (m.n_train, m.n_holdout) == (640, 160)
+    assert np.std(y) > 3.0  # predicting the mean would give an RMSE of ~5 points
+    assert m.rmse < 0.8, m
+    assert m.kendall_tau > 0.9 and m.spearman > 0.98
+    # the metrics are those of the held-out rows (recompute independently from a fresh prediction)
+    p = pred.predict(subs)
+    gen = torch.Generator().manual_seed(0)
+    hold = torch.randperm(len(subs), generator=gen)[640:].numpy()
+    assert rmse(p[hold], y[hold]) == pytest.approx(m.rmse, rel=1e-5)
+    # base_acc is the mean training target and is a frozen buffer, not a parameter
+    assert "base_acc" not in dict(pred.model.named_parameters())
+    assert pred.model.base_acc.item() == pytest.approx(np.delete(y, hold).mean() / 100, rel=1e-5)
+
+
+def test_predictor_layout_matches_ofa():
+    m = AccuracyPredictor(124)
+    keys = list(m.state_dict())
+    assert keys == ["base_acc", "layers.0.0.weight", "layers.0.0.bias", "layers.1.0.weight", "layers.1.0.bias",
+                    "layers.2.0.weight", "layers.2.0.bias", "layers.3.weight"]
+    assert m.state_dict()["layers.0.0.weight"].shape == (400, 124)
+    assert m.state_dict()["layers.3.weight"].shape == (1, 400)
+
+
+def test_predictor_batches_and_genome_path_agree(fitted):
+    pred, subs, _ = fitted
+    codec = GenomeCodec(SPACE)
+    one_by_one = np.asarray([pred.predict([s])[0] for s in subs[:20]])
+    assert np.allclose(pred.score_genomes(codec.from_subnets(subs[:20])), one_by_one, atol=1e-5)
+
+
+def test_predictor_save_load_and_refusals(fitted, tmp_path):
+    pred, subs, _ = fitted
+    path = pred.save(tmp_path / "predictor.pt")
+    back = load_predictor(path, SPACE, checkpoint_sha256="ab" * 32)
+    assert np.array_equal(back.predict(subs[:50]), pred.predict(subs[:50]))
+    assert back.metrics == pred.metrics and back.meta["epochs"] == 40
+    with pytest.raises(ValueError, match=r"predictor.pt: predictor was fit for search space 'cifar-tiny'"):
+        load_predictor(path, get_space("cifar-mbv3"))
+    with pytest.raises(ValueError, match="another checkpoint"):
+        load_predictor(path, SPACE, checkpoint_sha256="cd" * 32)
+    junk = tmp_path / "junk.pt"
+    junk.write_bytes(b"not a checkpoint")
+    with pytest.raises(ValueError, match="junk.pt"):
+        load_predictor(junk)
+    torch.save({"format": "ofa-edge-predictor", "version": 99}, tmp_path / "future.pt")
+    with pytest.raises(ValueError, match="future.pt: unknown predictor format version 99"):
+        load_predictor(tmp_path / "future.pt")
+
+
+def test_fit_needs_enough_rows():
+    subs = plan_subnets(SPACE, 3)
+    with pytest.raises(ValueError, match="--samples"):
+        fit_predictor(SPACE, subs, [50.0, 60.0, 70.0])
+
+
+def test_rank_metrics_against_pair_counting():
+    rng = np.random.default_rng(5)
+    a = rng.integers(0, 6, 40).astype(float)
+    b = a + rng.integers(-2, 3, 40)
+    conc = disc = ta = tb = 0
+    for i, j in itertools.combinations(range(40), 2):
+        da, db = np.sign(a[i] - a[j]), np.sign(b[i] - b[j])
+        conc += da * db > 0
+        disc += da * db < 0
+        ta += da == 0 and db != 0
+        tb += db == 0 and da != 0
+    tau_b = (conc - disc) / np.sqrt((conc + disc + ta) * (conc + disc + tb))
+    assert kendall_tau(a, b) == pytest.approx(tau_b)
+    assert rankdata([10, 20, 20, 5]).tolist() == [2.0, 3.5, 3.5, 1.0]
+    assert spearman([1, 2, 3, 4], [10, 20, 30, 40]) == pytest.approx(1.0)
+    assert spearman([1, 2, 3, 4], [4, 3, 2, 1]) == pytest.approx(-1.0)
+    assert rmse([1, 2], [1, 4]) == pytest.approx(np.sqrt(2))
+
+
+# -- accuracy collection ---------------------------------------------------------------------------
+class Evaluator:
+    """Counts calls; can stop after ``fail_after`` evaluations to simulate an interruption."""
+
+    def __init__(self, fail_after=None):
+        self.calls, self.fail_after = [], fail_after
+
+    def __call__(self, subnet):
+        if self.fail_after is not None and len(self.calls) >= self.fail_after:
+            raise KeyboardInterrupt
+        self.calls.append(subnet)
+        return 50.0 + (hash(subnet.id) % 1000) / 100
+
+
+def test_resumed_collection_does_not_re_evaluate(tmp_path):
+    path = tmp_path / "accuracy.csv"
+    first = Evaluator(fail_after=7)
+    with pytest.raises(KeyboardInterrupt):
+        collect_accuracy(SPACE, first, path, n_samples=20, seed=1)
+    assert len(read_accuracy_csv(path, SPACE)) == 7
+    # a crash in the middle of a write leaves a torn last line: it is dropped and re-measured
+    with open(path, "a") as fh:
+        fh.write("ofa-edge-accuracy/1,deadbeef,12")
+    second = Evaluator()
+    res = collect_accuracy(SPACE, second, path, n_samples=20, seed=1)
+    assert (res.evaluated, res.skipped) == (13, 7)
+    done = {s.id for s in first.calls}
+    assert not done & {s.id for s in second.calls}
+    assert [s.id for s in first.calls + second.calls] == [s.id for s in plan_subnets(SPACE, 20, 1)]
+    rows = read_accuracy_csv(path, SPACE)
+    assert len(rows) == 20 and {r.split for r in rows} == {"val"}
+    third = Evaluator()
+    res = collect_accuracy(SPACE, third, path, n_samples=25, seed=1)
+    assert (res.evaluated, res.skipped, len(third.calls)) == (5, 20, 5)
+    assert [r.top1 for r in read_accuracy_csv(path, SPACE)[:20]] == pytest.approx([r.top1 for r in rows])
+
+
+def test_collection_refuses_test_split_and_foreign_files(tmp_path):
+    with pytest.raises(ValueError, match="never test"):
+        collect_accuracy(SPACE, Evaluator(), tmp_path / "a.csv", 3, split="test")
+    path = tmp_path / "other.csv"
+    collect_accuracy(get_space("cifar-mbv3"), Evaluator(), path, 2)
+    with pytest.raises(ValueError, match="other.csv: line 2: rows of another search space"):
+        collect_accuracy(SPACE, Evaluator(), path, 2)
+    (tmp_path / "bad.csv").write_text("x,y\n1,2\n")
+    with pytest.raises(ValueError, match="bad.csv: not an ofa-edge accuracy file"):
+        read_accuracy_csv(tmp_path / "bad.csv", SPACE)
+    with pytest.raises(ValueError, match="--samples"):
+        plan_subnets(SPACE, 0)
+
+
+def test_planned_subnets_are_distinct_and_seeded():
+    a, b = plan_subnets(SPACE, 200, seed=9), plan_subnets(SPACE, 200, seed=9)
+    assert [s.id for s in a] == [s.id for s in b]
+    assert len({s.id for s in a}) == 200
+    assert [s.id for s in plan_subnets(SPACE, 50, seed=9)] == [s.id for s in a[:50]]
