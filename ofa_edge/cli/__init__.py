@@ -32,13 +32,18 @@ def _register() -> None:
         module.register(app)
 
 
-@app.callback()
-def _root(version: bool = typer.Option(False, "--version", help="Print the version and exit.")) -> None:
-    if version:
+def _print_version(value: bool) -> None:
+    if value:
         from ofa_edge import __version__
 
-        typer.echo(__version__)
+        typer.echo(f"ofa-edge {__version__}")
         raise typer.Exit()
+
+
+@app.callback()
+def _root(version: bool = typer.Option(False, "--version", help="Print the version and exit.",
+                                       is_eager=True, callback=_print_version)) -> None:
+    """Train one once-for-all supernet and turn it into a deployable model per device and latency budget."""
 
 
 _register()

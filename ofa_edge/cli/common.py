@@ -6,7 +6,6 @@ import json
 import sys
 from typing import Any
 
-import click
 import typer
 from rich.console import Console
 
@@ -31,15 +30,10 @@ def print_json(data: Any) -> None:
 def run(app: typer.Typer, argv: list[str]) -> int:
     """Run ``app`` with ``argv``; user errors exit 2 with one line, never a traceback."""
     try:
-        app(args=argv, prog_name="ofa-edge", standalone_mode=False)
-    except click.exceptions.Exit as exc:
-        return exc.exit_code
-    except click.exceptions.Abort:
-        err_console.print("aborted")
-        return 130
-    except click.ClickException as exc:
-        exc.show()
-        return exc.exit_code
+        app(args=argv, prog_name="ofa-edge", standalone_mode=True)
+    except SystemExit as exc:  # typer's own exits: usage errors (2), --help (0), typer.Exit(code)
+        code = exc.code
+        return code if isinstance(code, int) else (0 if code is None else 1)
     except (OfaEdgeError, ValueError, FileNotFoundError) as exc:
         message = str(exc) or type(exc).__name__
         err_console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
