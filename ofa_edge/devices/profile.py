@@ -1,0 +1,241 @@
+"""Device profiles: a validated TOML schema naming the connection, the runtime and benchmark settings."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import re
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ofa_edge.errors import FileFormatError, OfaEdgeError
+
+PROFILE_FORMAT = 1
+TRANSPORTS = ("local", "ssh")
+RUNTIMES = ("onnxruntime", "tflite", "torch")
+_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+
+
+@dataclass(frozen=True)
+class Connection:
+    """How to reach the device: ``local`` (subprocess on this machine) or ``ssh`` (paramiko)."""
+
+    transport: str = "local"
+    host: str = ""
+    port: int = 22
+    user: str = ""
+    key_file: str = ""  # empty: use the SSH agent / default keys
+    known_hosts: str = "~/.ssh/known_hosts"
+    trust_on_first_use: bool = False
+    connect_timeout: float = 10.0
+    command_timeout: float = 1800.0
+    keepalive: float = 15.0
+
+
+@dataclass(frozen=True)
+class DeviceSide:
+    """The device's python and the folder the runner works in."""
+
+    python: str = "python3"  # "current" (local only) = the python running ofa-edge
+    work_dir: str = "~/.cache/ofa-edge/device"
+
+
+@dataclass(frozen=True)
+class Runtime:
+    """Inference runtime: onnxruntime (with providers), tflite (threads, optional delegate) or torch."""
+
+    name: str = "onnxruntime"
+    providers: tuple[str, ...] = ("CPUExecutionProvider",)
+    delegate: str = ""
+
+
+@dataclass(frozen=True)
+class Benchmark:
+    """Measurement settings: warm-up runs, timed repeats, threads, batch size."""
+
+    warmup: int = 10
+    repeats: int = 50
+    threads: int = 1
+    batch: int = 1
+
+
+@dataclass(frozen=True)
+class DeviceProfile:
+    """One device: name, connection, device side, runtime and benchmark settings."""
+
+    name: str
+    description: str = ""
+    connection: Connection = field(default_factory=Connection)
+    device: DeviceSide = field(default_factory=DeviceSide)
+    runtime: Runtime = field(default_factory=Runtime)
+    benchmark: Benchmark = field(default_factory=Benchmark)
+    path: str = ""  # the file it was read from ("" when built in code)
+
+    def with_overrides(self, host: str | None = None, port: int | None = None,
+                       user: str | None = None) -> "DeviceProfile":
+        """A copy with ``--host/--port/--user`` applied (switches a local profile to ssh if host given)."""
+        changes: dict[str, Any] = {}
+        if host is not None:
+            changes["host"] = host
+            changes["transport"] = "ssh"
+        if port is not None:
+            changes["port"] = port
+        if user is not None:
+            changes["user"] = user
+        if not changes:
+            return self
+        conn = dataclasses.replace(self.connection, **changes)
+        _check_connection(conn, self.path or self.name)
+        return dataclasses.replace(self, connection=conn)
+
+    def settings_id(self) -> str:
+        """Identifies the measurement settings: results taken with other settings are not reused."""
+        b, r = self.benchmark, self.runtime
+        return (f"{r.name}|{','.join(r.providers)}|{r.delegate}|t{b.threads}|w{b.warmup}|"
+                f"n{b.repeats}|b{b.batch}")
+
+    def to_dict(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        d.pop("path")
+        d["runtime"]["providers"] = list(self.runtime.providers)
+        return {"format": PROFILE_FORMAT, **d}
+
+
+_SECTIONS = {"connection": Connection, "device": DeviceSide, "runtime": Runtime, "benchmark": Benchmark}
+_TOP = {"format", "name", "description", *_SECTIONS}
+_HELP = {
+    "transport": f"one of {', '.join(TRANSPORTS)}",
+    "host": "a host name or IP address, e.g. host = \"192.168.1.20\"",
+    "port": "an integer 1-65535, e.g. port = 22",
+    "name": f"one of {', '.join(RUNTIMES)}",
+}
+
+
+def _fields(cls) -> dict[str, Any]:
+    return {f.name: f.type for f in dataclasses.fields(cls)}
+
+
+def _closest(word: str, options) -> str:
+    import difflib
+
+    match = difflib.get_close_matches(word, list(options), n=1)
+    return f" (did you mean {match[0]!r}?)" if match else ""
+
+
+def _coerce(where: str, key: str, value: Any, default: Any) -> Any:
+    """Check ``value`` against the type of the field's default; return it in that type."""
+    if isinstance(default, bool):
+        if not isinstance(value, bool):
+            raise ValueError(f"{where}.{key} must be true or false, got {value!r}")
+        return value
+    if isinstance(default, int):
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ValueError(f"{where}.{key} must be an integer, got {value!r}")
+        return value
+    if isinstance(default, float):
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
+            raise ValueError(f"{where}.{key} must be a positive number of seconds, got {value!r}")
+        return float(value)
+    if isinstance(default, tuple):
+        if isinstance(value, str):
+            value = [value]
+        if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
+            raise ValueError(f"{where}.{key} must be a list of strings, got {value!r}")
+        return tuple(value)
+    if not isinstance(value, str):
+        raise ValueError(f"{where}.{key} must be a string, got {value!r}")
+    if "\x00" in value or "\n" in value:
+        raise ValueError(f"{where}.{key} must not contain NUL or newline characters")
+    return value
+
+
+def _check_connection(c: Connection, where: str) -> None:
+    if c.transport not in TRANSPORTS:
+        raise OfaEdgeError(f"{where}: connection.transport {c.transport!r} is not {_HELP['transport']}")
+    if c.transport == "ssh":
+        if not c.host:
+            raise OfaEdgeError(f"{where}: connection.host is missing; set {_HELP['host']} "
+                               "(or pass --host)")
+        if c.host.startswith("-") or any(ch.isspace() for ch in c.host):
+            raise OfaEdgeError(f"{where}: connection.host {c.host!r} is not a valid host name")
+    if not 1 <= c.port <= 65535:
+        raise OfaEdgeError(f"{where}: connection.port {c.port} is out of range; use {_HELP['port']}")
+
+
+def profile_from_dict(data: Any, where: str = "<profile>", default_name: str = "") -> DeviceProfile:
+    """Validate a parsed TOML mapping and build the profile; errors name ``where``, the key and the fix."""
+    try:
+        return _from_dict(data, where, default_name)
+    except ValueError as exc:
+        raise OfaEdgeError(f"{where}: {exc}") from None
+
+
+def _from_dict(data: Any, where: str, default_name: str) -> DeviceProfile:
+    if not isinstance(data, dict):
+        raise ValueError("a device profile must be a TOML table")
+    unknown = sorted(set(data) - _TOP)
+    if unknown:
+        raise ValueError(f"unknown key {unknown[0]!r}{_closest(unknown[0], _TOP)}; "
+                         f"allowed top-level keys: {', '.join(sorted(_TOP))}")
+    fmt = data.get("format", PROFILE_FORMAT)
+    if fmt != PROFILE_FORMAT:
+        raise ValueError(f"format = {fmt!r} is not supported (this ofa-edge reads format = {PROFILE_FORMAT})")
+    name = data.get("name", default_name)
+    if not isinstance(name, str) or not _NAME_RE.match(name):
+        raise ValueError(f"name {name!r} must be 1-64 letters, digits, '.', '_' or '-'")
+    description = data.get("description", "")
+    if not isinstance(description, str):
+        raise ValueError("description must be a string")
+    parts: dict[str, Any] = {}
+    for section, cls in _SECTIONS.items():
+        raw = data.get(section, {})
+        if not isinstance(raw, dict):
+            raise ValueError(f"[{section}] must be a table")
+        defaults = cls()
+        allowed = _fields(cls)
+        values = {}
+        for key, value in raw.items():
+            if key not in allowed:
+                raise ValueError(f"unknown key {section}.{key}{_closest(key, allowed)}; "
+                                 f"allowed in [{section}]: {', '.join(allowed)}")
+            values[key] = _coerce(section, key, value, getattr(defaults, key))
+        parts[section] = cls(**values)
+    conn: Connection = parts["connection"]
+    _check_connection(conn, where)
+    if conn.transport == "local" and conn.host:
+        raise ValueError("connection.host is set but transport = \"local\"; set transport = \"ssh\"")
+    rt: Runtime = parts["runtime"]
+    if rt.name not in RUNTIMES:
+        raise ValueError(f"runtime.name {rt.name!r} is not {_HELP['name']}")
+    b: Benchmark = parts["benchmark"]
+    for key, low, high in (("warmup", 0, 100000), ("repeats", 1, 100000), ("threads", 1, 256),
+                           ("batch", 1, 4096)):
+        v = getattr(b, key)
+        if not low <= v <= high:
+            raise ValueError(f"benchmark.{key} = {v} is out of range; use {low}..{high}")
+    dev: DeviceSide = parts["device"]
+    if not dev.python:
+        raise ValueError("device.python is empty; name the device's python, e.g. python = \"python3\"")
+    if dev.python == "current" and conn.transport != "local":
+        raise ValueError("device.python = \"current\" only works with transport = \"local\"")
+    if not dev.work_dir:
+        raise ValueError("device.work_dir is empty; e.g. work_dir = \"~/.cache/ofa-edge/device\"")
+    return DeviceProfile(name=name, description=description, path=where, **parts)
+
+
+def load_profile(path: str | os.PathLike) -> DeviceProfile:
+    """Read and validate one profile file; the profile name defaults to the file stem."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise OfaEdgeError(f"{path}: device profile not found") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise FileFormatError(path, f"cannot read device profile ({exc})") from None
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise FileFormatError(path, f"not valid TOML ({exc}); fix the syntax") from None
+    return profile_from_dict(data, str(path), default_name=path.stem)

@@ -1,0 +1,150 @@
+"""Measure a set of models on one device: upload one bundle, run the runner once per batch, stream results."""
+
+from __future__ import annotations
+
+import posixpath
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+from ofa_edge.devices.bundle import ModelFile, build_bundle, parse_line
+from ofa_edge.devices.profile import DeviceProfile
+from ofa_edge.devices.transport import Transport, TransportError, open_transport
+
+ResultHandler = Callable[[dict[str, Any]], None]
+
+
+class DeviceError(TransportError):
+    """The runner started but reported a fatal problem (runtime missing, unusable bundle)."""
+
+
+@dataclass
+class MeasureReport:
+    """What one measuring session did: results recovered from the device, measured, failed; device facts."""
+
+    recovered: int = 0
+    measured: int = 0
+    failed: dict[str, str] = field(default_factory=dict)
+    info: dict[str, Any] = field(default_factory=dict)
+    commands: int = 0
+    uploads: int = 0
+
+
+def run_folder(transport: Transport) -> str:
+    """The device folder for this profile's results and bundles (inside the profile's work_dir)."""
+    p = transport.profile
+    return posixpath.join(transport.work_dir(), f"{p.name}-{p.runtime.name}")
+
+
+def measure_models(profile: DeviceProfile, models: Sequence[ModelFile], on_result: ResultHandler,
+                   batch_size: int = 32, transport: Transport | None = None) -> MeasureReport:
+    """Measure ``models`` on the device; ``on_result`` gets each validated result as soon as it arrives.
+
+    Results already in the device's results file (from an interrupted earlier run with the same
+    settings) are recovered first and not measured again.
+    """
+    own = transport is None
+    t = transport or open_transport(profile)
+    if own:
+        t.open()
+    try:
+        return _measure(t, profile, list(models), on_result, max(1, batch_size))
+    finally:
+        if own:
+            t.close()
+
+
+def _measure(t: Transport, profile: DeviceProfile, models: list[ModelFile], on_result: ResultHandler,
+             batch_size: int, results_name: str = "results.jsonl", recover: bool = True) -> MeasureReport:
+    report = MeasureReport()
+    wanted = {m.name: m for m in models}
+    folder = run_folder(t)
+    t.makedirs(folder)
+    results_path = posixpath.join(folder, results_name)
+    settings = profile.settings_id()
+    done: set[str] = set()
+    previous = t.read(results_path) if recover else None
+    for line in (previous or b"").decode("utf-8", "replace").splitlines():
+        msg = parse_line(line)
+        if msg and msg["type"] == "result" and msg["name"] in wanted and msg["name"] not in done \
+                and msg["settings"] == settings:
+            done.add(msg["name"])
+            report.recovered += 1
+            on_result(msg)
+    missing = [m for m in models if m.name not in done]
+    if not missing:
+        return report
+    with tempfile.TemporaryDirectory(prefix="ofa-edge-bundle-") as tmp:
+        bundle = build_bundle(missing, profile, Path(tmp))
+        remote_bundle = posixpath.join(folder, bundle.name)
+        t.put(bundle, remote_bundle)
+        report.uploads += 1
+    for start in range(0, len(missing), batch_size):
+        batch = missing[start:start + batch_size]
+        names = {m.name for m in batch}
+        fatal: list[str] = []
+
+        def handle(line: str) -> None:
+            msg = parse_line(line)
+            if msg is None:
+                return
+            if msg["type"] == "info":
+                report.info = msg
+            elif msg["type"] == "fatal":
+                fatal.append(msg["message"])
+            elif msg["type"] == "error" and msg["name"] in names:
+                report.failed[msg["name"]] = msg["message"]
+            elif msg["type"] == "result" and msg["name"] in names and msg["name"] not in done:
+                done.add(msg["name"])
+                report.measured += 1
+                on_result(msg)
+
+        argv = [t.python(), remote_bundle, "--results", results_path, "--only", ",".join(m.name for m in batch)]
+        result = t.run(argv, profile.connection.command_timeout, handle)
+        report.commands += 1
+        if fatal:
+            raise DeviceError(f"device {profile.name}: {fatal[0]}")
+        if result.exit_code != 0:
+            tail = result.stderr.strip().splitlines()[-1:] or ["no error output"]
+            raise TransportError(f"device {profile.name}: the runner could not start with {t.python()!r} "
+                                 f"(exit {result.exit_code}: {tail[0][:300]}); check device.python in the "
+                                 "profile and that python3 + numpy are installed on the device")
+    return report
+
+
+def check_device(profile: DeviceProfile, probe: ModelFile | None = None) -> dict[str, Any]:
+    """Connect, report python/runtime/CPU/governor/free disk, and run the runner on ``probe`` if given."""
+    with open_transport(profile) as t:
+        work = t.work_dir()
+        t.makedirs(work)
+        lines: list[dict[str, Any]] = []
+        with tempfile.TemporaryDirectory(prefix="ofa-edge-check-") as tmp:
+            bundle = build_bundle([probe] if probe else [], profile, Path(tmp))
+            folder = run_folder(t)
+            t.makedirs(folder)
+            remote_bundle = posixpath.join(folder, bundle.name)
+            t.put(bundle, remote_bundle)
+        res = t.run([t.python(), remote_bundle, "--info", "--work-dir", work], profile.connection.connect_timeout
+                    + 60, lambda line: lines.append(parse_line(line) or {}))
+        info = next((m for m in lines if m.get("type") == "info"), None)
+        if res.exit_code != 0 or info is None:
+            tail = res.stderr.strip().splitlines()[-1:] or ["no output"]
+            raise TransportError(f"device {profile.name}: python {t.python()!r} could not run the runner "
+                                 f"(exit {res.exit_code}: {tail[0][:300]}); check device.python")
+        out = {"device": profile.name, "transport": profile.connection.transport, "target": t.describe(),
+               "work_dir": work, **{k: v for k, v in info.items() if k != "type"},
+               "runtime": profile.runtime.name, "runtime_version": (info.get("runtimes") or {}).get(
+                   profile.runtime.name)}
+        out["runner_ok"] = False
+        if probe is not None and out["runtime_version"]:
+            got: list[dict[str, Any]] = []
+            try:
+                rep = _measure(t, profile, [probe], got.append, 1, "check-results.jsonl", recover=False)
+                out["runner_ok"] = bool(got) and not rep.failed
+                out["probe_ms"] = got[0]["median_ms"] if got else None
+            except DeviceError as exc:
+                out["runner_error"] = str(exc)
+        elif not out["runtime_version"]:
+            out["runner_error"] = f"runtime {profile.runtime.name} is not installed for {t.python()}"
+        return out

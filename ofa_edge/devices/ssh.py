@@ -1,0 +1,218 @@
+"""SSH transport (paramiko): verified host keys, key/agent auth, one SFTP session, keep-alive, timeouts."""
+
+from __future__ import annotations
+
+import base64
+import getpass
+import hashlib
+import os
+import posixpath
+import socket
+import stat
+import time
+from pathlib import Path
+from typing import Sequence
+
+import paramiko
+
+from ofa_edge.devices.profile import DeviceProfile
+from ofa_edge.devices.transport import (MAX_READ_BYTES, CommandResult, ConnectionLost, LineHandler, Transport,
+                                        TransportError, quote_command, resolve_remote)
+
+
+def fingerprint(key: paramiko.PKey) -> str:
+    """OpenSSH-style ``SHA256:...`` fingerprint of a host key."""
+    digest = hashlib.sha256(key.asbytes()).digest()
+    return "SHA256:" + base64.b64encode(digest).decode().rstrip("=")
+
+
+class HostKeyRefused(TransportError):
+    """The server's host key is unknown (and trust-on-first-use is off) or differs from known_hosts."""
+
+
+class _Verify(paramiko.MissingHostKeyPolicy):
+    """Unknown keys: refuse (naming the fingerprint) or, with trust-on-first-use, record them."""
+
+    def __init__(self, known_hosts: Path, tofu: bool, device: str):
+        self.known_hosts, self.tofu, self.device = known_hosts, tofu, device
+
+    def missing_host_key(self, client, hostname, key) -> None:
+        fp = fingerprint(key)
+        if not self.tofu:
+            raise HostKeyRefused(
+                f"device {self.device}: host key of {hostname} is not in {self.known_hosts} "
+                f"({key.get_name()} {fp}); verify it (ssh-keyscan / ssh-keygen -lf) and add it to that file, "
+                "or set connection.trust_on_first_use = true to record it on first connect")
+        client.get_host_keys().add(hostname, key.get_name(), key)
+        self.known_hosts.parent.mkdir(parents=True, exist_ok=True)
+        with open(self.known_hosts, "a", encoding="utf-8") as fh:
+            fh.write(f"{hostname} {key.get_name()} {key.get_base64()}\n")
+
+
+class SSHTransport(Transport):
+    """A device reached over SSH; commands run through ``exec_command`` with every argument quoted."""
+
+    def __init__(self, profile: DeviceProfile):
+        super().__init__(profile)
+        self.client: paramiko.SSHClient | None = None
+        self.sftp: paramiko.SFTPClient | None = None
+        self._home = ""
+
+    def describe(self) -> str:
+        c = self.profile.connection
+        return f"{self.profile.name} ({c.user + '@' if c.user else ''}{c.host}:{c.port})"
+
+    def open(self) -> None:
+        c = self.profile.connection
+        known = Path(os.path.expanduser(c.known_hosts))
+        client = paramiko.SSHClient()
+        if known.is_file():
+            try:
+                client.load_host_keys(str(known))
+            except (OSError, paramiko.SSHException, ValueError) as exc:
+                raise TransportError(f"device {self.profile.name}: cannot read known_hosts {known} "
+                                     f"({exc})") from None
+        client.set_missing_host_key_policy(_Verify(known, c.trust_on_first_use, self.profile.name))
+        key_file = os.path.expanduser(c.key_file) if c.key_file else None
+        if key_file and not os.path.isfile(key_file):
+            raise TransportError(f"device {self.profile.name}: connection.key_file {key_file} does not exist")
+        where = f"{c.host}:{c.port}"
+        try:
+            client.connect(c.host, port=c.port, username=c.user or getpass.getuser(), key_filename=key_file,
+                           allow_agent=True, look_for_keys=key_file is None, timeout=c.connect_timeout,
+                           banner_timeout=c.connect_timeout, auth_timeout=c.connect_timeout)
+        except HostKeyRefused:
+            client.close()
+            raise
+        except paramiko.BadHostKeyException as exc:
+            client.close()
+            raise HostKeyRefused(
+                f"device {self.profile.name}: host key of {where} CHANGED - got {exc.key.get_name()} "
+                f"{fingerprint(exc.key)}, {known} has {fingerprint(exc.expected_key)}; this may be an attack. "
+                f"If the device was re-installed, remove its old line from {known} and verify the new key") \
+                from None
+        except paramiko.AuthenticationException as exc:
+            client.close()
+            raise TransportError(f"device {self.profile.name}: authentication to {where} as "
+                                 f"{c.user or getpass.getuser()} failed ({exc}); check connection.user and "
+                                 "connection.key_file, or load the key into ssh-agent") from None
+        except (OSError, socket.timeout, paramiko.SSHException, EOFError) as exc:
+            client.close()
+            raise TransportError(f"device {self.profile.name}: cannot reach {where} ({exc or type(exc).__name__}); "
+                                 "check the host and port (--host/--port) and that sshd runs there") from None
+        transport = client.get_transport()
+        assert transport is not None
+        transport.set_keepalive(max(1, int(c.keepalive)))
+        self.client = client
+        try:
+            self.sftp = client.open_sftp()
+            self.sftp.get_channel().settimeout(c.command_timeout)
+            self._home = self.sftp.normalize(".")
+        except (OSError, paramiko.SSHException, EOFError) as exc:
+            self.close()
+            raise TransportError(f"device {self.profile.name}: SFTP is not available on {where} ({exc}); "
+                                 "enable the sftp subsystem in sshd_config") from None
+
+    def close(self) -> None:
+        for obj in (self.sftp, self.client):
+            if obj is not None:
+                try:
+                    obj.close()
+                except Exception:  # noqa: BLE001 - closing a dead connection
+                    pass
+        self.sftp = self.client = None
+
+    def _lost(self, exc: BaseException) -> ConnectionLost:
+        return ConnectionLost(f"device {self.describe()}: connection lost ({exc or type(exc).__name__})")
+
+    def work_dir(self) -> str:
+        return resolve_remote(self.profile.device.work_dir, self._home)
+
+    def makedirs(self, path: str) -> None:
+        assert self.sftp is not None
+        parts = [p for p in path.split("/") if p]
+        current = "/"
+        try:
+            for part in parts:
+                current = posixpath.join(current, part)
+                try:
+                    if not stat.S_ISDIR(self.sftp.stat(current).st_mode):
+                        raise TransportError(f"device {self.profile.name}: {current} exists and is not a folder")
+                except FileNotFoundError:
+                    self.sftp.mkdir(current)
+        except (OSError, paramiko.SSHException, EOFError) as exc:
+            if isinstance(exc, PermissionError):
+                raise TransportError(f"device {self.profile.name}: cannot create {current} (permission denied); "
+                                     "set device.work_dir to a writable folder") from None
+            raise self._lost(exc) from None
+
+    def put(self, local: Path, remote: str) -> None:
+        assert self.sftp is not None
+        tmp = remote + ".part"
+        try:
+            self.sftp.put(str(local), tmp)
+            self.sftp.posix_rename(tmp, remote)
+        except (OSError, paramiko.SSHException, EOFError) as exc:
+            raise self._lost(exc) from None
+
+    def read(self, remote: str) -> bytes | None:
+        assert self.sftp is not None
+        try:
+            with self.sftp.open(remote, "rb") as fh:
+                return fh.read(MAX_READ_BYTES)
+        except FileNotFoundError:
+            return None
+        except (OSError, paramiko.SSHException, EOFError) as exc:
+            raise self._lost(exc) from None
+
+    def run(self, argv: Sequence[str], timeout: float, on_line: LineHandler | None = None) -> CommandResult:
+        assert self.client is not None
+        command = quote_command(argv)
+        transport = self.client.get_transport()
+        if transport is None or not transport.is_active():
+            raise self._lost(EOFError("not connected"))
+        deadline = time.monotonic() + timeout
+        try:
+            chan = transport.open_session(timeout=self.profile.connection.connect_timeout)
+            chan.settimeout(0.2)
+            chan.exec_command(command)
+            buf, err = b"", []
+            while True:
+                if time.monotonic() > deadline:
+                    chan.close()
+                    raise ConnectionLost(f"device {self.describe()}: the command did not finish within "
+                                         f"{timeout:.0f} s (connection.command_timeout) and was stopped")
+                while chan.recv_stderr_ready():
+                    err.append(chan.recv_stderr(65536))
+                try:
+                    data = chan.recv(65536)
+                except socket.timeout:
+                    if not transport.is_active():
+                        raise ConnectionLost(f"device {self.describe()}: connection lost") from None
+                    continue
+                if not data:
+                    break
+                buf += data
+                *lines, buf = buf.split(b"\n")
+                for line in lines:
+                    if on_line is not None:
+                        on_line(line.decode("utf-8", "replace"))
+            if buf and on_line is not None:
+                on_line(buf.decode("utf-8", "replace"))
+            while not chan.exit_status_ready():
+                if not transport.is_active() or time.monotonic() > deadline:
+                    raise ConnectionLost(f"device {self.describe()}: connection lost before the command "
+                                         "reported its exit status")
+                time.sleep(0.02)
+            while chan.recv_stderr_ready():
+                err.append(chan.recv_stderr(65536))
+            code = chan.recv_exit_status()
+            chan.close()
+        except ConnectionLost:
+            raise
+        except (OSError, paramiko.SSHException, EOFError) as exc:
+            raise self._lost(exc) from None
+        if code == -1:
+            raise ConnectionLost(f"device {self.describe()}: the command ended without an exit status "
+                                 "(killed or connection closed)")
+        return CommandResult(code, b"".join(err).decode("utf-8", "replace")[-4000:])

@@ -1,0 +1,68 @@
+"""Fit the per-device correction on measured whole subnets, and the accuracy metrics of a table."""
+
+from __future__ import annotations
+
+import math
+from typing import Sequence
+
+import numpy as np
+
+from ofa_edge.latency.table import Correction
+
+
+def fit_correction(raw_ms: Sequence[float], n_layers: Sequence[int], measured_ms: Sequence[float]) -> Correction:
+    """Least squares in relative error: ``measured ~ scale * raw + per_layer * n_layers + offset``.
+
+    The per-layer term absorbs the runtime's per-call overhead that summing one-layer models counts
+    once per layer; the offset the whole model's one call. With few samples the model shrinks to
+    ``scale * raw + offset`` and then to ``scale * raw``; a fit with a non-positive scale falls back
+    to the simpler model.
+    """
+    raw = np.asarray(raw_ms, dtype=np.float64)
+    n = np.asarray(n_layers, dtype=np.float64)
+    y = np.asarray(measured_ms, dtype=np.float64)
+    if not (len(raw) == len(n) == len(y)):
+        raise ValueError("raw_ms, n_layers and measured_ms need the same length")
+    if len(y) == 0:
+        return Correction()
+    if np.any(raw <= 0) or np.any(y <= 0) or not np.all(np.isfinite(raw)) or not np.all(np.isfinite(y)):
+        raise ValueError("latencies used for the fit must be positive and finite")
+    w = 1.0 / y
+    candidates = []
+    if len(y) >= 6 and np.ptp(n) > 0:
+        candidates.append(np.stack([raw, n, np.ones_like(raw)], 1))
+    if len(y) >= 3:
+        candidates.append(np.stack([raw, np.zeros_like(raw), np.ones_like(raw)], 1))
+    for x in candidates:
+        coef, *_ = np.linalg.lstsq(x * w[:, None], y * w, rcond=None)
+        pred = x @ coef
+        if coef[0] > 0 and np.all(pred > 0):
+            return Correction(float(coef[0]), float(coef[1]), float(coef[2]), len(y))
+    return Correction(float(np.sum(y * w) / np.sum(raw * w)), 0.0, 0.0, len(y))
+
+
+def kendall_tau(a: Sequence[float], b: Sequence[float]) -> float:
+    """Kendall's tau-b rank correlation of two equally long sequences (ties handled)."""
+    x, y = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
+    if len(x) != len(y):
+        raise ValueError("kendall_tau needs sequences of the same length")
+    if len(x) < 2:
+        return float("nan")
+    dx = np.sign(x[:, None] - x[None, :])
+    dy = np.sign(y[:, None] - y[None, :])
+    iu = np.triu_indices(len(x), 1)
+    dx, dy = dx[iu], dy[iu]
+    num = float(np.sum(dx * dy))
+    den = math.sqrt(float(np.sum(dx != 0)) * float(np.sum(dy != 0)))
+    return num / den if den > 0 else float("nan")
+
+
+def accuracy_metrics(measured_ms: Sequence[float], predicted_ms: Sequence[float]) -> dict[str, float]:
+    """n, mean absolute percentage error (%), fraction within +-10 % and Kendall's tau."""
+    y = np.asarray(measured_ms, dtype=np.float64)
+    p = np.asarray(predicted_ms, dtype=np.float64)
+    if len(y) == 0:
+        return {"n": 0, "mape": float("nan"), "within_10pct": float("nan"), "kendall_tau": float("nan")}
+    rel = np.abs(p - y) / y
+    return {"n": int(len(y)), "mape": float(100 * rel.mean()), "within_10pct": float(np.mean(rel <= 0.10)),
+            "kendall_tau": kendall_tau(y, p)}

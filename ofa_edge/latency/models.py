@@ -1,0 +1,98 @@
+"""Tiny per-layer models and whole subnets exported in a runtime's format, cached by signature."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+from typing import Callable
+
+import torch
+
+from ofa_edge.devices.bundle import ModelFile
+from ofa_edge.errors import OfaEdgeError
+from ofa_edge.latency.blocks import input_shape
+from ofa_edge.space import LayerSpec, SearchSpace, Subnet, layers
+
+#: Bump when the exported models change in a way that changes their latency.
+MODEL_VERSION = 1
+SUFFIX = {"onnxruntime": ".onnx", "tflite": ".tflite", "torch": ".pt"}
+
+
+def default_cache_dir() -> Path:
+    """``$OFA_EDGE_CACHE`` or ``$XDG_CACHE_HOME/ofa-edge`` (default ``~/.cache/ofa-edge``) + ``/models``."""
+    root = os.environ.get("OFA_EDGE_CACHE") or os.path.join(
+        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "ofa-edge")
+    return Path(root) / "models"
+
+
+def block_name(spec: LayerSpec) -> str:
+    """Model name of a one-layer model: a hash of its LUT key (plus the SE width, which the key omits)."""
+    text = f"{MODEL_VERSION}|{spec.lut_key()}|se{spec.se}|{spec.kind}"
+    return "b" + hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def subnet_name(subnet: Subnet, n_classes: int, space: SearchSpace) -> str:
+    """Model name of a whole subnet of ``space`` with ``n_classes`` outputs."""
+    text = f"{MODEL_VERSION}|{space.fingerprint()}|{subnet.to_json()}|{n_classes}"
+    return "n" + hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def exporter(runtime: str) -> Callable[[torch.nn.Module, Path, tuple[int, ...]], None]:
+    """The function writing a model for ``runtime`` (onnxruntime, tflite, torch)."""
+    if runtime == "onnxruntime":
+        from ofa_edge.export.onnx import export_onnx
+
+        return lambda m, p, s: export_onnx(m, p, s, dynamic_batch=False)
+    if runtime == "tflite":
+        try:
+            from ofa_edge.export.tflite import export_tflite
+        except ImportError as exc:
+            raise OfaEdgeError(f"TFLite export is not available here ({exc}); install the extra: "
+                               "pip install 'ofa-edge[tflite]'") from None
+        return lambda m, p, s: export_tflite(m, p, s)
+    if runtime == "torch":
+        def save_ts(m: torch.nn.Module, p: Path, s: tuple[int, ...]) -> None:
+            from ofa_edge.io import atomic_save
+
+            traced = torch.jit.trace(m.eval(), torch.zeros(s))
+            atomic_save(p, lambda fh: torch.jit.save(traced, fh))
+
+        return save_ts
+    raise OfaEdgeError(f"unknown runtime {runtime!r}; use onnxruntime, tflite or torch")
+
+
+def _export_cached(name: str, build: Callable[[], torch.nn.Module], shape: tuple[int, ...], runtime: str,
+                   cache_dir: Path, write) -> ModelFile:
+    path = Path(cache_dir) / runtime / f"{name}_bs{shape[0]}{SUFFIX[runtime]}"
+    if not path.is_file() or path.stat().st_size == 0:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        torch.manual_seed(0)
+        with torch.no_grad():
+            model = build().eval()
+        write(model, path, shape)
+    return ModelFile(name, path, shape)
+
+
+def block_model(spec: LayerSpec, runtime: str, cache_dir: Path, batch: int = 1, write=None) -> ModelFile:
+    """The exported one-layer model of ``spec`` (exported once, then taken from the cache)."""
+    from ofa_edge.supernet import build_layer
+
+    return _export_cached(block_name(spec), lambda: build_layer(spec), input_shape(spec, batch), runtime,
+                          cache_dir, write or exporter(runtime))
+
+
+def subnet_model(space: SearchSpace, subnet: Subnet, n_classes: int, runtime: str, cache_dir: Path,
+                 batch: int = 1, write=None) -> ModelFile:
+    """The exported whole static subnet (random weights: latency does not depend on their values)."""
+    from ofa_edge.supernet import StaticMobileNetV3
+
+    return _export_cached(subnet_name(subnet, n_classes, space),
+                          lambda: StaticMobileNetV3(layers(space, subnet, n_classes)),
+                          (batch, 3, subnet.r, subnet.r), runtime, cache_dir, write or exporter(runtime))
+
+
+def probe_model(runtime: str, cache_dir: Path) -> ModelFile:
+    """A tiny 3x3 conv model used by ``devices check`` to see whether the runner works."""
+    spec = LayerSpec("stem", 8, 8, 3, 8, kernel=3, stride=1, act="h_swish")
+    return block_model(spec, runtime, cache_dir)
