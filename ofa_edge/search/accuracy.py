@@ -17,7 +17,7 @@ from ofa_edge.io import atomic_write_text
 from ofa_edge.space import SearchSpace, Subnet, sample, subnet_from_json
 
 FORMAT = "ofa-edge-accuracy/1"
-COLUMNS = ["format", "space", "subnet_id", "r", "top1", "split", "subnet"]
+COLUMNS = ["format", "space", "checkpoint", "subnet_id", "r", "top1", "split", "subnet"]
 
 
 @dataclass(frozen=True)
@@ -54,7 +54,7 @@ def plan_subnets(space: SearchSpace, n: int, seed: int = 0) -> list[Subnet]:
     return list(seen.values())
 
 
-def _parse(path: Path, text: str, space: SearchSpace) -> tuple[list[AccuracyRow], bool]:
+def _parse(path: Path, text: str, space: SearchSpace, source: str | None = None) -> tuple[list[AccuracyRow], bool]:
     """Rows of a CSV text; the second value is True when a torn (crash-interrupted) last line was dropped."""
     torn = bool(text) and not text.endswith("\n")
     if torn:
@@ -73,6 +73,9 @@ def _parse(path: Path, text: str, space: SearchSpace) -> tuple[list[AccuracyRow]
         if rec["space"] != fp:
             raise FileFormatError(path, f"line {line}: rows of another search space (fingerprint "
                                         f"{rec['space']}, this checkpoint has {fp}); use another --out file")
+        if source is not None and rec["checkpoint"] != source:
+            raise FileFormatError(path, f"line {line}: measured on another checkpoint ({rec['checkpoint']}, "
+                                        f"this one is {source}); its rows are stale: use another file")
         try:
             subnet = subnet_from_json(space, rec["subnet"])
             top1 = float(rec["top1"])
@@ -84,37 +87,39 @@ def _parse(path: Path, text: str, space: SearchSpace) -> tuple[list[AccuracyRow]
     return rows, torn
 
 
-def read_accuracy_csv(path: str | os.PathLike, space: SearchSpace) -> list[AccuracyRow]:
-    """Rows of an accuracy CSV of ``space`` (a crash-torn last line is ignored)."""
+def read_accuracy_csv(path: str | os.PathLike, space: SearchSpace, source: str | None = None) -> list[AccuracyRow]:
+    """Rows of an accuracy CSV of ``space`` (and of checkpoint ``source`` if given); a torn last line is
+    ignored."""
     path = Path(path)
     if not path.is_file():
         raise FileFormatError(path, "no such file; collect accuracy rows with `ofa-edge predictor fit`")
-    return _parse(path, path.read_text(encoding="utf-8"), space)[0]
+    return _parse(path, path.read_text(encoding="utf-8"), space, source)[0]
 
 
-def _line(space: SearchSpace, subnet: Subnet, top1: float, split: str) -> str:
+def _line(space: SearchSpace, subnet: Subnet, top1: float, split: str, source: str) -> str:
     buf = io.StringIO()
     csv.writer(buf, lineterminator="\n").writerow(
-        [FORMAT, space.fingerprint(), subnet.id, subnet.r, f"{top1:.6g}", split,
+        [FORMAT, space.fingerprint(), source, subnet.id, subnet.r, f"{top1:.6g}", split,
          json.dumps(subnet.to_dict(), separators=(",", ":"))])
     return buf.getvalue()
 
 
 def collect_accuracy(space: SearchSpace, evaluate: Callable[[Subnet], float], path: str | os.PathLike,
-                     n_samples: int, seed: int = 0, split: str = "val",
+                     n_samples: int, seed: int = 0, split: str = "val", source: str = "",
                      progress: Callable[[int, int, AccuracyRow], None] | None = None) -> CollectResult:
     """Measure ``evaluate(subnet)`` (top-1 %) for ``n_samples`` planned subnets, skipping those already in
-    ``path``; every measured row is appended (flushed and fsynced) before the next one starts."""
+    ``path``; every measured row is appended (flushed and fsynced) before the next one starts.
+    ``source`` names the weights measured (e.g. the checkpoint's sha256 prefix); rows of another are refused."""
     if split == "test":
         raise ValueError("accuracy rows for the predictor must come from the validation split, never test")
     path = Path(path)
     rows: list[AccuracyRow] = []
     if path.is_file():
         text = path.read_text(encoding="utf-8")
-        rows, torn = _parse(path, text, space)
+        rows, torn = _parse(path, text, space, source)
         if torn or not text:
             atomic_write_text(path, ",".join(COLUMNS) + "\n" + "".join(
-                _line(space, r.subnet, r.top1, r.split) for r in rows))
+                _line(space, r.subnet, r.top1, r.split, source) for r in rows))
     else:
         atomic_write_text(path, ",".join(COLUMNS) + "\n")
     done = {r.subnet.id for r in rows}
@@ -123,7 +128,7 @@ def collect_accuracy(space: SearchSpace, evaluate: Callable[[Subnet], float], pa
     with open(path, "a", encoding="utf-8") as fh:
         for i, subnet in enumerate(todo):
             top1 = float(evaluate(subnet))
-            fh.write(_line(space, subnet, top1, split))
+            fh.write(_line(space, subnet, top1, split, source))
             fh.flush()
             os.fsync(fh.fileno())
             row = AccuracyRow(subnet, top1, split)

@@ -1,0 +1,165 @@
+"""``ofa-edge predictor fit``, ``ofa-edge specialize`` and ``ofa-edge pareto``."""
+
+from __future__ import annotations
+
+import contextlib
+from pathlib import Path
+from typing import Iterator, Optional
+
+import typer
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from ofa_edge.cli.common import console, err_console, print_json
+
+predictor_app = typer.Typer(help="Fit the accuracy predictor of a trained supernet.", no_args_is_help=True)
+
+_CKPT = typer.Option(..., "--checkpoint", "-c", help="Trained supernet (runs/<run>/supernet.pt).")
+_TABLES = typer.Option(Path("latency_tables"), "--tables", help="Folder of latency tables (<device>/<runtime>.csv).")
+_PREDICTOR = typer.Option(None, "--predictor", help="Accuracy predictor (default: predictor.pt beside the "
+                          "checkpoint).")
+_DATA = typer.Option(None, "--data", help="Data source (default: the one the checkpoint was trained on).")
+_JSON = typer.Option(False, "--json", help="Print JSON instead of tables.")
+
+
+@contextlib.contextmanager
+def _progress(enabled: bool) -> Iterator:
+    if not enabled:
+        yield None
+        return
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                  console=err_console, transient=True) as bar:
+        tasks: dict[str, int] = {}
+
+        def update(phase: str, done: int, total: int) -> None:
+            if phase not in tasks:
+                tasks[phase] = bar.add_task(phase, total=total)
+            bar.update(tasks[phase], completed=done, total=total)
+
+        yield update
+
+
+def _config(population: int, generations: int, seed: int):
+    from ofa_edge.search import EvolutionConfig
+
+    return EvolutionConfig(population=population, generations=generations, seed=seed)
+
+
+@predictor_app.command("fit")
+def predictor_fit(
+    checkpoint: Path = _CKPT,
+    samples: int = typer.Option(1000, "--samples", "-n", help="Subnets to measure on the validation split "
+                                "(rows already in the CSV are kept, not re-measured)."),
+    accuracy_csv: Optional[Path] = typer.Option(None, "--accuracy-csv", help="Accuracy rows (default: "
+                                                "accuracy.csv beside the checkpoint)."),
+    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Predictor file (default: predictor.pt "
+                                       "beside the checkpoint)."),
+    data: Optional[str] = _DATA,
+    bn_images: int = typer.Option(500, "--bn-images", help="Training images for BN recalibration per subnet."),
+    epochs: int = typer.Option(200, "--epochs", help="Predictor training epochs."),
+    seed: int = typer.Option(0, "--seed", help="Seed of the subnet sample and the fit."),
+    as_json: bool = _JSON,
+) -> None:
+    """Measure sampled subnets (validation split, resumable) and fit the MLP accuracy predictor."""
+    from ofa_edge.search.pipeline import fit_from_checkpoint
+
+    if samples < 5:
+        raise typer.BadParameter(f"{samples}: need at least 5 subnets to fit and hold out", param_hint="--samples")
+    with _progress(not as_json) as progress:
+        info = fit_from_checkpoint(checkpoint, samples, accuracy_csv=str(accuracy_csv) if accuracy_csv else None,
+                                   out=str(out) if out else None, data=data, bn_images=bn_images,
+                                   epochs=epochs, seed=seed, progress=progress)
+    if as_json:
+        print_json(info)
+        return
+    console.print(f"measured {info['evaluated']} subnets ({info['skipped']} already in {info['accuracy_csv']})")
+    console.print(f"predictor {info['predictor']}: held-out RMSE {info['rmse']:.3f} pts, Kendall tau "
+                  f"{info['kendall_tau']:.3f}, Spearman {info['spearman']:.3f} "
+                  f"(train {info['n_train']}, held out {info['n_holdout']})")
+
+
+def specialize_cmd(
+    checkpoint: Path = _CKPT,
+    device: str = typer.Option(..., "--device", "-d", help="Device profile name or .toml path."),
+    latency: str = typer.Option(..., "--latency", "-l", help="Latency budget(s): 20ms, 0.02s, 20 (ms); "
+                                "comma-separated for several (10ms,20ms,40ms)."),
+    selector: str = typer.Option("evolution", "--selector", help="evolution | last-sampled | random."),
+    predictor: Optional[Path] = _PREDICTOR,
+    export: str = typer.Option("pt,onnx", "--export", help="Comma-separated formats: pt, onnx, tflite."),
+    quantize: Optional[str] = typer.Option(None, "--quantize", help="int8 (with --export tflite)."),
+    out: Path = typer.Option(Path("builds"), "--out", "-o", help="Output folder (<out>/<device>/<budget>/)."),
+    tables: Path = _TABLES,
+    data: Optional[str] = _DATA,
+    bn_images: int = typer.Option(500, "--bn-images", help="Training images for BN recalibration."),
+    population: int = typer.Option(100, "--population", help="Evolution population."),
+    generations: int = typer.Option(500, "--generations", help="Evolution generations."),
+    random_n: int = typer.Option(1000, "--random-samples", help="Subnets drawn by --selector random."),
+    seed: int = typer.Option(0, "--seed", help="Search seed."),
+    measure: bool = typer.Option(False, "--measure", help="Also measure the chosen subnet on the device."),
+    as_json: bool = _JSON,
+) -> None:
+    """Pick the most accurate subnet per latency budget, extract, recalibrate, test, export, write a manifest."""
+    from ofa_edge.search import SELECTORS, parse_latencies
+    from ofa_edge.search.pipeline import specialize
+
+    budgets = parse_latencies(latency)
+    if selector not in SELECTORS:
+        raise typer.BadParameter(f"{selector!r} is not one of {', '.join(SELECTORS)}", param_hint="--selector")
+    formats = tuple(f.strip() for f in export.split(",") if f.strip())
+    with _progress(not as_json) as progress:
+        manifests = specialize(checkpoint, device, budgets, selector=selector,
+                               predictor=str(predictor) if predictor else None, out=out, export=formats,
+                               quantize=quantize, tables_dir=tables, data=data, bn_images=bn_images,
+                               config=_config(population, generations, seed), random_n=random_n,
+                               measure=measure, progress=progress)
+    if as_json:
+        print_json(manifests)
+        return
+    table = Table("budget", "subnet", "r", "MACs (M)", "latency pred (ms)", "latency meas (ms)",
+                  "top-1 pred", "top-1 test", "folder")
+    for m in manifests:
+        lat, acc = m["latency_ms"], m["top1"]
+        table.add_row(f"{m['budget_ms']:g} ms", m["subnet_id"], str(m["resolution"]), f"{m['macs'] / 1e6:.2f}",
+                      f"{lat['predicted']:.3f}", "-" if lat["measured"] is None else f"{lat['measured']:.3f}",
+                      "-" if acc["predicted"] is None else f"{acc['predicted']:.2f}", f"{acc['measured']:.2f}",
+                      m["folder"])
+    console.print(table)
+
+
+def pareto_cmd(
+    checkpoint: Path = _CKPT,
+    device: str = typer.Option(..., "--device", "-d", help="Device profile name or .toml path."),
+    latency: Optional[str] = typer.Option(None, "--latency", "-l", help="Budgets (default: 8 spread between "
+                                          "the fastest and the slowest subnet)."),
+    predictor: Optional[Path] = _PREDICTOR,
+    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Folder for pareto.png and pareto.csv "
+                                       "(default builds/<device>)."),
+    tables: Path = _TABLES,
+    n_random: int = typer.Option(200, "--random", help="Random subnets to plot."),
+    population: int = typer.Option(100, "--population", help="Evolution population."),
+    generations: int = typer.Option(500, "--generations", help="Evolution generations."),
+    seed: int = typer.Option(0, "--seed", help="Seed."),
+    as_json: bool = _JSON,
+) -> None:
+    """Accuracy vs latency: the search's front, random subnets and measured points (PNG + CSV)."""
+    from ofa_edge.search import parse_latencies
+    from ofa_edge.search.pipeline import pareto
+
+    budgets = parse_latencies(latency) if latency is not None else None
+    info = pareto(checkpoint, device, budgets, predictor=str(predictor) if predictor else None, out=out,
+                  tables_dir=tables, n_random=n_random, config=_config(population, generations, seed), seed=seed)
+    if as_json:
+        print_json(info)
+        return
+    table = Table("budget (ms)", "latency (ms)", "predicted top-1", "MACs (M)", "subnet")
+    for p in info["front"]:
+        table.add_row(f"{p['budget_ms']:g}", f"{p['latency_ms']:.3f}", f"{p['predicted_top1']:.2f}",
+                      f"{p['macs'] / 1e6:.2f}", p["subnet_id"])
+    console.print(table)
+    console.print(f"wrote {info['png']} and {info['csv']}")
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(predictor_app, name="predictor")
+    app.command("specialize")(specialize_cmd)
+    app.command("pareto")(pareto_cmd)

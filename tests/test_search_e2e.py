@@ -1,0 +1,159 @@
+"""``predictor fit`` -> ``specialize`` -> ``pareto`` end to end: a tiny trained supernet, a real x86-local table."""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import hashlib
+import json
+import shutil
+
+import numpy as np
+import pytest
+import torch
+
+from ofa_edge.cli import main
+from ofa_edge.devices import get_device
+from ofa_edge.latency import ProfileOptions, load_table, profile_device, table_paths
+from ofa_edge.search import EvolutionConfig, load_predictor, read_accuracy_csv
+from ofa_edge.search.pipeline import fit_from_checkpoint, specialize
+from ofa_edge.space import layers, subnet_from_dict
+from ofa_edge.supernet import StaticMobileNetV3, load_supernet
+from ofa_edge.train import TrainConfig, train
+
+torch.set_num_threads(1)
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    root = tmp_path_factory.mktemp("e2e")
+    cfg = TrainConfig(space="cifar-tiny", out=str(root / "run"), epochs=2, batch_size=25, steps_per_epoch=3,
+                      bn_images=50, eval_every=0, lr=0.2, dropout=0.0, strategy="sandwich")
+    train(cfg)
+    profile = get_device("x86-local")
+    profile = dataclasses.replace(
+        profile, device=dataclasses.replace(profile.device, work_dir=str(root / "dev")),
+        benchmark=dataclasses.replace(profile.benchmark, warmup=1, repeats=3))
+    opts = ProfileOptions(space="cifar-tiny", n_classes=10, calibrate=3, validate=0, batch_size=64,
+                          tables_dir=root / "tables", cache_dir=root / "cache")
+    profile_device(profile, opts)
+    info = fit_from_checkpoint(root / "run" / "supernet.pt", 12, bn_images=50, epochs=30)
+    return root, info
+
+
+def test_predictor_fit_writes_rows_and_predictor(run):
+    root, info = run
+    ckpt = root / "run" / "supernet.pt"
+    net = load_supernet(ckpt)
+    rows = read_accuracy_csv(root / "run" / "accuracy.csv", net.space)
+    assert len(rows) == 12 and info["evaluated"] == 12 and {r.split for r in rows} == {"val"}
+    assert all(0.0 <= r.top1 <= 100.0 for r in rows)
+    pred = load_predictor(root / "run" / "predictor.pt", net.space)
+    assert pred.meta["checkpoint_sha256"] == hashlib.sha256(ckpt.read_bytes()).hexdigest()
+    # resuming with more samples measures only the new ones
+    again = fit_from_checkpoint(ckpt, 14, bn_images=50, epochs=5)
+    assert (again["evaluated"], again["skipped"]) == (2, 12)
+
+
+def test_specialize_writes_a_manifest_whose_files_exist_and_match(run):
+    root, _ = run
+    ckpt = root / "run" / "supernet.pt"
+    table = load_table(table_paths(root / "tables", "x86-local", "onnxruntime")["table"])
+    net = load_supernet(ckpt)
+    from ofa_edge.search import SearchSetup
+
+    lo = SearchSetup.build(net.space, 10, latency=lambda subs: [table.predict(net.space, s, 10) for s in subs])
+    fastest, slowest = lo.latency.minimum()[0], lo.latency.maximum()[0]
+    budgets = [fastest + 0.3 * (slowest - fastest), slowest]
+    manifests = specialize(ckpt, "x86-local", budgets, out=root / "builds", tables_dir=root / "tables",
+                           bn_images=50, config=EvolutionConfig(population=30, generations=30))
+    assert [m["budget_ms"] for m in manifests] == sorted(budgets)
+    for m in manifests:
+        folder = root / "builds" / "x86-local" / f"{m['budget_ms']:g}ms"
+        on_disk = json.loads((folder / "manifest.json").read_text())
+        assert on_disk["format"] == "ofa-edge-build/1" and on_disk["subnet_id"] == m["subnet_id"]
+        names = {f["path"] for f in on_disk["files"]}
+        assert names == {"subnet.json", "model.pt", "model.onnx"}
+        for f in on_disk["files"]:
+            data = (folder / f["path"]).read_bytes()
+            assert hashlib.sha256(data).hexdigest() == f["sha256"] and len(data) == f["bytes"]
+        subnet = subnet_from_dict(net.space, on_disk["subnet"])
+        assert on_disk["latency_ms"]["predicted"] <= m["budget_ms"]
+        assert on_disk["latency_ms"]["predicted"] == pytest.approx(table.predict(net.space, subnet, 10))
+        assert 0.0 <= on_disk["top1"]["measured"] <= 100.0 and on_disk["top1"]["split"] == "test"
+        assert on_disk["checkpoint"]["sha256"] == hashlib.sha256(ckpt.read_bytes()).hexdigest()
+        # the saved static model and the ONNX file compute the same function
+        static = StaticMobileNetV3(layers(net.space, subnet, 10))
+        static.load_state_dict(torch.load(folder / "model.pt", weights_only=True))
+        static.eval()
+        import onnxruntime as ort
+
+        x = torch.randn(2, 3, subnet.r, subnet.r)
+        sess = ort.InferenceSession(str(folder / "model.onnx"), providers=["CPUExecutionProvider"])
+        got = sess.run(None, {"input": x.numpy()})[0]
+        assert np.allclose(got, static(x).detach().numpy(), atol=1e-4)
+    # a looser budget never picks a subnet predicted to be less accurate
+    assert manifests[1]["top1"]["predicted"] >= manifests[0]["top1"]["predicted"] - 1e-6
+
+
+def test_cli_last_sampled_and_pareto(run, capsys):
+    root, _ = run
+    ckpt = root / "run" / "supernet.pt"
+    common = ["--checkpoint", str(ckpt), "--device", "x86-local", "--tables", str(root / "tables")]
+    code = main(["specialize", *common, "--latency", "1000ms", "--selector", "last-sampled", "--export", "pt",
+                 "--out", str(root / "ls"), "--bn-images", "20", "--json"])
+    out = capsys.readouterr().out
+    assert code == 0, out
+    m = json.loads(out)[0]
+    with open(root / "run" / "sampled.csv") as fh:
+        rows = list(csv.DictReader(fh))
+    newest = max(int(r["last_iteration"]) for r in rows)
+    assert m["selector"] == "last-sampled"
+    assert any(r["id"] == m["subnet_id"] and int(r["last_iteration"]) == newest for r in rows)
+    code = main(["pareto", *common, "--out", str(root / "pareto"), "--random", "30", "--generations", "20",
+                 "--population", "20", "--json"])
+    out = capsys.readouterr().out
+    assert code == 0, out
+    info = json.loads(out)
+    assert (root / "pareto" / "pareto.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    with open(root / "pareto" / "pareto.csv") as fh:
+        kinds = [r["kind"] for r in csv.DictReader(fh)]
+    assert kinds.count("front") == len(info["front"]) >= 1 and kinds.count("measured") == info["n_measured"] >= 12
+    lat = [p["latency_ms"] for p in info["front"]]
+    acc = [p["predicted_top1"] for p in info["front"]]
+    assert lat == sorted(lat) and acc == sorted(acc)
+
+
+@pytest.mark.parametrize("extra,message", [
+    (["--latency", "abc"], "--latency: 'abc' is not a positive latency"),
+    (["--latency", "-5ms"], "'-5ms' is not a positive latency"),
+    (["--latency", "0"], "'0' is not a positive latency"),
+    (["--latency", "0.001ms"], "the fastest achievable is"),
+    (["--latency", "20ms", "--device", "no-such-device"], "unknown device 'no-such-device'"),
+    (["--latency", "20ms", "--device", "raspberry-pi-4"], "ofa-edge profile --device raspberry-pi-4"),
+    (["--latency", "20ms", "--selector", "greedy"], "greedy"),
+])
+def test_bad_inputs_exit_2(run, capsys, extra, message):
+    root, _ = run
+    args = ["specialize", "--checkpoint", str(root / "run" / "supernet.pt"), "--device", "x86-local",
+            "--tables", str(root / "tables"), "--out", str(root / "bad"), *extra]
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert message in " ".join(err.split()), err
+    assert "Traceback" not in err
+
+
+def test_predictor_of_another_run_is_refused(run, capsys, tmp_path):
+    root, _ = run
+    other = tmp_path / "other"
+    shutil.copytree(root / "run", other)
+    net = load_supernet(other / "supernet.pt")
+    from ofa_edge.supernet import save_supernet
+
+    with torch.no_grad():
+        net.classifier.heads[0].linear.bias.add_(0.1)  # another run's weights
+    save_supernet(net, other / "supernet.pt")
+    assert main(["specialize", "--checkpoint", str(other / "supernet.pt"), "--device", "x86-local",
+                 "--tables", str(root / "tables"), "--latency", "1000ms", "--predictor",
+                 str(root / "run" / "predictor.pt"), "--out", str(tmp_path / "b")]) == 2
+    assert "fit on another checkpoint" in " ".join(capsys.readouterr().err.split())
