@@ -1,0 +1,181 @@
+"""``ofa-edge train`` and ``ofa-edge eval``: train a supernet, evaluate one of its subnets."""
+
+from __future__ import annotations
+
+import random
+import time
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.table import Table
+
+from ofa_edge.cli.common import console, err_console, fail, print_json
+from ofa_edge.train.config import STRATEGIES, TrainConfig
+
+
+def _progress_printer(quiet: bool):
+    """A rich progress bar fed by the training loop's events; returns (callback, progress)."""
+    progress = Progress(TextColumn("[bold]{task.fields[label]}"), BarColumn(),
+                        TextColumn("{task.completed}/{task.total}"),
+                        TextColumn("loss {task.fields[loss]:.4f}"), TextColumn("{task.fields[ips]:.0f} img/s"),
+                        TimeElapsedColumn(), TimeRemainingColumn(), console=err_console, disable=quiet)
+    state: dict = {}
+
+    def on_event(ev: dict) -> None:
+        if ev["event"] == "start":
+            if ev.get("rank", 0) != 0:
+                return
+            if not quiet:
+                err_console.print(f"{ev['task']}; phases {ev['phases']}; world {ev['world']}")
+                if ev.get("init"):
+                    i = ev["init"]
+                    err_console.print(f"init: {i['path']} ({i['format']}, space {i['space']}): loaded "
+                                      f"{i['loaded']} tensors, classifier {i['classifier']}")
+            total = ev["epochs"] * ev["steps"]
+            state["task"] = progress.add_task("train", total=total, label="train", loss=float("nan"), ips=0.0,
+                                              completed=ev["epoch"] * ev["steps"] + ev["step"])
+        elif ev["event"] == "step" and "task" in state:
+            progress.update(state["task"], advance=1, loss=ev["loss"], ips=ev["images_per_s"],
+                            label=f"epoch {ev['epoch'] + 1}/{ev['epochs']} {ev['phase']}")
+        elif ev["event"] == "epoch" and not quiet and "task" in state:
+            val = (f"  val max {ev['val_max_top1']:.2f}%  min {ev['val_min_top1']:.2f}%"
+                   if "val_max_top1" in ev else "")
+            progress.console.print(f"epoch {ev['epoch']} ({ev['phase']}): loss {ev['loss']:.4f}  "
+                                   f"{ev['images_per_s']:.0f} img/s{val}")
+
+    return on_event, progress
+
+
+def _run_training(cfg: Optional[TrainConfig], resume: Optional[str], quiet: bool):
+    from ofa_edge.train import train
+
+    on_event, progress = _progress_printer(quiet)
+    with progress:
+        return train(cfg, resume=resume, progress=on_event)
+
+
+def _spawned(cfg, resume, quiet) -> None:
+    from ofa_edge.train.distributed import setup
+
+    info = setup()
+    _run_training(cfg, resume, quiet or not info.is_main)
+
+
+def train_cmd(
+    strategy: str = typer.Option("sandwich", "--strategy", help=f"One of {', '.join(STRATEGIES)}."),
+    space: Optional[str] = typer.Option(None, "--space", "-s", help="Search space (default: the --init "
+                                        "checkpoint's, else cifar-mbv3)."),
+    data: Optional[str] = typer.Option(None, "--data", help="ImageFolder dir, torchvision CIFAR root or a folder "
+                                       "with train.npz/test.npz (default: the embedded CIFAR-10 mini set)."),
+    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Run folder (default runs/<name>)."),
+    name: Optional[str] = typer.Option(None, "--name", help="Run name (default: the strategy)."),
+    epochs: int = typer.Option(10, "--epochs"),
+    batch_size: int = typer.Option(64, "--batch-size", help="Images per step and process."),
+    lr: float = typer.Option(0.05, "--lr", help="Base learning rate (x number of processes)."),
+    weight_decay: float = typer.Option(3e-5, "--weight-decay"),
+    warmup_epochs: int = typer.Option(0, "--warmup-epochs"),
+    label_smoothing: float = typer.Option(0.1, "--label-smoothing"),
+    kd_ratio: float = typer.Option(1.0, "--kd-ratio", help="Weight of distillation from the max net."),
+    n_random: int = typer.Option(2, "--n-random", help="sandwich/tofa: random subnets per step."),
+    heads: int = typer.Option(1, "--heads", help="SOLAR switchable heads (1 = shared head)."),
+    init: Optional[Path] = typer.Option(None, "--init", help="OFA or ofa-edge checkpoint to start from."),
+    labels_per_class: Optional[int] = typer.Option(None, "--labels-per-class",
+                                                   help="Keep N labels per class; the rest are unlabelled."),
+    val_fraction: float = typer.Option(0.1, "--val-fraction"),
+    unlabelled_ratio: int = typer.Option(1, "--unlabelled-ratio", help="tofa: unlabelled batch / labelled batch."),
+    threshold: float = typer.Option(0.95, "--threshold", help="tofa: FixMatch confidence threshold."),
+    lambda_u: float = typer.Option(1.0, "--lambda-u", help="tofa: weight of the FixMatch term."),
+    fixmatch: bool = typer.Option(True, "--fixmatch/--no-fixmatch", help="tofa: pseudo-label term."),
+    kd_labelled: bool = typer.Option(True, "--kd-labelled/--no-kd-labelled", help="tofa: KD on labelled."),
+    kd_unlabelled: bool = typer.Option(True, "--kd-unlabelled/--no-kd-unlabelled", help="tofa: KD on unlabelled."),
+    steps_per_epoch: Optional[int] = typer.Option(None, "--steps-per-epoch", help="Cap steps per epoch."),
+    phase_epochs: Optional[str] = typer.Option(None, "--phase-epochs",
+                                               help="progressive: epochs per phase, e.g. 2,2,1,1."),
+    dropout: float = typer.Option(0.1, "--dropout"),
+    bn_images: int = typer.Option(500, "--bn-images", help="BN recalibration images for validation."),
+    eval_every: int = typer.Option(1, "--eval-every", help="Validate max/min subnets every N epochs (0: never)."),
+    seed: int = typer.Option(0, "--seed"),
+    workers: int = typer.Option(0, "--workers", help="Data loader worker processes."),
+    resume: Optional[Path] = typer.Option(None, "--resume", help="Continue the run in this folder/checkpoint."),
+    nproc: int = typer.Option(1, "--nproc", help="Processes for DDP training on this machine (gloo on CPU)."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
+    as_json: bool = typer.Option(False, "--json", help="Print the final metrics as JSON."),
+) -> None:
+    """Train a once-for-all supernet (progressive | random | sandwich | tofa)."""
+    if nproc < 1:
+        fail(f"--nproc: must be at least 1, got {nproc}")
+    if resume is not None:
+        cfg = None if out is None else TrainConfig(out=str(out))
+        resume_arg = str(resume)
+    else:
+        if init is not None and not init.exists():
+            fail(f"--init: {init} does not exist")
+        phases = None
+        if phase_epochs:
+            try:
+                phases = tuple(int(p) for p in phase_epochs.split(","))
+            except ValueError:
+                fail(f"--phase-epochs: {phase_epochs!r} is not a comma-separated list of integers")
+        cfg = TrainConfig(strategy=strategy, space=space, data=data,
+                          out=str(out or Path("runs") / (name or strategy)), epochs=epochs, batch_size=batch_size,
+                          lr=lr, weight_decay=weight_decay, warmup_epochs=warmup_epochs,
+                          label_smoothing=label_smoothing, kd_ratio=kd_ratio, n_random=n_random, heads=heads,
+                          init=str(init) if init else None, dropout=dropout, seed=seed, val_fraction=val_fraction,
+                          labels_per_class=labels_per_class, unlabelled_ratio=unlabelled_ratio,
+                          threshold=threshold, lambda_u=lambda_u, fixmatch=fixmatch, kd_labelled=kd_labelled,
+                          kd_unlabelled=kd_unlabelled, steps_per_epoch=steps_per_epoch, phase_epochs=phases,
+                          bn_images=bn_images, eval_every=eval_every, workers=workers)
+        if data is not None and not Path(data).exists():
+            fail(f"--data: folder {data} does not exist")
+        resume_arg = None
+    if nproc > 1:
+        from ofa_edge.train.distributed import spawn
+
+        spawn(nproc, _spawned, cfg, resume_arg, quiet)
+        from ofa_edge.train.checkpoint import read_train_checkpoint
+
+        target = Path(resume_arg) if resume_arg else Path(cfg.out)
+        _, _, state = read_train_checkpoint(target)
+        metrics, ckpt = state.get("metrics", []), target if target.is_file() else target / "supernet.pt"
+    else:
+        result = _run_training(cfg, resume_arg, quiet or as_json)
+        metrics, ckpt = result.metrics, result.checkpoint
+    if as_json:
+        print_json({"checkpoint": str(ckpt), "metrics": metrics})
+        return
+    table = Table("epoch", "phase", "loss", "img/s", "val max top-1", "val min top-1")
+    for m in metrics:
+        table.add_row(str(m["epoch"]), m["phase"], f"{m['loss']:.4f}", f"{m['images_per_s']:.0f}",
+                      f"{m.get('val_max_top1', float('nan')):.2f}", f"{m.get('val_min_top1', float('nan')):.2f}")
+    console.print(table)
+    console.print(f"checkpoint: {ckpt}")
+
+
+def eval_cmd(
+    checkpoint: Path = typer.Option(..., "--checkpoint", "-c", help="Supernet checkpoint (ofa-edge or OFA)."),
+    subnet: str = typer.Option("max", "--subnet", help='max, min, random or a subnet as JSON.'),
+    bn_samples: int = typer.Option(2000, "--bn-samples", help="Training images for BN recalibration (0: none)."),
+    data: Optional[str] = typer.Option(None, "--data", help="Data (default: the run's own data)."),
+    split: str = typer.Option("test", "--split", help="test or val."),
+    seed: int = typer.Option(0, "--seed", help="Seed for --subnet random."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+) -> None:
+    """Recalibrate BN for one subnet, then report top-1 / top-5 / ECE on the test split."""
+    from ofa_edge.train.evaluate import evaluate_checkpoint
+
+    t0 = time.perf_counter()
+    result = evaluate_checkpoint(checkpoint, subnet, bn_samples, data, split, random.Random(seed))
+    result["seconds"] = round(time.perf_counter() - t0, 3)
+    if as_json:
+        print_json(result)
+        return
+    console.print(f"[bold]{result['subnet']}[/] r={result['r']} on {result['split']} ({result['n']} images, "
+                  f"BN recalibrated on {bn_samples})")
+    console.print(f"top-1 {result['top1']:.2f}%  top-5 {result['top5']:.2f}%  ECE {result['ece']:.2f}%")
+
+
+def register(app: typer.Typer) -> None:
+    app.command("train")(train_cmd)
+    app.command("eval")(eval_cmd)

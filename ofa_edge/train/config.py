@@ -1,0 +1,88 @@
+"""Training configuration: one typed value that a run is fully described by (saved in its checkpoint)."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields
+from typing import Any
+
+from ofa_edge.errors import OfaEdgeError
+
+STRATEGIES = ("progressive", "random", "sandwich", "tofa")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Everything that determines a training run (same config + seed = same weights, bit for bit)."""
+
+    strategy: str = "sandwich"
+    space: str = "cifar-mbv3"
+    data: str | None = None              # None = embedded CIFAR-10 mini set
+    out: str = "runs/run"
+    epochs: int = 10
+    batch_size: int = 64                 # per process
+    lr: float = 0.05                     # per process batch; scaled by the number of processes
+    momentum: float = 0.9
+    weight_decay: float = 3e-5           # not on BN or bias parameters (OFA)
+    warmup_epochs: int = 0
+    label_smoothing: float = 0.1
+    kd_ratio: float = 1.0
+    n_random: int = 2                    # sandwich / tofa: random subnets per step besides max and min
+    heads: int = 1                       # SOLAR switchable heads
+    init: str | None = None              # OFA or ofa-edge checkpoint to start from
+    dropout: float = 0.1
+    seed: int = 0
+    val_fraction: float = 0.1
+    labels_per_class: int | None = None
+    unlabelled_ratio: int = 1            # tofa: unlabelled batch = ratio * batch_size
+    threshold: float = 0.95              # FixMatch confidence threshold
+    lambda_u: float = 1.0
+    fixmatch: bool = True
+    kd_labelled: bool = True
+    kd_unlabelled: bool = True
+    steps_per_epoch: int | None = None   # cap (None: one pass over the driving data set)
+    phase_epochs: tuple[int, ...] | None = None  # progressive: explicit epochs per phase
+    bn_images: int = 500                 # BN recalibration images for the per-epoch validation
+    eval_every: int = 1                  # validate max/min subnets every N epochs (0 = never)
+    workers: int = 0
+
+    def __post_init__(self) -> None:
+        if self.phase_epochs is not None:
+            object.__setattr__(self, "phase_epochs", tuple(int(p) for p in self.phase_epochs))
+        self.validate()
+
+    def validate(self) -> None:
+        """Raise OfaEdgeError naming the bad field and its allowed values."""
+        if self.strategy not in STRATEGIES:
+            raise OfaEdgeError(f"strategy: {self.strategy!r} is not one of {list(STRATEGIES)}")
+        for name in ("epochs", "batch_size", "heads", "unlabelled_ratio"):
+            if getattr(self, name) < 1:
+                raise OfaEdgeError(f"{name.replace('_', ' ')}: must be at least 1, got {getattr(self, name)}")
+        if self.lr <= 0:
+            raise OfaEdgeError(f"lr: must be positive, got {self.lr}")
+        if not 0 <= self.label_smoothing < 1:
+            raise OfaEdgeError(f"label smoothing: must be in [0, 1), got {self.label_smoothing}")
+        if not 0 <= self.threshold <= 1:
+            raise OfaEdgeError(f"threshold: must be in [0, 1], got {self.threshold}")
+        if self.n_random < 0:
+            raise OfaEdgeError(f"n random: must be >= 0, got {self.n_random}")
+        if self.steps_per_epoch is not None and self.steps_per_epoch < 1:
+            raise OfaEdgeError(f"steps per epoch: must be at least 1, got {self.steps_per_epoch}")
+        if self.strategy == "tofa" and self.labels_per_class is None and self.fixmatch:
+            raise OfaEdgeError("strategy tofa: needs unlabelled images; pass --labels-per-class N "
+                               "(N labelled per class, the rest unlabelled)")
+        if self.phase_epochs is not None and any(p < 0 for p in self.phase_epochs):
+            raise OfaEdgeError(f"phase epochs: must be >= 0, got {list(self.phase_epochs)}")
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        if d["phase_epochs"] is not None:
+            d["phase_epochs"] = list(d["phase_epochs"])
+        return d
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "TrainConfig":
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ValueError(f"train config: unknown field {unknown[0]!r}")
+        return cls(**data)

@@ -1,0 +1,332 @@
+"""The training loop: phases, steps, checkpoints every epoch and on SIGINT/SIGTERM, exact resume, DDP."""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import math
+import signal
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+
+from ofa_edge.data import TaskData, load_task, make_loader
+from ofa_edge.errors import OfaEdgeError
+from ofa_edge.space import get_space, max_subnet, min_subnet
+from ofa_edge.supernet import HeadMap, OFAMobileNetV3
+from ofa_edge.supernet.sort import sort_channels
+from ofa_edge.train import distributed
+from ofa_edge.train.checkpoint import (CHECKPOINT_NAME, load_init, read_train_checkpoint, resume_net,
+                                       save_train_checkpoint, write_metrics, write_sampled)
+from ofa_edge.train.config import TrainConfig
+from ofa_edge.train.evaluate import evaluate_subnet
+from ofa_edge.train.strategies import Phase, StepBatch, plan_phases, run_step, subnets_for_step
+
+
+class TrainingInterrupted(OfaEdgeError):
+    """SIGINT/SIGTERM arrived; the checkpoint was saved and ``--resume`` continues the run."""
+
+    exit_code = 130
+
+
+@dataclass
+class TrainResult:
+    """What a finished run produced."""
+
+    net: OFAMobileNetV3
+    out: Path
+    checkpoint: Path
+    metrics: list[dict[str, Any]] = field(default_factory=list)
+    init_report: dict[str, Any] | None = None
+
+
+def param_groups(net: torch.nn.Module, weight_decay: float) -> list[dict]:
+    """OFA's groups: no weight decay on parameters whose name contains ``bn`` or ``bias``."""
+    decay, no_decay = [], []
+    for name, p in net.named_parameters():
+        (no_decay if ("bn" in name or "bias" in name) else decay).append(p)
+    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+
+
+def learning_rate(cfg: TrainConfig, phase: Phase, phase_step: int, phase_steps: int, first_phase: bool,
+                  steps_per_epoch: int, world: int) -> float:
+    """Linear warm-up (first phase, ``warmup_epochs``) then per-iteration cosine decay to 0 within a phase."""
+    base = cfg.lr * phase.lr_scale * world
+    warm = cfg.warmup_epochs * steps_per_epoch if first_phase else 0
+    warm = min(warm, max(phase_steps - 1, 0))
+    if phase_step < warm:
+        return base * (phase_step + 1) / warm
+    t = (phase_step - warm) / max(1, phase_steps - warm)
+    return 0.5 * base * (1 + math.cos(math.pi * t))
+
+
+class _StopFlag:
+    """Sets itself on SIGINT/SIGTERM while installed (main thread only)."""
+
+    def __init__(self) -> None:
+        self.hit = False
+        self._old: dict[int, Any] = {}
+
+    def __enter__(self) -> "_StopFlag":
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                self._old[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def _handle(self, signum, frame) -> None:
+        self.hit = True
+
+    def __exit__(self, *exc) -> None:
+        for sig, old in self._old.items():
+            signal.signal(sig, old)
+
+
+class _Run:
+    """State of one run; methods are the pieces of ``train``."""
+
+    def __init__(self, cfg: TrainConfig, task: TaskData, net: OFAMobileNetV3, info: distributed.DistInfo,
+                 progress: Callable[[dict], None] | None):
+        self.cfg, self.task, self.net, self.info, self.progress = cfg, task, net, info, progress
+        self.out = Path(cfg.out)
+        self.ckpt = self.out / CHECKPOINT_NAME
+        self.phases = plan_phases(cfg, net.space)
+        self.res = max(net.space.resolutions)
+        w, r = info.world, info.rank
+        self.lab = make_loader(task.train, self.res, cfg.batch_size, True, cfg.seed, rank=r, world=w)
+        self.unl = None
+        if cfg.strategy == "tofa" and task.unlabelled is not None and cfg.fixmatch | cfg.kd_unlabelled:
+            self.unl = make_loader(task.unlabelled, self.res, cfg.batch_size * cfg.unlabelled_ratio, True,
+                                   cfg.seed + 1, views=("weak", "strong"), rank=r, world=w)
+        driver = self.unl if self.unl is not None else self.lab
+        self.steps = min(len(driver), cfg.steps_per_epoch or len(driver))
+        self.teacher: OFAMobileNetV3 | None = None
+        self.sampled: dict[str, list] = {}
+        self.metrics: list[dict[str, Any]] = []
+        self.epoch = self.step = self.iteration = 0
+        self.acc = {"loss": 0.0, "images": 0, "seconds": 0.0}
+        self.model: Callable = net
+        self.optimizer: torch.optim.Optimizer | None = None
+
+    # -- phases ----------------------------------------------------------------------------------
+    def phase_at(self, epoch: int) -> tuple[int, Phase, int]:
+        """(phase index, phase, first epoch of the phase) for a global epoch."""
+        start = 0
+        for i, ph in enumerate(self.phases):
+            if epoch < start + ph.epochs:
+                return i, ph, start
+            start += ph.epochs
+        raise IndexError(epoch)
+
+    @property
+    def total_epochs(self) -> int:
+        return sum(p.epochs for p in self.phases)
+
+    def new_optimizer(self) -> None:
+        self.optimizer = torch.optim.SGD(param_groups(self.net, self.cfg.weight_decay), lr=self.cfg.lr,
+                                         momentum=self.cfg.momentum, nesterov=self.cfg.momentum > 0)
+
+    def start_phase(self, phase: Phase) -> None:
+        """Channel sorting and teacher creation happen when a phase's first step runs."""
+        if phase.sort_stage is not None:
+            sort_channels(self.net, phase.sort_stage)
+        if phase.teacher and self.teacher is None:
+            self.teacher = copy.deepcopy(self.net)
+            self.teacher.set_max_net()
+            self.teacher.train()
+            for p in self.teacher.parameters():
+                p.requires_grad_(False)
+        self.new_optimizer()
+
+    def wrap(self) -> None:
+        if self.info.enabled:
+            from torch.nn.parallel import DistributedDataParallel as DDP
+
+            self.model = DDP(self.net, find_unused_parameters=True)
+
+    # -- state ------------------------------------------------------------------------------------
+    def state(self) -> dict[str, Any]:
+        return {"epoch": self.epoch, "step": self.step, "iteration": self.iteration,
+                "optimizer": self.optimizer.state_dict() if self.optimizer else None,
+                "torch_rng": torch.get_rng_state(), "sampled": self.sampled, "metrics": self.metrics,
+                "acc": dict(self.acc), "world": self.info.world,
+                "teacher": self.teacher.state_dict() if self.teacher is not None else None}
+
+    def load_state(self, state: dict[str, Any]) -> None:
+        self.epoch, self.step, self.iteration = int(state["epoch"]), int(state["step"]), int(state["iteration"])
+        self.sampled = {k: list(v) for k, v in state["sampled"].items()}
+        self.metrics = list(state.get("metrics", []))
+        self.acc = dict(state.get("acc", self.acc))
+        if state.get("teacher") is not None:
+            self.teacher = copy.deepcopy(self.net)
+            self.teacher.load_state_dict(state["teacher"])
+            self.teacher.set_max_net()
+            self.teacher.train()
+            for p in self.teacher.parameters():
+                p.requires_grad_(False)
+        if state["optimizer"] is not None:
+            self.new_optimizer()
+            self.optimizer.load_state_dict(state["optimizer"])
+        torch.set_rng_state(state["torch_rng"])
+
+    def save(self, complete: bool) -> None:
+        if not self.info.is_main:
+            return
+        write_sampled(self.out / "sampled.csv", self.sampled)
+        write_metrics(self.out / "metrics.csv", self.metrics)
+        meta_cfg = self.cfg
+        save_train_checkpoint(self.ckpt, self.net, meta_cfg, self.state(), complete)
+
+    # -- one step ---------------------------------------------------------------------------------
+    def batch(self, epoch: int, step: int) -> StepBatch:
+        if self.unl is None:
+            x, y = self.lab.batch(epoch, step)
+            return StepBatch(x, y)
+        (uw, us), _ = self.unl.batch(epoch, step)
+        k = epoch * self.steps + step  # labelled batches cycle through their own epochs
+        x, y = self.lab.batch(k // len(self.lab), k % len(self.lab))
+        return StepBatch(x, y, uw, us)
+
+    def train_step(self, phase: Phase, phase_index: int, phase_step: int, phase_steps: int) -> dict:
+        lr = learning_rate(self.cfg, phase, phase_step, phase_steps, phase_index == 0, self.steps,
+                           self.info.world)
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+        batch = self.batch(self.epoch, self.step)
+        subnets = subnets_for_step(self.cfg.strategy, phase, self.cfg.seed, self.iteration)
+        self.optimizer.zero_grad(set_to_none=True)
+        stats = run_step(self.cfg, phase, self.net, self.model, subnets, batch, self.teacher)
+        self.optimizer.step()
+        for _, s in subnets:
+            entry = self.sampled.setdefault(s.id, [s.to_json(), self.iteration, 0])
+            entry[1] = self.iteration
+            entry[2] += 1
+        stats["lr"] = lr
+        return stats
+
+    # -- epochs -----------------------------------------------------------------------------------
+    def validate(self) -> dict[str, float]:
+        if not self.cfg.eval_every or (self.epoch + 1) % self.cfg.eval_every and \
+                self.epoch + 1 != self.total_epochs:
+            return {}
+        if not self.info.is_main:
+            return {}
+        out = {}
+        was = self.net.active_subnet()
+        for name, sub in (("max", max_subnet(self.net.space)), ("min", min_subnet(self.net.space))):
+            r = evaluate_subnet(self.net, sub, self.task, bn_images=self.cfg.bn_images, split="val")
+            out[f"val_{name}_top1"], out[f"val_{name}_ece"] = round(r["top1"], 4), round(r["ece"], 4)
+        self.net.set_subnet(was)
+        return out
+
+    def run(self, stop: _StopFlag) -> None:
+        while self.epoch < self.total_epochs:
+            index, phase, first = self.phase_at(self.epoch)
+            phase_steps = phase.epochs * self.steps
+            if self.step == 0 and self.epoch == first:
+                self.start_phase(phase)
+            t0 = time.perf_counter()
+            while self.step < self.steps:
+                stats = self.train_step(phase, index, (self.epoch - first) * self.steps + self.step, phase_steps)
+                n_img = self.cfg.batch_size * self.info.world
+                self.acc["loss"] += stats["loss"]
+                self.acc["images"] += n_img
+                self.step += 1
+                self.iteration += 1
+                elapsed = self.acc["seconds"] + time.perf_counter() - t0
+                if self.progress:
+                    self.progress({"event": "step", "epoch": self.epoch, "epochs": self.total_epochs,
+                                   "step": self.step, "steps": self.steps, "phase": phase.name,
+                                   "loss": stats["loss"], "lr": stats["lr"], "stats": stats,
+                                   "images_per_s": self.acc["images"] / max(elapsed, 1e-9)})
+                if distributed.any_flag(stop.hit, self.info) and self.step < self.steps:
+                    self.acc["seconds"] = elapsed
+                    distributed.broadcast_module(self.net, self.info)
+                    self.save(complete=False)
+                    raise TrainingInterrupted(
+                        f"interrupted at epoch {self.epoch + 1}, step {self.step}/{self.steps}; checkpoint saved "
+                        f"to {self.ckpt}; continue with: ofa-edge train --resume {self.out}")
+            self.acc["seconds"] += time.perf_counter() - t0
+            distributed.broadcast_module(self.net, self.info)
+            row = {"epoch": self.epoch + 1, "phase": phase.name, "lr": round(stats["lr"], 8),
+                   "loss": round(self.acc["loss"] / self.steps, 6), "images": self.acc["images"],
+                   "seconds": round(self.acc["seconds"], 3),
+                   "images_per_s": round(self.acc["images"] / max(self.acc["seconds"], 1e-9), 2)}
+            row.update(self.validate())
+            self.metrics.append(row)
+            self.epoch += 1
+            self.step = 0
+            self.acc = {"loss": 0.0, "images": 0, "seconds": 0.0}
+            if self.progress:
+                self.progress({"event": "epoch", **row})
+            self.save(complete=self.epoch == self.total_epochs)
+            if distributed.any_flag(stop.hit, self.info) and self.epoch < self.total_epochs:
+                raise TrainingInterrupted(f"interrupted after epoch {self.epoch}; checkpoint saved to "
+                                          f"{self.ckpt}; continue with: ofa-edge train --resume {self.out}")
+
+
+def build_net(cfg: TrainConfig, task: TaskData) -> tuple[OFAMobileNetV3, dict | None]:
+    """A fresh supernet for the task (seeded), optionally initialised from ``cfg.init``."""
+    space = get_space(cfg.space)
+    head_map = HeadMap.from_space(space, cfg.heads, task.n_classes)
+    torch.manual_seed(cfg.seed)
+    net = OFAMobileNetV3(space, task.n_classes, head_map, cfg.dropout)
+    report = load_init(net, cfg.init) if cfg.init else None
+    return net.train(), report
+
+
+def resolve_space(cfg: TrainConfig) -> TrainConfig:
+    """Fill in ``space`` from the --init checkpoint when it was not given."""
+    if cfg.space:
+        return cfg
+    space = "cifar-mbv3"
+    if cfg.init:
+        from ofa_edge.supernet import load_any
+
+        space = load_any(cfg.init).space.name
+    return dataclasses.replace(cfg, space=space)
+
+
+def train(cfg: TrainConfig | None = None, resume: str | Path | None = None,
+          progress: Callable[[dict], None] | None = None) -> TrainResult:
+    """Train a supernet as ``cfg`` says (or continue the run whose checkpoint/folder is ``resume``).
+
+    Writes ``supernet.pt``, ``sampled.csv`` and ``metrics.csv`` into ``cfg.out`` after every epoch
+    (rank 0 only). Under torchrun (WORLD_SIZE > 1) it trains with DDP. On SIGINT/SIGTERM it saves and
+    raises TrainingInterrupted.
+    """
+    info = distributed.setup()
+    report = None
+    if resume is not None:
+        payload, saved_cfg, state = read_train_checkpoint(resume)
+        if cfg is not None and Path(cfg.out) != Path(saved_cfg.out):
+            saved_cfg = dataclasses.replace(saved_cfg, out=cfg.out)
+        cfg = saved_cfg
+        if state.get("world", 1) != info.world:
+            raise OfaEdgeError(f"resume: the run was trained with {state.get('world')} process(es); "
+                               f"resume it with the same number (now {info.world})")
+        task = load_task(cfg.data, cfg.val_fraction, cfg.labels_per_class, cfg.seed)
+        net = resume_net(Path(resume), payload)
+    else:
+        if cfg is None:
+            raise ValueError("train: give a config or a checkpoint to resume")
+        cfg = resolve_space(cfg)
+        task = load_task(cfg.data, cfg.val_fraction, cfg.labels_per_class, cfg.seed)
+        net, report = build_net(cfg, task)
+        state = None
+    run = _Run(cfg, task, net, info, progress)
+    if state is not None:
+        if state.get("complete_epochs") is None and run.total_epochs <= int(state["epoch"]):
+            return TrainResult(net, run.out, run.ckpt, list(state.get("metrics", [])))
+        run.load_state(state)
+    run.wrap()
+    if progress:
+        progress({"event": "start", "task": task.describe(), "epochs": run.total_epochs, "steps": run.steps,
+                  "epoch": run.epoch, "step": run.step, "phases": [(p.name, p.epochs) for p in run.phases],
+                  "init": report, "rank": info.rank, "world": info.world})
+    with _StopFlag() as stop:
+        run.run(stop)
+    return TrainResult(net, run.out, run.ckpt, run.metrics, report)
