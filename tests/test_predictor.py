@@ -153,6 +153,11 @@ def test_collection_refuses_test_split_and_foreign_files(tmp_path):
     collect_accuracy(get_space("cifar-mbv3"), Evaluator(), path, 2)
     with pytest.raises(ValueError, match="other.csv: line 2: rows of another search space"):
         collect_accuracy(SPACE, Evaluator(), path, 2)
+    mine = tmp_path / "mine.csv"
+    collect_accuracy(SPACE, Evaluator(), mine, 2, source="aaaa")
+    with pytest.raises(ValueError, match="mine.csv: line 2: measured on another checkpoint"):
+        collect_accuracy(SPACE, Evaluator(), mine, 3, source="bbbb")
+    assert len(read_accuracy_csv(mine, SPACE, source="aaaa")) == 2
     (tmp_path / "bad.csv").write_text("x,y\n1,2\n")
     with pytest.raises(ValueError, match="bad.csv: not an ofa-edge accuracy file"):
         read_accuracy_csv(tmp_path / "bad.csv", SPACE)

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import csv
 import hashlib
-import json
-import time
 
 import numpy as np
 import pytest
@@ -212,12 +210,10 @@ def test_jointly_infeasible_constraints_stop_instead_of_looping(codec, latency):
     """Each bound alone is feasible, together they are not: bounded retries, then an error."""
     lo, hi = latency.minimum()[0], latency.maximum()[0]
     anti = cost_model(codec, lambda subs: [hi - v for v in FakeTable(SPACE).predict(subs)], "anti", "ms")
-    t0 = time.perf_counter()
     with pytest.raises(InfeasibleBudgetError):
         evolve(codec, lambda g: codec.encode(g).sum(1),
                [Constraint(latency, lo + 0.05 * (hi - lo)), Constraint(anti, 0.05 * (hi - lo))],
                EvolutionConfig(max_retries=20))
-    assert time.perf_counter() - t0 < 30
 
 
 def test_random_selector_is_best_of_its_feasible_samples(codec, latency):
@@ -284,6 +280,10 @@ def test_sampled_log_errors(tmp_path):
         read_sampled_log(bad, SPACE)
     with pytest.raises(ValueError, match="no such file"):
         read_sampled_log(tmp_path / "missing.csv", SPACE)
+    wrong = tmp_path / "wrong.csv"
+    wrong.write_text('format,iteration,subnet\nofa-edge-accuracy/1,3,"{}"\n')
+    with pytest.raises(ValueError, match="wrong.csv: line 2: format 'ofa-edge-accuracy/1'"):
+        read_sampled_log(wrong, SPACE)
     other = tmp_path / "other.csv"
     write_log(other, [(1, sample(get_space("cifar-mbv3"), 0))])
     with pytest.raises(ValueError, match="other.csv: line 2"):

@@ -47,6 +47,8 @@ def read_sampled_log(path: str | os.PathLike, space: SearchSpace) -> list[Sample
         for row, rec in enumerate(reader):
             if rec.get(scol) is None or rec.get(icol) is None:  # torn last line
                 continue
+            if "format" in rec and not str(rec["format"]).startswith("ofa-edge-sampled"):
+                raise FileFormatError(path, f"line {row + 2}: format {rec['format']!r} is not a training log")
             try:
                 subnet = subnet_from_json(space, rec[scol])
                 it = int(float(rec[icol]))
