@@ -1,0 +1,215 @@
+"""Latency tables: layer enumeration, file format, correction fit, metrics, OFA yaml import, lock, profiling."""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+import json
+import math
+import os
+import random
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from ofa_edge.devices import get_device
+from ofa_edge.errors import FileFormatError, OfaEdgeError
+from ofa_edge.latency import (Correction, LatencyTable, ProfileOptions, Row, accuracy_metrics, enumerate_blocks,
+                              fit_correction, kendall_tau, load_table, parse_table, plan_subnets, predict_ofa,
+                              profile_device, read_ofa_yaml, read_ofa_yaml_dir)
+from ofa_edge.latency.lock import TableLocked, table_lock
+from ofa_edge.latency.profiler import table_paths
+from ofa_edge.space import Subnet, get_space, layers, lut_keys, sample
+
+
+@pytest.mark.parametrize("name", ["cifar-tiny", "cifar-mbv3", "ofa-mbv3-w1"])
+def test_enumerated_blocks_cover_every_sampled_subnet(name):
+    space = get_space(name)
+    blocks = {b.lut_key() for b in enumerate_blocks(space, n_classes=10)}
+    rng = random.Random(1)
+    used = set()
+    for _ in range(300):
+        used |= set(lut_keys(space, sample(space, rng), 10))
+    assert used <= blocks
+    if name == "cifar-tiny":  # small space: random subnets reach every enumerated layer, and no other
+        for _ in range(1500):
+            used |= set(lut_keys(space, sample(space, rng), 10))
+        assert used == blocks
+
+
+def test_enumeration_matches_reference_keys(ofa_cases):
+    space = get_space("ofa-mbv3-w1")
+    for case in ofa_cases:
+        keys = {b.lut_key() for b in enumerate_blocks(space, [case["resolution"]], 1000)}
+        assert set(case["lut_keys"]) <= keys
+
+
+def _table(rows: dict[str, float], correction=Correction()) -> LatencyTable:
+    return LatencyTable({k: Row(k, "mbconv" if k.startswith("exp") else "stem", v, v * 1.01, v * 1.1, 0.01, v * 0.9,
+                                50) for k, v in rows.items()}, {"device": "d", "settings": "s"}, correction)
+
+
+def test_table_round_trip_and_predict(tmp_path):
+    space = get_space("cifar-tiny")
+    specs = enumerate_blocks(space, [24], 10)
+    rng = random.Random(0)
+    table = LatencyTable({s.lut_key(): Row(s.lut_key(), s.kind, rng.uniform(0.01, 1), 0.5, 0.6, 0.01, 0.005, 10)
+                          for s in specs}, {"device": "x", "runtime": "onnxruntime", "n_classes": 10},
+                         Correction(0.9, 0.002, 0.01, 7))
+    path = table.save(tmp_path / "t.csv")
+    back = load_table(path)
+    assert back.provenance == table.provenance and back.correction == table.correction
+    assert list(back.rows) == list(table.rows)
+    subnet = sample(space, rng, r=24)
+    keys = lut_keys(space, subnet, 10)
+    expect = 0.9 * sum(back.rows[k].median_ms for k in keys) + 0.002 * len(keys) + 0.01
+    assert back.predict(space, subnet) == pytest.approx(expect, rel=1e-5)
+    with pytest.raises(OfaEdgeError, match="resolution 32"):
+        back.predict(space, sample(space, rng, r=32))
+
+
+@pytest.mark.parametrize("mutate,problem", [
+    (lambda t: t.replace("# ofa-edge latency table", "# something else"), "not an ofa-edge latency table"),
+    (lambda t: t.replace("# format: 1", "# format: 9"), "format '9' is not supported"),
+    (lambda t: t.replace(",0.5,", ",nan,", 1), "not a plausible latency"),
+    (lambda t: t.replace(",0.5,", ",-1,", 1), "not a plausible latency"),
+    (lambda t: t.replace(",0.5,", ",1e9,", 1), "not a plausible latency"),
+    (lambda t: t.replace(",0.5,", ",abc,", 1), "is not a number"),
+    (lambda t: t + t.splitlines()[-1] + "\n", "duplicate key"),
+    (lambda t: t.replace('"scale": 1.0', '"scale": -2'), "correction"),
+    (lambda t: t.replace("# provenance: {", "# provenance: ["), "JSON"),
+])
+def test_bad_tables_refused_naming_the_file(tmp_path, mutate, problem):
+    text = _table({"Conv-a": 0.5, "expanded_conv-b": 0.5}).to_csv()
+    path = tmp_path / "bad.csv"
+    path.write_text(mutate(text))
+    with pytest.raises(FileFormatError) as err:
+        load_table(path)
+    assert str(path) in str(err.value) and problem in str(err.value)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.text(max_size=400))
+def test_table_parser_fuzz_only_documented_error(text):
+    good = _table({"Conv-a": 0.5}).to_csv()
+    for candidate in (text, good[: len(text) % (len(good) + 1)] + text):
+        try:
+            parse_table(candidate, "fuzz.csv")
+        except FileFormatError as exc:
+            assert "fuzz.csv" in str(exc)
+
+
+def test_fit_recovers_known_correction():
+    rng = np.random.default_rng(0)
+    raw = rng.uniform(1, 5, 40)
+    n = rng.integers(10, 30, 40)
+    measured = 0.8 * raw + 0.01 * n + 0.05
+    c = fit_correction(raw, n, measured)
+    assert (c.scale, c.per_layer, c.offset, c.n_fit) == (pytest.approx(0.8), pytest.approx(0.01),
+                                                         pytest.approx(0.05), 40)
+    small = fit_correction([1.0, 2.0], [5, 6], [1.5, 3.0])  # too few for the full model: scale only
+    assert small.scale == pytest.approx(1.5) and small.per_layer == 0 and small.offset == 0
+    with pytest.raises(ValueError):
+        fit_correction([1.0], [3], [float("nan")])
+
+
+def test_kendall_tau_against_pair_count():
+    rng = random.Random(3)
+    for _ in range(20):
+        a = [rng.randint(0, 5) for _ in range(12)]
+        b = [rng.randint(0, 5) for _ in range(12)]
+        conc = disc = ties_a = ties_b = 0
+        for i, j in itertools.combinations(range(12), 2):
+            s = (a[i] - a[j]) * (b[i] - b[j])
+            conc += s > 0
+            disc += s < 0
+            ties_a += a[i] == a[j]
+            ties_b += b[i] == b[j]
+        pairs = 66
+        expect = (conc - disc) / math.sqrt((pairs - ties_a) * (pairs - ties_b))
+        assert kendall_tau(a, b) == pytest.approx(expect)
+    assert kendall_tau([1, 2, 3], [3, 2, 1]) == -1.0
+
+
+def test_accuracy_metrics_by_hand():
+    m = accuracy_metrics([10, 10, 10, 20], [10.5, 12, 9.5, 19])
+    assert m["n"] == 4 and m["mape"] == pytest.approx((5 + 20 + 5 + 5) / 4)
+    assert m["within_10pct"] == 0.75
+
+
+def test_read_ofa_yaml_and_predict_equals_sum_of_means(tmp_path, ofa_cases):
+    space = get_space("ofa-mbv3-w1")
+    rng = random.Random(5)
+    for r in (160, 224):
+        entries = {b.lut_key(): {"count": 10, "mean": rng.uniform(0.1, 3), "var": 0.01}
+                   for b in enumerate_blocks(space, [r], 1000)}
+        (tmp_path / f"{r}_lookup_table.yaml").write_text(yaml.safe_dump(entries))
+    tables = read_ofa_yaml_dir(tmp_path)
+    assert sorted(tables) == [160, 224]
+    raw = yaml.safe_load((tmp_path / "224_lookup_table.yaml").read_text())
+    for case in ofa_cases:
+        if case["resolution"] in tables:
+            subnet = Subnet(tuple(case["ks"]), tuple(case["e"]), tuple(case["d"]), case["resolution"], 4)
+            expect = sum(yaml.safe_load((tmp_path / f"{case['resolution']}_lookup_table.yaml").read_text())[k]["mean"]
+                         for k in case["lut_keys"])
+            assert predict_ofa(tables, space, subnet) == pytest.approx(expect)
+    assert raw  # the file really held the entries
+    bad = tmp_path / "bad" / "160_lookup_table.yaml"
+    bad.parent.mkdir()
+    for text, problem in (("!!python/object/apply:os.system ['echo hi']", "YAML"),
+                          ("Conv-x: {mean: .nan}", "plausible"), ("Foo-x: {mean: 1}", "LUT key"),
+                          ("Conv-x: {count: 3}", "no 'mean'"), ("[1, 2]", "mapping")):
+        bad.write_text(text)
+        with pytest.raises(FileFormatError) as err:
+            read_ofa_yaml(bad)
+        assert str(bad) in str(err.value) and problem in str(err.value)
+
+
+def test_plan_subnets_distinct_and_prefix_stable():
+    space = get_space("cifar-mbv3")
+    fit, test = plan_subnets(space, [28, 32], 10, 30, seed=4)
+    ids = [s.id for s in fit + test]
+    assert len(set(ids)) == 40 and {s.r for s in fit + test} <= {28, 32}
+    fit2, test2 = plan_subnets(space, [28, 32], 10, 50, seed=4)
+    assert fit2 == fit and test2[:30] == test
+
+
+def test_lock_refuses_second_writer_and_takes_over_stale(tmp_path):
+    lock = tmp_path / "t.lock"
+    code = ("import sys; from ofa_edge.latency.lock import table_lock\n"
+            "try:\n    with table_lock(sys.argv[1]): pass\nexcept Exception as e: print(type(e).__name__, e); sys.exit(3)")
+    with table_lock(lock):
+        out = subprocess.run([sys.executable, "-c", code, str(lock)], capture_output=True, text=True)
+        assert out.returncode == 3 and "TableLocked" in out.stdout and str(lock) in out.stdout
+    assert not lock.exists()
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    lock.write_text(json.dumps({"pid": dead.pid, "host": os.uname().nodename}))
+    with table_lock(lock):
+        assert json.loads(lock.read_text())["pid"] == os.getpid()
+
+
+def test_local_profile_resumes_after_torn_journal(tmp_path):
+    profile = get_device("x86-local")
+    profile = dataclasses.replace(
+        profile, device=dataclasses.replace(profile.device, work_dir=str(tmp_path / "dev")),
+        benchmark=dataclasses.replace(profile.benchmark, warmup=1, repeats=3))
+    o = ProfileOptions(space="cifar-tiny", resolutions=(32,), calibrate=3, validate=2, batch_size=64,
+                       tables_dir=tmp_path / "tables", cache_dir=tmp_path / "cache")
+    first = profile_device(profile, o)
+    paths = table_paths(o.tables_dir, "x86-local", "onnxruntime")
+    table = load_table(paths["table"])
+    # simulate a crash: drop 5 rows from the table, and leave a journal with a torn last line
+    keep = dict(list(table.rows.items())[:-5])
+    LatencyTable(keep, table.provenance, table.correction).save(paths["table"])
+    paths["journal"].write_text('{"type": "result", "name": "b00', encoding="utf-8")
+    (tmp_path / "dev").rename(tmp_path / "dev-gone")  # the device's own results are gone too
+    again = profile_device(profile, o)
+    assert again.measured == 5 and again.reused == first.n_layers - 5 + first.n_subnets
+    assert list(load_table(paths["table"]).rows) == list(table.rows)
