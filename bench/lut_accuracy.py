@@ -1,0 +1,108 @@
+"""Latency-table accuracy on a device, and the cost of profiling through SSH vs locally.
+
+Profiles the device (every distinct layer + ``--calibrate`` whole subnets for the correction), measures
+``--samples`` held-out random subnets, and reports MAPE, the fraction within +-10 % and Kendall's tau.
+With ``--ssh`` the same profile is repeated through a throw-away OpenSSH server on 127.0.0.1 (needs
+root and openssh-server) and the wall-time ratio ssh/local is reported (models exported beforehand, so
+both runs time measuring only).
+
+    python bench/lut_accuracy.py --quick             # cifar-tiny, seconds
+    python bench/lut_accuracy.py --ssh               # default space cifar-mbv3, 100 held-out subnets
+
+Writes bench/results/lut_accuracy.json (or --out).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from ofa_edge.devices import get_device, load_profile  # noqa: E402
+from ofa_edge.latency import ProfileOptions, prepare_models, profile_device  # noqa: E402
+
+
+def run(args: argparse.Namespace) -> dict:
+    work = Path(tempfile.mkdtemp(prefix="ofa-edge-lut-bench-"))
+    profile = get_device(args.device)
+    bench = profile.benchmark
+    if args.quick:
+        bench = dataclasses.replace(bench, warmup=3, repeats=10)
+    profile = dataclasses.replace(profile, benchmark=bench,
+                                  device=dataclasses.replace(profile.device, work_dir=str(work / "device")))
+    res = tuple(int(r) for r in args.resolutions.split(",")) if args.resolutions else None
+    opts = ProfileOptions(space=args.space, resolutions=res, n_classes=args.classes, calibrate=args.calibrate,
+                          validate=args.samples, seed=args.seed, tables_dir=Path(args.tables or work / "tables"),
+                          cache_dir=Path(args.cache) if args.cache else None)
+    t0 = time.monotonic()
+    prepare_models(profile, opts)
+    export_s = time.monotonic() - t0
+    local = profile_device(profile, opts)
+    out = {"device": profile.name, "runtime": profile.runtime.name, "space": args.space, "quick": args.quick,
+           "n_layers": local.n_layers, "calibrate": args.calibrate, "export_s": round(export_s, 2),
+           "local": {"wall_s": round(local.wall_s, 2), **(local.metrics or {})},
+           "provenance": {k: v for k, v in __import__("ofa_edge.latency", fromlist=["load_table"]).load_table(
+               local.table).provenance.items() if k in ("cpu", "runtime_version", "threads", "cpu_count")}}
+    if args.ssh:
+        sys.path.insert(0, str(ROOT / "tests"))
+        import sshd as sshd_mod
+
+        reason = sshd_mod.available()
+        if reason:
+            raise SystemExit(f"--ssh: {reason}")
+        server = sshd_mod.TestSSHD(work / "sshd").start()
+        try:
+            toml = work / "loopback.toml"
+            toml.write_text(server.profile_toml(profile.name, server.write_known_hosts(work / "known_hosts"),
+                                                work / "ssh-device", sys.executable, warmup=bench.warmup,
+                                                repeats=bench.repeats, command_timeout=7200))
+            ssh = load_profile(toml)
+            ssh = dataclasses.replace(ssh, benchmark=profile.benchmark, runtime=profile.runtime)
+            ssh_res = profile_device(ssh, dataclasses.replace(opts, tables_dir=work / "ssh-tables"))
+        finally:
+            server.stop()
+        out["ssh"] = {"wall_s": round(ssh_res.wall_s, 2), **(ssh_res.metrics or {})}
+        out["ssh_over_local_wall"] = round(ssh_res.wall_s / local.wall_s, 3)
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--device", default="x86-local")
+    ap.add_argument("--space", default="cifar-mbv3")
+    ap.add_argument("--resolutions", default=None, help="comma-separated (default: all of the space)")
+    ap.add_argument("--classes", type=int, default=10)
+    ap.add_argument("--samples", type=int, default=100, help="held-out subnets (not used in the fit)")
+    ap.add_argument("--calibrate", type=int, default=30, help="whole subnets used to fit the correction")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--ssh", action="store_true", help="also profile through sshd on 127.0.0.1 and compare")
+    ap.add_argument("--tables", default=None, help="write the local table here (default: a temp folder)")
+    ap.add_argument("--cache", default=None, help="exported-model cache folder")
+    ap.add_argument("--quick", action="store_true", help="cifar-tiny at 24 px, 10 held-out subnets, few repeats")
+    ap.add_argument("--out", default=str(ROOT / "bench" / "results" / "lut_accuracy.json"))
+    args = ap.parse_args()
+    if args.quick:
+        args.space, args.resolutions, args.samples, args.calibrate = "cifar-tiny", "24", 10, 8
+    out = run(args)
+    rows = [("local", out["local"])] + ([("ssh", out["ssh"])] if "ssh" in out else [])
+    print(f"{out['device']} {out['runtime']} space={out['space']} layers={out['n_layers']} "
+          f"fit on {out['calibrate']} subnets; {out['provenance']}")
+    print(f"{'path':6} {'n':>4} {'MAPE %':>8} {'within10':>9} {'tau':>7} {'wall s':>8}")
+    for name, m in rows:
+        print(f"{name:6} {m['n']:>4} {m['mape']:>8.2f} {m['within_10pct']:>9.3f} {m['kendall_tau']:>7.3f} "
+              f"{m['wall_s']:>8.1f}")
+    if "ssh_over_local_wall" in out:
+        print(f"ssh / local wall time: {out['ssh_over_local_wall']:.3f}")
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(json.dumps(out, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()
