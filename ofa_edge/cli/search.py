@@ -115,15 +115,15 @@ def specialize_cmd(
     if as_json:
         print_json(manifests)
         return
-    table = Table("budget", "subnet", "r", "MACs (M)", "latency pred (ms)", "latency meas (ms)",
-                  "top-1 pred", "top-1 test", "folder")
+    table = Table("budget", "subnet", "r", "MMACs", "ms pred", "ms meas", "top1 pred", "top1 test")
     for m in manifests:
         lat, acc = m["latency_ms"], m["top1"]
         table.add_row(f"{m['budget_ms']:g} ms", m["subnet_id"], str(m["resolution"]), f"{m['macs'] / 1e6:.2f}",
                       f"{lat['predicted']:.3f}", "-" if lat["measured"] is None else f"{lat['measured']:.3f}",
-                      "-" if acc["predicted"] is None else f"{acc['predicted']:.2f}", f"{acc['measured']:.2f}",
-                      m["folder"])
+                      "-" if acc["predicted"] is None else f"{acc['predicted']:.2f}", f"{acc['measured']:.2f}")
     console.print(table)
+    for m in manifests:
+        console.print(f"{m['budget_ms']:g} ms: {m['folder']}/manifest.json", soft_wrap=True)
 
 
 def pareto_cmd(
