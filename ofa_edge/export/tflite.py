@@ -16,6 +16,9 @@ API (stable; other parts call these):
     Written atomically. Raises ``MissingBackendError`` (``pip install 'ofa-edge[tflite]'``) when
     litert-torch / ai-edge-litert / ai-edge-quantizer are missing, ``ValueError`` on bad arguments.
 
+``quantize_tflite(float_path, path, quantize="int8", calibration=None) -> Path``: the same
+    quantisation applied to an existing float32 .tflite (no second conversion).
+
 ``TFLiteRunner(path, num_threads=None)``: ``runner(x) -> np.ndarray`` float32 outputs for float32
     ``x`` of any batch size (split into the model's fixed batch; int8 I/O is (de)quantised).
     ``.input_shape``, ``.input_dtype``, ``.output_dtype``, ``.op_names()``.
@@ -114,6 +117,23 @@ def export_tflite(model: torch.nn.Module, path: str | os.PathLike, input_shape: 
         content = _quantize(content, quantize, images, input_shape[0])
     path = Path(path)
     atomic_write_bytes(path, content)
+    return path
+
+
+def quantize_tflite(float_path: str | os.PathLike, path: str | os.PathLike, quantize: str = "int8",
+                    calibration=None) -> Path:
+    """Quantise an existing float32 .tflite (from :func:`export_tflite`) without converting again."""
+    if quantize not in ("dynamic", "int8"):
+        raise ValueError(f"quantize={quantize!r} is not supported; use 'dynamic' or 'int8'")
+    require("tflite")
+    from ai_edge_litert.interpreter import Interpreter
+
+    content = Path(float_path).read_bytes()
+    details = Interpreter(model_content=content).get_input_details()[0]
+    shape = tuple(int(s) for s in details["shape"])
+    images = _as_images(calibration, shape) if quantize == "int8" else None
+    path = Path(path)
+    atomic_write_bytes(path, _quantize(content, quantize, images, shape[0]))
     return path
 
 

@@ -1,0 +1,49 @@
+"""``ofa-edge build targets.toml``: build a matrix of devices x budgets x formats (for CI)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+from rich.table import Table
+
+from ofa_edge.cli.common import console, err_console, print_json
+
+
+def build_cmd(
+    targets: Path = typer.Argument(..., help="targets.toml: checkpoint, devices x budgets x formats."),
+    fresh: bool = typer.Option(False, "--fresh", help="Rebuild targets that are already built (no resume)."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
+) -> None:
+    """Build every target of a targets.toml; exit 1 listing the failed targets (budget, parity, converter)."""
+    from ofa_edge.export.matrix import load_targets, run_matrix, specialize_builder
+
+    spec = load_targets(targets)
+    builder = specialize_builder(spec)
+
+    def progress(target, i, n, stage):
+        if stage == "start" and not as_json:
+            err_console.print(f"[{i + 1}/{n}] {target.name} ({', '.join(target.formats)})", highlight=False)
+
+    result = run_matrix(spec, builder, resume=not fresh, progress=progress)
+    rows = [{"target": r.target.name, "status": r.status, "folder": str(r.folder), "message": r.message}
+            for r in result.results]
+    if as_json:
+        print_json({"summary": str(result.summary), "targets": rows, "failed": [r["target"] for r in rows
+                                                                              if r["status"] == "failed"]})
+    else:
+        table = Table("target", "status", "folder", "message")
+        for r in rows:
+            style = {"failed": "red", "built": "green"}.get(r["status"], "")
+            table.add_row(r["target"], f"[{style}]{r['status']}[/]" if style else r["status"], r["folder"],
+                          r["message"])
+        console.print(table)
+        console.print(f"summary: {result.summary}")
+    if not result.ok:
+        names = ", ".join(r.target.name for r in result.failed)
+        err_console.print(f"[bold red]error:[/] {len(result.failed)} target(s) failed: {names}", highlight=False)
+        raise typer.Exit(1)
+
+
+def register(app: typer.Typer) -> None:
+    app.command("build")(build_cmd)

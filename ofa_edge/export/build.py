@@ -1,0 +1,231 @@
+"""Build one target: export a static subnet to every requested format, quantise, check, write a manifest."""
+
+from __future__ import annotations
+
+import os
+import time
+import traceback
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Mapping, Sequence
+
+import numpy as np
+import torch
+
+from ofa_edge.errors import OfaEdgeError
+from ofa_edge.export import parity
+from ofa_edge.export.backends import versions
+from ofa_edge.export.manifest import Manifest, file_entry
+
+FORMATS = ("onnx", "tflite", "coreml")
+TFLITE_INT8_MODES = ("int8", "dynamic")
+
+
+class BuildError(OfaEdgeError):
+    """A target failed (converter error, parity drift, missing back end); the manifest lists why."""
+
+    def __init__(self, message: str, manifest: Manifest | None = None):
+        super().__init__(message)
+        self.manifest = manifest
+
+
+@dataclass(frozen=True)
+class Artifact:
+    """One file to produce: its format, precision and how to make and (optionally) run it."""
+
+    key: str          # e.g. "onnx", "onnx-int8" (also the top1 key in the manifest)
+    format: str       # onnx | tflite | coreml
+    precision: str    # fp32 | int8 | int8-dynamic | fp16 | int8-weights
+    filename: str
+    quantized: bool
+
+
+def plan(formats: Sequence[str], quantize: bool, tflite_quantize: str = "int8") -> list[Artifact]:
+    """The artifacts a build makes for ``formats`` (fp32/fp16 always, int8 variants when ``quantize``)."""
+    bad = [f for f in formats if f not in FORMATS]
+    if bad:
+        raise ValueError(f"format {bad[0]!r} is not supported; use any of {', '.join(FORMATS)}")
+    if tflite_quantize not in TFLITE_INT8_MODES:
+        raise ValueError(f"tflite_quantize={tflite_quantize!r}; use one of {', '.join(TFLITE_INT8_MODES)}")
+    out = []
+    for f in dict.fromkeys(formats):
+        if f == "onnx":
+            out.append(Artifact("onnx", "onnx", "fp32", "model.onnx", False))
+            if quantize:
+                out.append(Artifact("onnx-int8", "onnx", "int8", "model.int8.onnx", True))
+        elif f == "tflite":
+            out.append(Artifact("tflite", "tflite", "fp32", "model.tflite", False))
+            if quantize:
+                precision = "int8" if tflite_quantize == "int8" else "int8-dynamic"
+                out.append(Artifact("tflite-int8", "tflite", precision, "model.int8.tflite", True))
+        elif f == "coreml":
+            out.append(Artifact("coreml", "coreml", "fp16", "model.mlpackage", False))
+            if quantize:
+                out.append(Artifact("coreml-int8", "coreml", "int8-weights", "model.int8.mlpackage", True))
+    return out
+
+
+def _as_array(x) -> np.ndarray:
+    if x is None:
+        return None
+    if isinstance(x, torch.Tensor):
+        return x.detach().cpu().float().numpy()
+    if isinstance(x, np.ndarray):
+        return x.astype(np.float32, copy=False)
+    parts = [b[0] if isinstance(b, (tuple, list)) else b for b in x]
+    return np.concatenate([_as_array(p) for p in parts]) if parts else None
+
+
+def _torch_logits(model: torch.nn.Module, x: np.ndarray, batch: int = 256) -> np.ndarray:
+    outs = []
+    with torch.no_grad():
+        for i in range(0, len(x), batch):
+            outs.append(model(torch.from_numpy(np.ascontiguousarray(x[i:i + batch]))).float().numpy())
+    return np.concatenate(outs)
+
+
+def _export(art: Artifact, model, path: Path, shape, calibration, metadata, tflite_quantize, fp32_paths):
+    if art.format == "onnx":
+        if not art.quantized:
+            from ofa_edge.export.onnx import export_onnx
+
+            return export_onnx(model, path, shape, metadata=metadata)
+        from ofa_edge.export.onnx_int8 import quantize_onnx
+
+        if calibration is None:
+            raise OfaEdgeError("ONNX INT8 needs calibration images; pass calibration_images")
+        return quantize_onnx(fp32_paths["onnx"], path, calibration)
+    if art.format == "tflite":
+        from ofa_edge.export.tflite import export_tflite, quantize_tflite
+
+        if not art.quantized:
+            return export_tflite(model, path, shape)
+        if tflite_quantize == "int8" and calibration is None:
+            raise OfaEdgeError("TFLite INT8 needs calibration images; pass calibration_images")
+        return quantize_tflite(fp32_paths["tflite"], path, tflite_quantize, calibration)
+    from ofa_edge.export.coreml import export_coreml
+
+    return export_coreml(model, path, shape, precision=art.precision, metadata=metadata)
+
+
+def _runner(art: Artifact, path: Path) -> Callable[[np.ndarray], np.ndarray] | None:
+    if art.format == "onnx":
+        from ofa_edge.export.onnx import OnnxRunner
+
+        return OnnxRunner(path)
+    if art.format == "tflite":
+        from ofa_edge.export.tflite import TFLiteRunner
+
+        return TFLiteRunner(path)
+    return None
+
+
+def _check_coreml(path: Path, shape, n_classes: int) -> dict[str, Any]:
+    from ofa_edge.export.coreml import inspect_coreml
+
+    info = inspect_coreml(path)
+    problems = []
+    if info.inputs != {"input": tuple(shape)}:
+        problems.append(f"inputs {info.inputs}, expected {{'input': {tuple(shape)}}}")
+    if info.outputs != {"output": (shape[0], n_classes)}:
+        problems.append(f"outputs {info.outputs}, expected {{'output': {(shape[0], n_classes)}}}")
+    if info.op_count == 0:
+        problems.append("the program has no operations")
+    if problems:
+        raise parity.ParityError(f"{path.name}: " + "; ".join(problems))
+    return {"inputs": {k: list(v) for k, v in info.inputs.items()},
+            "outputs": {k: list(v) for k, v in info.outputs.items()}, "op_count": info.op_count,
+            "op_types": info.op_types}
+
+
+def build_target(static_model: torch.nn.Module, subnet, space, n_classes: int, out_dir: str | os.PathLike,
+                 formats: Sequence[str] = ("onnx", "tflite"), quantize: bool = True,
+                 calibration_images=None, eval_data: tuple[Any, Any] | None = None,
+                 extra_manifest: Mapping[str, Any] | None = None, *, tflite_quantize: str = "int8",
+                 tolerance: float = parity.FP32_TOLERANCE, latency_ms: Mapping[str, Any] | None = None,
+                 raise_on_failure: bool = True, log: Callable[[str], None] | None = None) -> Manifest:
+    """Export, quantise, parity-check and evaluate one static subnet; write ``out_dir/manifest.json``.
+
+    See ``ofa_edge.export`` for the argument contract. Each artifact's failure is recorded in the
+    manifest (status "failed"); with ``raise_on_failure`` a :class:`BuildError` naming every failure is
+    raised after the manifest is written.
+    """
+    from ofa_edge import __version__
+    from ofa_edge.space import count_macs, count_params
+
+    artifacts = plan(formats, quantize, tflite_quantize)
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    r = subnet.r
+    shape = (1, 3, r, r)
+    model = static_model.eval().cpu()
+    calib = _as_array(calibration_images)
+    eval_x, eval_y = (None, None)
+    if eval_data is not None:
+        eval_x, eval_y = _as_array(eval_data[0]), np.asarray(eval_data[1]).reshape(-1)
+    check_x = eval_x[:64] if eval_x is not None else (calib[:64] if calib is not None else
+                                                       np.random.default_rng(0).standard_normal((8, 3, r, r)).astype(np.float32))
+    for name, x in (("calibration_images", calib), ("eval_data images", eval_x)):
+        if x is not None and tuple(x.shape[1:]) != (3, r, r):
+            raise ValueError(f"{name} have shape {tuple(x.shape)}; the subnet takes (N, 3, {r}, {r})")
+    ref_check = _torch_logits(model, check_x)
+    ref_eval = _torch_logits(model, eval_x) if eval_x is not None else None
+    metadata = {"ofa_edge_version": __version__, "subnet": subnet.to_json(), "subnet_id": subnet.id,
+                "space": space.name, "n_classes": str(n_classes), "resolution": str(r)}
+    manifest = Manifest(subnet=subnet.to_dict(), subnet_id=subnet.id, space=space.name, n_classes=int(n_classes),
+                        resolution=int(r), input_shape=list(shape), macs=int(count_macs(space, subnet, n_classes)),
+                        params=int(count_params(space, subnet, n_classes)), versions=versions(),
+                        extra=dict(extra_manifest or {}), ofa_edge_version=__version__)
+    if latency_ms:
+        manifest.latency_ms.update(dict(latency_ms))
+    if ref_eval is not None:
+        manifest.top1 = {"fp32": parity.accuracy(ref_eval, eval_y), "split": "test", "n_images": len(eval_y),
+                         "drop_points": {}}
+    fp32_paths: dict[str, Path] = {}
+    failed_formats: set[str] = set()
+    for art in artifacts:
+        entry: dict[str, Any] = {"key": art.key, "format": art.format, "precision": art.precision,
+                                 "file": art.filename, "status": "ok"}
+        manifest.artifacts.append(entry)
+        if art.quantized and art.format in failed_formats:
+            entry.update(status="skipped", error=f"the fp32 {art.format} export failed")
+            continue
+        path = out_dir / art.filename
+        try:
+            if log:
+                log(f"{art.key}: exporting")
+            t0 = time.perf_counter()
+            _export(art, model, path, shape, calib, metadata, tflite_quantize, fp32_paths)
+            entry["export_seconds"] = round(time.perf_counter() - t0, 3)
+            if not art.quantized:
+                fp32_paths[art.format] = path
+            manifest.files.append(file_entry(path, out_dir))
+            if art.format == "coreml":
+                entry["spec"] = _check_coreml(path, shape, n_classes)
+                continue
+            run = _runner(art, path)
+            got = run(check_x)
+            tol = None if art.quantized else tolerance
+            entry["parity"] = parity.check(f"{art.filename}", ref_check, got, tol).to_dict()
+            if ref_eval is not None:
+                got_eval = run(eval_x)
+                acc = parity.accuracy(got_eval, eval_y)
+                entry["top1"] = acc
+                entry["top1_agreement"] = parity.top1_agreement(ref_eval, got_eval)
+                if art.quantized:
+                    manifest.top1[art.key] = acc
+                    manifest.top1["drop_points"][art.key] = round(100 * (manifest.top1["fp32"] - acc), 3)
+        except Exception as exc:  # any converter/runtime error fails this artifact, not the whole build
+            if not art.quantized:
+                failed_formats.add(art.format)
+            kind = type(exc).__name__
+            message = str(exc).strip().splitlines()[0] if str(exc).strip() else kind
+            entry.update(status="failed", error=f"{kind}: {message}")
+            manifest.errors.append(f"{art.key}: {message}")
+            if not isinstance(exc, (OfaEdgeError, ValueError)):
+                entry["traceback"] = traceback.format_exc(limit=4)
+    manifest.status = "failed" if manifest.errors else "ok"
+    manifest.write(out_dir)
+    if manifest.errors and raise_on_failure:
+        raise BuildError(f"{out_dir}: " + "; ".join(manifest.errors), manifest)
+    return manifest

@@ -1,0 +1,314 @@
+"""Build matrices for CI: ``targets.toml`` (devices x budgets x formats), a resumable runner, a summary.
+
+``targets.toml`` (format ``ofa-edge-targets/1``)::
+
+    format = "ofa-edge-targets/1"
+    checkpoint = "runs/demo/supernet.pt"   # relative paths are relative to the toml file
+    out = "builds"                         # default "builds"
+    tables = "latency_tables"              # default "latency_tables"
+    formats = ["onnx", "tflite"]           # any of onnx, tflite, coreml (default onnx)
+    quantize = true                        # also build the INT8 variants (default true)
+    devices = ["pi4", "jetson-nano"]       # the matrix: every device x every budget
+    budgets = ["20ms", "40ms"]
+
+    [[target]]                             # extra single targets; fields override the defaults
+    device = "pi4"
+    budget = "8ms"
+    formats = ["tflite"]
+
+A target is built into ``<out>/<device>/<budget>/`` (e.g. ``builds/pi4/20ms``). A target whose
+manifest already exists with status "ok" and the same settings is skipped (resume). After all
+targets, ``<out>/summary.csv`` is rebuilt from every manifest. A target fails on a converter error,
+a parity drift, or a latency (measured, else predicted) over its budget; the others still build.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+from ofa_edge.errors import FileFormatError, OfaEdgeError
+from ofa_edge.export.build import FORMATS
+from ofa_edge.export.manifest import MANIFEST_NAME, Manifest, read_manifest, write_summary_for
+
+TARGETS_FORMAT = "ofa-edge-targets/1"
+_TOP_KEYS = {"format", "checkpoint", "out", "tables", "formats", "quantize", "devices", "budgets", "target",
+             "data", "selector", "measure"}
+_TARGET_KEYS = {"device", "budget", "formats", "quantize", "selector", "measure"}
+
+
+@dataclass(frozen=True)
+class Target:
+    """One build: a device, a latency budget (ms) and the formats to export."""
+
+    device: str
+    budget_ms: float
+    formats: tuple[str, ...]
+    quantize: bool = True
+    selector: str = "evolution"
+    measure: bool = False
+
+    @property
+    def name(self) -> str:
+        return f"{self.device}/{self.budget_ms:g}ms"
+
+    def settings_key(self, checkpoint: str = "") -> str:
+        """A short hash of everything that changes the build (used to decide whether to resume)."""
+        blob = json.dumps([self.device, self.budget_ms, list(self.formats), self.quantize, self.selector,
+                           self.measure, checkpoint])
+        return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+@dataclass
+class TargetsFile:
+    """A parsed ``targets.toml``."""
+
+    path: Path
+    checkpoint: Path | None
+    out: Path
+    tables: Path
+    targets: list[Target]
+    data: str | None = None
+
+
+@dataclass
+class TargetResult:
+    """What happened to one target: ``built``, ``skipped`` (already built) or ``failed``."""
+
+    target: Target
+    status: str
+    folder: Path
+    message: str = ""
+    manifest: Manifest | None = None
+
+
+@dataclass
+class MatrixResult:
+    """All targets' outcomes and the summary file."""
+
+    results: list[TargetResult] = field(default_factory=list)
+    summary: Path | None = None
+
+    @property
+    def failed(self) -> list[TargetResult]:
+        return [r for r in self.results if r.status == "failed"]
+
+    @property
+    def ok(self) -> bool:
+        return not self.failed
+
+
+def _bad(path: Path, problem: str) -> FileFormatError:
+    return FileFormatError(path, problem)
+
+
+def _formats(path: Path, value: Any, where: str) -> tuple[str, ...]:
+    if isinstance(value, str):
+        value = [value]
+    if not isinstance(value, list) or not value or not all(isinstance(v, str) for v in value):
+        raise _bad(path, f"{where}formats must be a non-empty list such as [\"onnx\", \"tflite\"]")
+    bad = [v for v in value if v not in FORMATS]
+    if bad:
+        raise _bad(path, f"{where}formats: {bad[0]!r} is not one of {', '.join(FORMATS)}")
+    return tuple(dict.fromkeys(value))
+
+
+def _budget(path: Path, value: Any, where: str) -> float:
+    from ofa_edge.search.budget import parse_latency
+
+    try:
+        return parse_latency(value if isinstance(value, (int, float, str)) else str(value))
+    except ValueError as exc:
+        raise _bad(path, f"{where}budget {value!r}: {exc}") from None
+
+
+def _bool(path: Path, value: Any, name: str) -> bool:
+    if not isinstance(value, bool):
+        raise _bad(path, f"{name} must be true or false, not {value!r}")
+    return value
+
+
+def load_targets(path: str | os.PathLike) -> TargetsFile:
+    """Read and validate a ``targets.toml``; errors name the file and the bad field."""
+    path = Path(path)
+    try:
+        raw = tomllib.loads(path.read_text())
+    except FileNotFoundError:
+        raise _bad(path, "no such targets file") from None
+    except (UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+        raise _bad(path, f"not valid TOML ({exc})") from None
+    if raw.get("format", TARGETS_FORMAT) != TARGETS_FORMAT:
+        raise _bad(path, f"format is {raw.get('format')!r}; this version reads {TARGETS_FORMAT!r}")
+    unknown = sorted(set(raw) - _TOP_KEYS)
+    if unknown:
+        raise _bad(path, f"unknown key {unknown[0]!r}; known keys: {', '.join(sorted(_TOP_KEYS))}")
+    base = path.parent
+
+    def rel(value: Any, name: str) -> Path:
+        if not isinstance(value, str) or not value:
+            raise _bad(path, f"{name} must be a path string")
+        p = Path(value).expanduser()
+        return p if p.is_absolute() else base / p
+
+    formats = _formats(path, raw.get("formats", ["onnx"]), "")
+    quantize = _bool(path, raw.get("quantize", True), "quantize")
+    measure = _bool(path, raw.get("measure", False), "measure")
+    selector = str(raw.get("selector", "evolution"))
+    devices, budgets = raw.get("devices", []), raw.get("budgets", [])
+    if not isinstance(devices, list) or not all(isinstance(d, str) and d for d in devices):
+        raise _bad(path, "devices must be a list of device names such as [\"pi4\"]")
+    if not isinstance(budgets, list):
+        raise _bad(path, "budgets must be a list such as [\"20ms\", \"40ms\"]")
+    if bool(devices) != bool(budgets):
+        raise _bad(path, "give both devices and budgets (the matrix is every device x every budget)")
+    targets = [Target(d, _budget(path, b, ""), formats, quantize, selector, measure) for d in devices for b in budgets]
+    extra = raw.get("target", [])
+    if not isinstance(extra, list):
+        raise _bad(path, "[[target]] must be an array of tables")
+    for i, t in enumerate(extra):
+        where = f"target #{i + 1}: "
+        if not isinstance(t, dict):
+            raise _bad(path, f"{where}must be a table")
+        unknown = sorted(set(t) - _TARGET_KEYS)
+        if unknown:
+            raise _bad(path, f"{where}unknown key {unknown[0]!r}; known: {', '.join(sorted(_TARGET_KEYS))}")
+        if not isinstance(t.get("device"), str) or "budget" not in t:
+            raise _bad(path, f"{where}needs device = \"name\" and budget = \"20ms\"")
+        targets.append(Target(t["device"], _budget(path, t["budget"], where),
+                              _formats(path, t.get("formats", list(formats)), where),
+                              _bool(path, t.get("quantize", quantize), f"{where}quantize"),
+                              str(t.get("selector", selector)), _bool(path, t.get("measure", measure), f"{where}measure")))
+    if not targets:
+        raise _bad(path, "no targets: give devices + budgets, or [[target]] tables")
+    names = [t.name for t in targets]
+    dupes = sorted({n for n in names if names.count(n) > 1})
+    if dupes:
+        raise _bad(path, f"target {dupes[0]} is listed twice")
+    checkpoint = rel(raw["checkpoint"], "checkpoint") if "checkpoint" in raw else None
+    data = raw.get("data")
+    return TargetsFile(path, checkpoint, rel(raw.get("out", "builds"), "out"),
+                       rel(raw.get("tables", "latency_tables"), "tables"), targets,
+                       None if data is None else str(rel(data, "data")))
+
+
+def target_folder(out: Path, target: Target) -> Path:
+    """``<out>/<device>/<budget>ms``."""
+    return Path(out) / target.device / f"{target.budget_ms:g}ms"
+
+
+def budget_problem(manifest: Manifest, budget_ms: float) -> str | None:
+    """A message if the target's latency (measured, else predicted) is over budget, else None."""
+    lat = manifest.latency_ms or {}
+    value, kind = (lat.get("measured"), "measured") if lat.get("measured") is not None else (lat.get("predicted"), "predicted")
+    if value is not None and float(value) > budget_ms:
+        return f"budget missed: {kind} latency {float(value):.3g} ms > {budget_ms:g} ms"
+    return None
+
+
+Builder = Callable[[Target, Path], Manifest]
+
+
+def run_matrix(spec: TargetsFile, builder: Builder, resume: bool = True,
+               progress: Callable[[Target, int, int, str], None] | None = None) -> MatrixResult:
+    """Build every target with ``builder(target, folder) -> Manifest`` (which writes the manifest).
+
+    Skips targets already built with the same settings when ``resume``; a failing target (exception,
+    manifest status "failed", or over budget) is recorded and the next one is built. Rebuilds the summary.
+    """
+    result = MatrixResult()
+    ckpt = str(spec.checkpoint or "")
+    for i, target in enumerate(spec.targets):
+        folder = target_folder(spec.out, target)
+        key = target.settings_key(ckpt)
+        if progress:
+            progress(target, i, len(spec.targets), "start")
+        if resume and (folder / MANIFEST_NAME).is_file():
+            try:
+                old = read_manifest(folder)
+            except FileFormatError:
+                old = None
+            if old is not None and old.ok and old.extra.get("settings_key") == key:
+                result.results.append(TargetResult(target, "skipped", folder, "already built", old))
+                continue
+        try:
+            manifest = builder(target, folder)
+        except Exception as exc:  # any failure of one target must not stop the matrix
+            message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            manifest = getattr(exc, "manifest", None)
+            if manifest is not None:
+                manifest.extra.update(_extra(target, key))
+                manifest.write(folder)
+            result.results.append(TargetResult(target, "failed", folder, message, manifest))
+            continue
+        manifest.extra.update(_extra(target, key))
+        problem = budget_problem(manifest, target.budget_ms)
+        if problem:
+            manifest.errors.append(problem)
+        if manifest.errors:
+            manifest.status = "failed"
+        manifest.write(folder)
+        status = "built" if manifest.ok else "failed"
+        result.results.append(TargetResult(target, status, folder, "; ".join(manifest.errors), manifest))
+    if progress:
+        progress(spec.targets[-1], len(spec.targets), len(spec.targets), "done")
+    result.summary = write_summary_for(spec.out)
+    return result
+
+
+def _extra(target: Target, key: str) -> dict[str, Any]:
+    return {"target": target.name, "device": target.device, "budget_ms": target.budget_ms,
+            "formats": list(target.formats), "quantize": target.quantize, "settings_key": key}
+
+
+def specialize_builder(spec: TargetsFile, bn_images: int = 500, calib_images: int = 256,
+                       eval_images: int | None = None) -> Builder:
+    """A builder that runs ``ofa_edge.search`` specialize (search, extract, BN recalibration) for the
+    target's device and budget, then :func:`ofa_edge.export.build_target` for its formats."""
+    try:
+        from ofa_edge.search.pipeline import open_run, specialize
+    except ImportError as exc:  # pragma: no cover - the search part ships with the package
+        raise OfaEdgeError(f"ofa-edge build needs ofa_edge.search ({exc})") from None
+    if spec.checkpoint is None:
+        raise FileFormatError(spec.path, "checkpoint = \"runs/<run>/supernet.pt\" is required for ofa-edge build")
+
+    def build(target: Target, folder: Path) -> Manifest:
+        import torch
+
+        from ofa_edge.data import make_loader
+        from ofa_edge.export.build import build_target
+        from ofa_edge.space import subnet_from_dict
+        from ofa_edge.train.evaluate import calibration_batches
+
+        search_out = folder.parent.parent
+        (found,) = specialize(spec.checkpoint, target.device, [target.budget_ms], selector=target.selector,
+                              out=search_out, export=("pt",), tables_dir=spec.tables, data=spec.data,
+                              bn_images=bn_images, measure=target.measure)
+        run = open_run(spec.checkpoint)
+        subnet = subnet_from_dict(run.space, found["subnet"])
+        run.net.set_subnet(subnet)
+        static = run.net.get_active_subnet().eval()
+        weights = Path(found["folder"]) / "model.pt"
+        if weights.is_file():  # the BN-recalibrated static weights specialize saved
+            static.load_state_dict(torch.load(weights, map_location="cpu", weights_only=True))
+        task = run.task(spec.data)
+        calib = torch.cat(list(calibration_batches(task.train, subnet.r, calib_images)))[:calib_images]
+        xs, ys = [], []
+        for x, y in make_loader(task.test, subnet.r, 200, train=False):
+            xs.append(x)
+            ys.append(y)
+        eval_x, eval_y = torch.cat(xs), torch.cat(ys)
+        if eval_images:
+            eval_x, eval_y = eval_x[:eval_images], eval_y[:eval_images]
+        keep = {k: found.get(k) for k in ("selector", "runtime", "checkpoint", "search", "space_fingerprint")}
+        keep["top1_specialize"] = found.get("top1")
+        manifest = build_target(static, subnet, run.space, run.n_classes, Path(found["folder"]), target.formats,
+                                target.quantize, calib, (eval_x, eval_y.numpy()), keep,
+                                latency_ms=found.get("latency_ms"), raise_on_failure=False)
+        return manifest
+
+    return build
