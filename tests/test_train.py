@@ -306,3 +306,13 @@ def test_bad_inputs_exit_2(tmp_path, capsys, args, message):
     assert main(argv) == 2
     err = capsys.readouterr().err
     assert message in err and "Traceback" not in err
+
+
+def test_worker_processes_do_not_change_the_result(tmp_path):
+    kw = dict(strategy="random", epochs=1, steps_per_epoch=3, labels_per_class=None, batch_size=8)
+    a = train(tiny_cfg(tmp_path / "a", **kw)).net.state_dict()
+    b = train(tiny_cfg(tmp_path / "b", workers=1, **kw)).net.state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    # resuming a finished run is a no-op that returns its metrics
+    again = train(resume=tmp_path / "a" / "run")
+    assert len(again.metrics) == 1

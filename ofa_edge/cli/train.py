@@ -57,10 +57,9 @@ def _run_training(cfg: Optional[TrainConfig], resume: Optional[str], quiet: bool
 
 
 def _spawned(cfg, resume, quiet) -> None:
-    from ofa_edge.train.distributed import setup
+    import os
 
-    info = setup()
-    _run_training(cfg, resume, quiet or not info.is_main)
+    _run_training(cfg, resume, quiet or os.environ.get("RANK", "0") != "0")
 
 
 def train_cmd(
@@ -93,11 +92,14 @@ def train_cmd(
     steps_per_epoch: Optional[int] = typer.Option(None, "--steps-per-epoch", help="Cap steps per epoch."),
     phase_epochs: Optional[str] = typer.Option(None, "--phase-epochs",
                                                help="progressive: epochs per phase, e.g. 2,2,1,1."),
+    phase_lr: Optional[str] = typer.Option(None, "--phase-lr",
+                                           help="progressive: lr multiplier per phase, e.g. 1,1,0.08,0.25."),
     dropout: float = typer.Option(0.1, "--dropout"),
     bn_images: int = typer.Option(500, "--bn-images", help="BN recalibration images for validation."),
     eval_every: int = typer.Option(1, "--eval-every", help="Validate max/min subnets every N epochs (0: never)."),
     seed: int = typer.Option(0, "--seed"),
-    workers: int = typer.Option(0, "--workers", help="Data loader worker processes."),
+    workers: int = typer.Option(0, "--workers", help="Batch-preparing worker processes."),
+    device: str = typer.Option("auto", "--device", help="auto (GPU if available), cpu or cuda."),
     resume: Optional[Path] = typer.Option(None, "--resume", help="Continue the run in this folder/checkpoint."),
     nproc: int = typer.Option(1, "--nproc", help="Processes for DDP training on this machine (gloo on CPU)."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
@@ -112,12 +114,17 @@ def train_cmd(
     else:
         if init is not None and not init.exists():
             fail(f"--init: {init} does not exist")
-        phases = None
+        phases = lrs = None
         if phase_epochs:
             try:
                 phases = tuple(int(p) for p in phase_epochs.split(","))
             except ValueError:
                 fail(f"--phase-epochs: {phase_epochs!r} is not a comma-separated list of integers")
+        if phase_lr:
+            try:
+                lrs = tuple(float(p) for p in phase_lr.split(","))
+            except ValueError:
+                fail(f"--phase-lr: {phase_lr!r} is not a comma-separated list of numbers")
         cfg = TrainConfig(strategy=strategy, space=space, data=data,
                           out=str(out or Path("runs") / (name or strategy)), epochs=epochs, batch_size=batch_size,
                           lr=lr, weight_decay=weight_decay, warmup_epochs=warmup_epochs,
@@ -126,7 +133,8 @@ def train_cmd(
                           labels_per_class=labels_per_class, unlabelled_ratio=unlabelled_ratio,
                           threshold=threshold, lambda_u=lambda_u, fixmatch=fixmatch, kd_labelled=kd_labelled,
                           kd_unlabelled=kd_unlabelled, steps_per_epoch=steps_per_epoch, phase_epochs=phases,
-                          bn_images=bn_images, eval_every=eval_every, workers=workers)
+                          phase_lr=lrs, bn_images=bn_images, eval_every=eval_every, workers=workers,
+                          device=device)
         if data is not None and not Path(data).exists():
             fail(f"--data: folder {data} does not exist")
         resume_arg = None
@@ -139,11 +147,12 @@ def train_cmd(
         target = Path(resume_arg) if resume_arg else Path(cfg.out)
         _, _, state = read_train_checkpoint(target)
         metrics, ckpt = state.get("metrics", []), target if target.is_file() else target / "supernet.pt"
+        init_report = None
     else:
         result = _run_training(cfg, resume_arg, quiet or as_json)
-        metrics, ckpt = result.metrics, result.checkpoint
+        metrics, ckpt, init_report = result.metrics, result.checkpoint, result.init_report
     if as_json:
-        print_json({"checkpoint": str(ckpt), "metrics": metrics})
+        print_json({"checkpoint": str(ckpt), "metrics": metrics, "init": init_report})
         return
     table = Table("epoch", "phase", "loss", "img/s", "val max top-1", "val min top-1")
     for m in metrics:

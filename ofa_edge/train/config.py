@@ -41,13 +41,17 @@ class TrainConfig:
     kd_unlabelled: bool = True
     steps_per_epoch: int | None = None   # cap (None: one pass over the driving data set)
     phase_epochs: tuple[int, ...] | None = None  # progressive: explicit epochs per phase
+    phase_lr: tuple[float, ...] | None = None    # progressive: lr multiplier per phase (default OFA's)
     bn_images: int = 500                 # BN recalibration images for the per-epoch validation
     eval_every: int = 1                  # validate max/min subnets every N epochs (0 = never)
-    workers: int = 0
+    workers: int = 0                     # batch-preparing worker processes
+    device: str = "auto"                 # auto (cuda if available) | cpu | cuda
 
     def __post_init__(self) -> None:
         if self.phase_epochs is not None:
             object.__setattr__(self, "phase_epochs", tuple(int(p) for p in self.phase_epochs))
+        if self.phase_lr is not None:
+            object.__setattr__(self, "phase_lr", tuple(float(p) for p in self.phase_lr))
         self.validate()
 
     def validate(self) -> None:
@@ -70,13 +74,20 @@ class TrainConfig:
         if self.strategy == "tofa" and self.labels_per_class is None and self.fixmatch:
             raise OfaEdgeError("strategy tofa: needs unlabelled images; pass --labels-per-class N "
                                "(N labelled per class, the rest unlabelled)")
+        if self.device not in ("auto", "cpu", "cuda"):
+            raise OfaEdgeError(f"device: {self.device!r} is not one of ['auto', 'cpu', 'cuda']")
+        if self.workers < 0:
+            raise OfaEdgeError(f"workers: must be >= 0, got {self.workers}")
+        if self.phase_lr is not None and any(p <= 0 for p in self.phase_lr):
+            raise OfaEdgeError(f"phase lr: multipliers must be positive, got {list(self.phase_lr)}")
         if self.phase_epochs is not None and any(p < 0 for p in self.phase_epochs):
             raise OfaEdgeError(f"phase epochs: must be >= 0, got {list(self.phase_epochs)}")
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
-        if d["phase_epochs"] is not None:
-            d["phase_epochs"] = list(d["phase_epochs"])
+        for key in ("phase_epochs", "phase_lr"):
+            if d[key] is not None:
+                d[key] = list(d[key])
         return d
 
     @classmethod

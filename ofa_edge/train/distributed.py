@@ -26,14 +26,13 @@ class DistInfo:
         return self.rank == 0
 
 
-def setup() -> DistInfo:
+def setup(backend: str | None = None) -> DistInfo:
     """Join the process group torchrun (or ``spawn``) describes in the environment; gloo on CPU, nccl on GPU."""
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if world <= 1:
         return DistInfo()
     if not dist.is_initialized():
-        backend = "nccl" if torch.cuda.is_available() else "gloo"
-        dist.init_process_group(backend=backend)
+        dist.init_process_group(backend=backend or ("nccl" if torch.cuda.is_available() else "gloo"))
     return DistInfo(dist.get_rank(), dist.get_world_size())
 
 

@@ -35,10 +35,12 @@ def evaluate(model: nn.Module, loader: Iterable) -> dict:
     """Top-1 and top-5 accuracy (percent), ECE (percent, 15 bins), mean CE loss and image count."""
     was_training = model.training
     model.eval()
+    param = next(model.parameters(), None)
+    device = param.device if param is not None else torch.device("cpu")
     all_logits, all_labels = [], []
     try:
         for x, y in loader:
-            all_logits.append(model(x).float())
+            all_logits.append(model(x.to(device)).float().cpu())
             all_labels.append(y)
     finally:
         model.train(was_training)
@@ -77,7 +79,9 @@ def evaluate_subnet(net, subnet: Subnet, task: TaskData, bn_images: int = 2000, 
     net.set_subnet(subnet)
     static = net.get_active_subnet()
     if bn_images > 0:
-        recalibrate_bn(static, calibration_batches(task.train, subnet.r, bn_images, batch_size), mode=bn_mode)
+        device = next(static.parameters()).device
+        batches = [b.to(device) for b in calibration_batches(task.train, subnet.r, bn_images, batch_size)]
+        recalibrate_bn(static, batches, mode=bn_mode)
     data = task.val if split == "val" else task.test
     result = evaluate(static, make_loader(data, subnet.r, batch_size, train=False))
     return {**result, "subnet": subnet.id, "r": subnet.r}

@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import math
+import os
 import signal
 import threading
 import time
@@ -13,8 +14,9 @@ from pathlib import Path
 from typing import Any, Callable
 
 import torch
+from torch.utils.data import DataLoader, Dataset
 
-from ofa_edge.data import TaskData, load_task, make_loader
+from ofa_edge.data import Loader, TaskData, load_task, make_loader
 from ofa_edge.errors import OfaEdgeError
 from ofa_edge.space import get_space, max_subnet, min_subnet
 from ofa_edge.supernet import HeadMap, OFAMobileNetV3
@@ -85,11 +87,64 @@ class _StopFlag:
             signal.signal(sig, old)
 
 
+@dataclass
+class BatchSource:
+    """Step batches of a run: labelled (and, for tofa, unlabelled weak/strong) views, by (epoch, step)."""
+
+    lab: Loader
+    unl: Loader | None
+    steps: int
+
+    def batch(self, epoch: int, step: int) -> StepBatch:
+        if self.unl is None:
+            x, y = self.lab.batch(epoch, step)
+            return StepBatch(x, y)
+        (uw, us), _ = self.unl.batch(epoch, step)
+        k = epoch * self.steps + step  # labelled batches cycle through their own epochs
+        x, y = self.lab.batch(k // len(self.lab), k % len(self.lab))
+        return StepBatch(x, y, uw, us)
+
+    def iterate(self, epoch: int, start: int, workers: int = 0):
+        """Batches ``start..steps-1`` of ``epoch`` (prepared by ``workers`` processes when > 0)."""
+        if workers <= 0:
+            return (self.batch(epoch, b) for b in range(start, self.steps))
+        return iter(DataLoader(_StepData(self, epoch, start), batch_size=None, num_workers=workers,
+                               collate_fn=_identity))
+
+
+def _identity(item):
+    return item
+
+
+class _StepData(Dataset):
+    def __init__(self, source: BatchSource, epoch: int, start: int):
+        self.source, self.epoch, self.start = source, epoch, start
+
+    def __len__(self) -> int:
+        return self.source.steps - self.start
+
+    def __getitem__(self, i: int) -> StepBatch:
+        return self.source.batch(self.epoch, self.start + i)
+
+
+def pick_device(cfg: TrainConfig) -> torch.device:
+    """cuda:<LOCAL_RANK> when asked for (or ``auto`` and a GPU exists), else the CPU."""
+    if cfg.device == "cpu" or (cfg.device == "auto" and not torch.cuda.is_available()):
+        return torch.device("cpu")
+    if not torch.cuda.is_available():
+        raise OfaEdgeError("device: cuda was requested but torch sees no GPU; use --device cpu")
+    index = int(os.environ.get("LOCAL_RANK", "0"))
+    torch.cuda.set_device(index)
+    return torch.device("cuda", index)
+
+
 class _Run:
     """State of one run; methods are the pieces of ``train``."""
 
     def __init__(self, cfg: TrainConfig, task: TaskData, net: OFAMobileNetV3, info: distributed.DistInfo,
-                 progress: Callable[[dict], None] | None):
+                 progress: Callable[[dict], None] | None, device: torch.device | None = None):
+        self.device = device or torch.device("cpu")
+        net.to(self.device)
         self.cfg, self.task, self.net, self.info, self.progress = cfg, task, net, info, progress
         self.out = Path(cfg.out)
         self.ckpt = self.out / CHECKPOINT_NAME
@@ -98,11 +153,12 @@ class _Run:
         w, r = info.world, info.rank
         self.lab = make_loader(task.train, self.res, cfg.batch_size, True, cfg.seed, rank=r, world=w)
         self.unl = None
-        if cfg.strategy == "tofa" and task.unlabelled is not None and cfg.fixmatch | cfg.kd_unlabelled:
+        if cfg.strategy == "tofa" and task.unlabelled is not None and (cfg.fixmatch or cfg.kd_unlabelled):
             self.unl = make_loader(task.unlabelled, self.res, cfg.batch_size * cfg.unlabelled_ratio, True,
                                    cfg.seed + 1, views=("weak", "strong"), rank=r, world=w)
         driver = self.unl if self.unl is not None else self.lab
         self.steps = min(len(driver), cfg.steps_per_epoch or len(driver))
+        self.source = BatchSource(self.lab, self.unl, self.steps)
         self.teacher: OFAMobileNetV3 | None = None
         self.sampled: dict[str, list] = {}
         self.metrics: list[dict[str, Any]] = []
@@ -145,7 +201,8 @@ class _Run:
         if self.info.enabled:
             from torch.nn.parallel import DistributedDataParallel as DDP
 
-            self.model = DDP(self.net, find_unused_parameters=True)
+            ids = [self.device.index] if self.device.type == "cuda" else None
+            self.model = DDP(self.net, device_ids=ids, find_unused_parameters=True)
 
     # -- state ------------------------------------------------------------------------------------
     def state(self) -> dict[str, Any]:
@@ -181,21 +238,15 @@ class _Run:
         save_train_checkpoint(self.ckpt, self.net, meta_cfg, self.state(), complete)
 
     # -- one step ---------------------------------------------------------------------------------
-    def batch(self, epoch: int, step: int) -> StepBatch:
-        if self.unl is None:
-            x, y = self.lab.batch(epoch, step)
-            return StepBatch(x, y)
-        (uw, us), _ = self.unl.batch(epoch, step)
-        k = epoch * self.steps + step  # labelled batches cycle through their own epochs
-        x, y = self.lab.batch(k // len(self.lab), k % len(self.lab))
-        return StepBatch(x, y, uw, us)
 
-    def train_step(self, phase: Phase, phase_index: int, phase_step: int, phase_steps: int) -> dict:
+    def train_step(self, batch: StepBatch, phase: Phase, phase_index: int, phase_step: int,
+                   phase_steps: int) -> dict:
         lr = learning_rate(self.cfg, phase, phase_step, phase_steps, phase_index == 0, self.steps,
                            self.info.world)
         for group in self.optimizer.param_groups:
             group["lr"] = lr
-        batch = self.batch(self.epoch, self.step)
+        batch = StepBatch(*(t.to(self.device) if t is not None else None
+                            for t in (batch.x, batch.y, batch.u_weak, batch.u_strong)))
         subnets = subnets_for_step(self.cfg.strategy, phase, self.cfg.seed, self.iteration)
         self.optimizer.zero_grad(set_to_none=True)
         stats = run_step(self.cfg, phase, self.net, self.model, subnets, batch, self.teacher)
@@ -229,8 +280,9 @@ class _Run:
             if self.step == 0 and self.epoch == first:
                 self.start_phase(phase)
             t0 = time.perf_counter()
+            batches = self.source.iterate(self.epoch, self.step, self.cfg.workers)
             while self.step < self.steps:
-                stats = self.train_step(phase, index, (self.epoch - first) * self.steps + self.step, phase_steps)
+                stats = self.train_step(next(batches), phase, index, (self.epoch - first) * self.steps + self.step, phase_steps)
                 n_img = self.cfg.batch_size * self.info.world
                 self.acc["loss"] += stats["loss"]
                 self.acc["images"] += n_img
@@ -298,28 +350,30 @@ def train(cfg: TrainConfig | None = None, resume: str | Path | None = None,
     (rank 0 only). Under torchrun (WORLD_SIZE > 1) it trains with DDP. On SIGINT/SIGTERM it saves and
     raises TrainingInterrupted.
     """
-    info = distributed.setup()
     report = None
+    state = None
     if resume is not None:
         payload, saved_cfg, state = read_train_checkpoint(resume)
         if cfg is not None and Path(cfg.out) != Path(saved_cfg.out):
             saved_cfg = dataclasses.replace(saved_cfg, out=cfg.out)
         cfg = saved_cfg
+    elif cfg is None:
+        raise ValueError("train: give a config or a checkpoint to resume")
+    else:
+        cfg = resolve_space(cfg)
+    device = pick_device(cfg)
+    info = distributed.setup("nccl" if device.type == "cuda" else "gloo")
+    task = load_task(cfg.data, cfg.val_fraction, cfg.labels_per_class, cfg.seed)
+    if state is not None:
         if state.get("world", 1) != info.world:
             raise OfaEdgeError(f"resume: the run was trained with {state.get('world')} process(es); "
                                f"resume it with the same number (now {info.world})")
-        task = load_task(cfg.data, cfg.val_fraction, cfg.labels_per_class, cfg.seed)
         net = resume_net(Path(resume), payload)
     else:
-        if cfg is None:
-            raise ValueError("train: give a config or a checkpoint to resume")
-        cfg = resolve_space(cfg)
-        task = load_task(cfg.data, cfg.val_fraction, cfg.labels_per_class, cfg.seed)
         net, report = build_net(cfg, task)
-        state = None
-    run = _Run(cfg, task, net, info, progress)
+    run = _Run(cfg, task, net, info, progress, device)
     if state is not None:
-        if state.get("complete_epochs") is None and run.total_epochs <= int(state["epoch"]):
+        if int(state["epoch"]) >= run.total_epochs:  # already complete
             return TrainResult(net, run.out, run.ckpt, list(state.get("metrics", [])))
         run.load_state(state)
     run.wrap()

@@ -41,8 +41,13 @@ _PS_WEIGHT = {"full": 120, "kernel": 120, "first": 25, "later": 120}
 _PS_LR = {"full": 1.0, "kernel": 1.0, "first": 2.5e-3 / 3e-2, "later": 7.5e-3 / 3e-2}
 
 
-def progressive_phases(space: SearchSpace, epochs: int, phase_epochs=None) -> list[Phase]:
-    """OFA's phases for ``space``: full, kernel, one per extra depth, one per extra expand ratio."""
+def progressive_phases(space: SearchSpace, epochs: int, phase_epochs=None, phase_lr=None) -> list[Phase]:
+    """OFA's phases for ``space``: full, kernel, one per extra depth, one per extra expand ratio.
+
+    Phase lengths follow OFA's ratios (kernel 120, first depth/expand step 25, later ones 120 epochs;
+    the full net as long as the kernel phase) scaled to ``epochs``, unless ``phase_epochs`` is given;
+    learning-rate multipliers follow OFA's base lrs relative to the kernel phase unless ``phase_lr`` is.
+    """
     full = dataclasses.replace(space, ks_list=(max(space.ks_list),), expand_list=(max(space.expand_list),),
                                depth_list=(max(space.depth_list),))
     plan: list[tuple[str, str, SearchSpace, int, int | None, bool]] = [("full", "full", full, 1, None, False)]
@@ -73,14 +78,20 @@ def progressive_phases(space: SearchSpace, epochs: int, phase_epochs=None) -> li
         lengths = [math.floor(r) for r in raw]
         for i in sorted(range(n), key=lambda i: lengths[i] - raw[i])[:epochs - sum(lengths)]:
             lengths[i] += 1
-    return [Phase(name, length, sp, _PS_LR[kind], k, sort, teacher)
-            for (name, kind, sp, k, sort, teacher), length in zip(plan, lengths) if length > 0]
+    lrs = [_PS_LR[p[1]] for p in plan]
+    if phase_lr is not None:
+        if len(phase_lr) != n:
+            raise OfaEdgeError(f"phase lr: this space has {n} progressive phases "
+                               f"({', '.join(p[0] for p in plan)}); got {len(phase_lr)} numbers")
+        lrs = list(phase_lr)
+    return [Phase(name, length, sp, lr, k, sort, teacher)
+            for (name, kind, sp, k, sort, teacher), length, lr in zip(plan, lengths, lrs) if length > 0]
 
 
 def plan_phases(cfg: TrainConfig, space: SearchSpace) -> list[Phase]:
     """The phases of a run (one phase for every strategy except progressive)."""
     if cfg.strategy == "progressive":
-        return progressive_phases(space, cfg.epochs, cfg.phase_epochs)
+        return progressive_phases(space, cfg.epochs, cfg.phase_epochs, cfg.phase_lr)
     n = 1 if cfg.strategy == "random" else 2 + cfg.n_random
     return [Phase(cfg.strategy, cfg.epochs, space, 1.0, n)]
 
