@@ -316,3 +316,20 @@ def test_worker_processes_do_not_change_the_result(tmp_path):
     # resuming a finished run is a no-op that returns its metrics
     again = train(resume=tmp_path / "a" / "run")
     assert len(again.metrics) == 1
+
+
+def test_sampled_log_is_read_by_the_last_sampled_selector(tmp_path):
+    from ofa_edge.search import read_sampled_log
+
+    cfg = tiny_cfg(tmp_path, strategy="sandwich", epochs=1, steps_per_epoch=3, labels_per_class=None, batch_size=8)
+    train(cfg)
+    entries = read_sampled_log(tmp_path / "run" / "sampled.csv", get_space("cifar-tiny"))
+    last = entries[-1]
+    assert last.iteration == 2
+    rows = read_sampled(tmp_path / "run" / "sampled.csv")
+    # the last row is the last random subnet of the last step (sandwich order: max, min, random, random)
+    assert rows[-1]["last_iteration"] == 2 and rows[0]["last_iteration"] <= rows[-1]["last_iteration"]
+    maxid, minid = max_subnet(get_space("cifar-tiny")).id, min_subnet(get_space("cifar-tiny")).id
+    by_id = {r["id"]: r for r in rows}
+    assert by_id[maxid]["count"] == by_id[minid]["count"] == 3
+    assert rows[-1]["id"] not in (maxid, minid)

@@ -63,11 +63,12 @@ def resume_net(path: Path, payload: dict[str, Any]):
 
 
 def write_sampled(path: Path, sampled: dict[str, list]) -> None:
-    """The sampled-subnet log: one row per distinct subnet with the last iteration it was trained at."""
+    """The sampled-subnet log: one row per distinct subnet (by id) with the last iteration it was trained at
+    and how often; rows in training order (iteration, then position within the step)."""
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
     w.writerow(SAMPLED_COLUMNS)
-    for sid, (js, last, count) in sorted(sampled.items(), key=lambda kv: kv[1][1]):
+    for sid, (js, last, count, pos) in sorted(sampled.items(), key=lambda kv: (kv[1][1], kv[1][3])):
         w.writerow([SAMPLED_FORMAT, sid, last, count, js])
     atomic_write_text(path, buf.getvalue())
 

@@ -251,10 +251,11 @@ class _Run:
         self.optimizer.zero_grad(set_to_none=True)
         stats = run_step(self.cfg, phase, self.net, self.model, subnets, batch, self.teacher)
         self.optimizer.step()
-        for _, s in subnets:
-            entry = self.sampled.setdefault(s.id, [s.to_json(), self.iteration, 0])
+        for k, (_, s) in enumerate(subnets):
+            entry = self.sampled.setdefault(s.id, [s.to_json(), self.iteration, 0, 0])
             entry[1] = self.iteration
             entry[2] += 1
+            entry[3] = k  # position within the step: orders subnets sampled at the same iteration
         stats["lr"] = lr
         return stats
 
