@@ -71,7 +71,8 @@ def test_specialize_writes_a_manifest_whose_files_exist_and_match(run):
     for m in manifests:
         folder = root / "builds" / "x86-local" / f"{m['budget_ms']:g}ms"
         on_disk = json.loads((folder / "manifest.json").read_text())
-        assert on_disk["format"] == "ofa-edge-build/1" and on_disk["subnet_id"] == m["subnet_id"]
+        assert on_disk["format"] == "ofa-edge-manifest/1" and on_disk["subnet_id"] == m["subnet_id"]
+        assert on_disk["status"] == "ok" and on_disk["extra"]["budget_ms"] == m["budget_ms"]
         names = {f["path"] for f in on_disk["files"]}
         assert names == {"subnet.json", "model.pt", "model.onnx"}
         for f in on_disk["files"]:
@@ -81,7 +82,7 @@ def test_specialize_writes_a_manifest_whose_files_exist_and_match(run):
         assert on_disk["latency_ms"]["predicted"] <= m["budget_ms"]
         assert on_disk["latency_ms"]["predicted"] == pytest.approx(table.predict(net.space, subnet, 10))
         assert 0.0 <= on_disk["top1"]["measured"] <= 100.0 and on_disk["top1"]["split"] == "test"
-        assert on_disk["checkpoint"]["sha256"] == hashlib.sha256(ckpt.read_bytes()).hexdigest()
+        assert on_disk["extra"]["checkpoint"]["sha256"] == hashlib.sha256(ckpt.read_bytes()).hexdigest()
         # the saved static model and the ONNX file compute the same function
         static = StaticMobileNetV3(layers(net.space, subnet, 10))
         static.load_state_dict(torch.load(folder / "model.pt", weights_only=True))
@@ -90,7 +91,7 @@ def test_specialize_writes_a_manifest_whose_files_exist_and_match(run):
 
         x = torch.randn(2, 3, subnet.r, subnet.r)
         sess = ort.InferenceSession(str(folder / "model.onnx"), providers=["CPUExecutionProvider"])
-        got = sess.run(None, {"input": x.numpy()})[0]
+        got = sess.run(["output"], {"input": x.numpy()})[0]
         assert np.allclose(got, static(x).detach().numpy(), atol=1e-4)
     # a looser budget never picks a subnet predicted to be less accurate
     assert manifests[1]["top1"]["predicted"] >= manifests[0]["top1"]["predicted"] - 1e-6
@@ -157,3 +158,32 @@ def test_predictor_of_another_run_is_refused(run, capsys, tmp_path):
                  "--tables", str(root / "tables"), "--latency", "1000ms", "--predictor",
                  str(root / "run" / "predictor.pt"), "--out", str(tmp_path / "b")]) == 2
     assert "fit on another checkpoint" in " ".join(capsys.readouterr().err.split())
+
+
+def test_cli_build_matrix_builds_both_and_fails_the_impossible_target(run, capsys):
+    root, _ = run
+    net = load_supernet(root / "run" / "supernet.pt")
+    table = load_table(table_paths(root / "tables", "x86-local", "onnxruntime")["table"])
+    from ofa_edge.search import SearchSetup
+
+    setup = SearchSetup.build(net.space, 10, latency=lambda subs: [table.predict(net.space, s, 10) for s in subs])
+    fastest, slowest = setup.latency.minimum()[0], setup.latency.maximum()[0]
+    budgets = [round(fastest + 0.5 * (slowest - fastest), 4), round(slowest + 0.01, 4)]
+    (root / "targets.toml").write_text(
+        'format = "ofa-edge-targets/1"\ncheckpoint = "run/supernet.pt"\ntables = "tables"\nout = "matrix"\n'
+        f'formats = ["onnx"]\nquantize = true\ndevices = ["x86-local"]\n'
+        f'budgets = ["{budgets[0]}ms", "{budgets[1]}ms"]\n'
+        '[[target]]\ndevice = "x86-local"\nbudget = "0.000001ms"\n')
+    code = main(["build", str(root / "targets.toml"), "--json"])
+    out = capsys.readouterr()
+    assert code == 1 and json.loads(out.out)["failed"] == ["x86-local/1e-06ms"]
+    assert "1 target(s) failed: x86-local/1e-06ms" in out.err
+    summary = list(csv.DictReader(open(root / "matrix" / "summary.csv")))
+    ok = [r for r in summary if r["status"] == "ok"]
+    assert len(ok) == 2 and sorted(float(r["budget_ms"]) for r in ok) == sorted(budgets)
+    for row in ok:
+        manifest = json.loads((root / "matrix" / row["folder"] / "manifest.json").read_text())
+        names = {f["path"] for f in manifest["files"]}
+        assert {"model.onnx", "model.int8.onnx", "subnet.json"} <= names
+        assert "onnx-int8" in manifest["top1"]["drop_points"]
+        assert manifest["latency_ms"]["predicted"] <= manifest["extra"]["budget_ms"]

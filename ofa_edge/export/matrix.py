@@ -265,50 +265,19 @@ def _extra(target: Target, key: str) -> dict[str, Any]:
             "formats": list(target.formats), "quantize": target.quantize, "settings_key": key}
 
 
-def specialize_builder(spec: TargetsFile, bn_images: int = 500, calib_images: int = 256,
-                       eval_images: int | None = None) -> Builder:
-    """A builder that runs ``ofa_edge.search`` specialize (search, extract, BN recalibration) for the
-    target's device and budget, then :func:`ofa_edge.export.build_target` for its formats."""
-    try:
-        from ofa_edge.search.pipeline import open_run, specialize
-    except ImportError as exc:  # pragma: no cover - the search part ships with the package
-        raise OfaEdgeError(f"ofa-edge build needs ofa_edge.search ({exc})") from None
+def specialize_builder(spec: TargetsFile, bn_images: int = 500) -> Builder:
+    """A builder that runs ``ofa_edge.search`` specialize (search, extract, BN recalibration, test accuracy,
+    :func:`ofa_edge.export.build_target` for the target's formats) for the target's device and budget."""
+    from ofa_edge.search.pipeline import specialize
+
     if spec.checkpoint is None:
         raise FileFormatError(spec.path, "checkpoint = \"runs/<run>/supernet.pt\" is required for ofa-edge build")
 
     def build(target: Target, folder: Path) -> Manifest:
-        import torch
-
-        from ofa_edge.data import make_loader
-        from ofa_edge.export.build import build_target
-        from ofa_edge.space import subnet_from_dict
-        from ofa_edge.train.evaluate import calibration_batches
-
-        search_out = folder.parent.parent
         (found,) = specialize(spec.checkpoint, target.device, [target.budget_ms], selector=target.selector,
-                              out=search_out, export=("pt",), tables_dir=spec.tables, data=spec.data,
-                              bn_images=bn_images, measure=target.measure)
-        run = open_run(spec.checkpoint)
-        subnet = subnet_from_dict(run.space, found["subnet"])
-        run.net.set_subnet(subnet)
-        static = run.net.get_active_subnet().eval()
-        weights = Path(found["folder"]) / "model.pt"
-        if weights.is_file():  # the BN-recalibrated static weights specialize saved
-            static.load_state_dict(torch.load(weights, map_location="cpu", weights_only=True))
-        task = run.task(spec.data)
-        calib = torch.cat(list(calibration_batches(task.train, subnet.r, calib_images)))[:calib_images]
-        xs, ys = [], []
-        for x, y in make_loader(task.test, subnet.r, 200, train=False):
-            xs.append(x)
-            ys.append(y)
-        eval_x, eval_y = torch.cat(xs), torch.cat(ys)
-        if eval_images:
-            eval_x, eval_y = eval_x[:eval_images], eval_y[:eval_images]
-        keep = {k: found.get(k) for k in ("selector", "runtime", "checkpoint", "search", "space_fingerprint")}
-        keep["top1_specialize"] = found.get("top1")
-        manifest = build_target(static, subnet, run.space, run.n_classes, Path(found["folder"]), target.formats,
-                                target.quantize, calib, (eval_x, eval_y.numpy()), keep,
-                                latency_ms=found.get("latency_ms"), raise_on_failure=False)
-        return manifest
+                              out=folder.parent.parent, export=("pt",) + tuple(target.formats),
+                              quantize="int8" if target.quantize else None, tables_dir=spec.tables,
+                              data=spec.data, bn_images=bn_images, measure=target.measure)
+        return read_manifest(Path(found["folder"]))
 
     return build

@@ -23,8 +23,7 @@ from ofa_edge.search.select import SearchSetup, select_budgets
 from ofa_edge.search.selectors import read_sampled_log
 from ofa_edge.space import SearchSpace, Subnet
 
-MANIFEST_FORMAT = "ofa-edge-build/1"
-EXPORTS = ("pt", "onnx", "tflite")
+EXPORTS = ("pt", "onnx", "tflite", "coreml")
 
 
 def sha256_file(path: str | os.PathLike) -> str:
@@ -168,30 +167,6 @@ def resolve_predictor(run: Run, predictor: str | None, required: bool) -> Predic
     return load_predictor(path, run.space, checkpoint_sha256=run.sha256)
 
 
-def _export(static, folder: Path, r: int, formats: tuple[str, ...], quantize: str | None,
-            calibration) -> list[Path]:
-    import torch
-
-    from ofa_edge.io import atomic_save
-
-    files = []
-    if "pt" in formats:
-        p = folder / "model.pt"
-        atomic_save(p, lambda fh: torch.save(static.state_dict(), fh))
-        files.append(p)
-    if "onnx" in formats:
-        from ofa_edge.export.onnx import export_onnx
-
-        files.append(export_onnx(static, folder / "model.onnx", (1, 3, r, r)))
-    if "tflite" in formats:
-        from ofa_edge.export.tflite import export_tflite
-
-        name = "model.int8.tflite" if quantize == "int8" else "model.tflite"
-        files.append(export_tflite(static, folder / name, (1, 3, r, r), quantize=quantize,
-                                   calibration=calibration))
-    return files
-
-
 def specialize(checkpoint: str | os.PathLike, device: str, budgets_ms: list[float], *,
                selector: str = "evolution", predictor: str | None = None, out: str | os.PathLike = "builds",
                export: tuple[str, ...] = ("pt", "onnx"), quantize: str | None = None,
@@ -209,8 +184,8 @@ def specialize(checkpoint: str | os.PathLike, device: str, budgets_ms: list[floa
         raise OfaEdgeError(f"--export: {bad[0]!r} is not one of {', '.join(EXPORTS)}")
     if quantize not in (None, "int8"):
         raise OfaEdgeError(f"--quantize: {quantize!r} is not supported; use int8")
-    if quantize and "tflite" not in export:
-        raise OfaEdgeError("--quantize int8 needs --export tflite (ONNX INT8 comes with the export issue)")
+    if quantize and not set(export) - {"pt"}:
+        raise OfaEdgeError("--quantize int8 needs an --export format to quantise (onnx, tflite or coreml)")
     run = open_run(checkpoint)
     profile, table, table_path, latency = device_latency(device, tables_dir, run.space, run.n_classes)
     pred = resolve_predictor(run, predictor, required=selector != "last-sampled")
@@ -230,8 +205,25 @@ def specialize(checkpoint: str | os.PathLike, device: str, budgets_ms: list[floa
     return manifests
 
 
+def _test_arrays(task, make_loader, r: int):
+    """The test split at resolution ``r`` as (float32 images, int labels) tensors."""
+    import torch
+
+    xs, ys = [], []
+    for x, y in make_loader(task.test, r, 200, train=False):
+        xs.append(x)
+        ys.append(y)
+    return torch.cat(xs), torch.cat(ys)
+
+
 def _build(run, profile, table_path, setup, res: SearchResult, pred, task, out: Path, export, quantize,
            bn_images, measure, cache_dir, recalibrate_bn, calibration_batches, evaluate, make_loader):
+    import torch
+
+    from ofa_edge.export import build_target
+    from ofa_edge.export.manifest import file_entry
+    from ofa_edge.io import atomic_save
+
     subnet = res.best.subnet
     budget = res.bounds["latency_ms"]
     folder = out / profile.name / format_ms(budget)
@@ -241,34 +233,38 @@ def _build(run, profile, table_path, setup, res: SearchResult, pred, task, out: 
     calib = calibration_batches(task.train, subnet.r, bn_images) if bn_images > 0 else []
     if calib:
         recalibrate_bn(static, calib, mode="ofa")
-    test = evaluate(static, make_loader(task.test, subnet.r, 200, train=False))
-    (folder / "subnet.json").write_text(subnet.to_json() + "\n")
-    files = [folder / "subnet.json"]
-    images = calib[0][:64] if calib and quantize else None
-    files += _export(static, folder, subnet.r, tuple(export), quantize, images)
+    atomic_write_text(folder / "subnet.json", subnet.to_json() + "\n")
+    own_files = [folder / "subnet.json"]
+    if "pt" in export:
+        atomic_save(folder / "model.pt", lambda fh: torch.save(static.state_dict(), fh))
+        own_files.append(folder / "model.pt")
     info = setup.describe([subnet])
     measured_ms, note = (None, "not measured (pass --measure when the device is reachable)")
     if measure:
         measured_ms, note = measure_on_device(profile, run.space, subnet, run.n_classes, cache_dir)
     predicted_ms = float(info["latency_ms"][0])
-    manifest = {
-        "format": MANIFEST_FORMAT, "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        "device": profile.name, "runtime": profile.runtime.name, "budget_ms": budget, "selector": res.selector,
-        "subnet": subnet.to_dict(), "subnet_id": subnet.id, "resolution": subnet.r,
-        "input_shape": [1, 3, subnet.r, subnet.r], "space": run.space.name,
-        "space_fingerprint": run.space.fingerprint(), "n_classes": run.n_classes,
-        "macs": int(info["macs"][0]), "params": int(info["params"][0]),
-        "latency_ms": {"predicted": predicted_ms, "measured": measured_ms,
-                       "error_pct": None if measured_ms is None else 100 * (predicted_ms - measured_ms) / measured_ms,
-                       "note": note, "table": str(table_path)},
-        "top1": {"predicted": None if pred is None else float(info["predicted_top1"][0]),
-                 "measured": test["top1"], "split": "test", "n_images": test["n"], "bn_images": bn_images},
-        "checkpoint": {"path": str(run.path), "sha256": run.sha256},
-        "search": {"selector": res.selector, "seconds": res.seconds, "evaluated": res.evaluated},
-        "files": [{"path": f.name, "bytes": f.stat().st_size, "sha256": sha256_file(f)} for f in files],
-    }
-    atomic_write_text(folder / "manifest.json", json.dumps(manifest, indent=2) + "\n")
-    return manifest | {"folder": str(folder)}
+    latency = {"predicted": predicted_ms, "measured": measured_ms,
+               "error_pct": None if measured_ms is None else 100 * (predicted_ms - measured_ms) / measured_ms,
+               "note": note, "table": str(table_path)}
+    extra = {"target": f"{profile.name}/{format_ms(budget)}", "device": profile.name,
+             "runtime": profile.runtime.name, "budget_ms": budget, "selector": res.selector,
+             "space_fingerprint": run.space.fingerprint(), "bn_images": bn_images,
+             "checkpoint": {"path": str(run.path), "sha256": run.sha256},
+             "search": {"selector": res.selector, "seconds": res.seconds, "evaluated": res.evaluated}}
+    test_x, test_y = _test_arrays(task, make_loader, subnet.r)
+    calib_x = torch.cat(calib)[:256] if calib else None
+    formats = tuple(f for f in export if f != "pt")
+    manifest = build_target(static, subnet, run.space, run.n_classes, folder, formats, bool(quantize), calib_x,
+                            (test_x, test_y), extra, latency_ms=latency, raise_on_failure=False)
+    if not formats:  # nothing exported: the fp32 accuracy still comes from PyTorch
+        manifest.top1 = {"fp32": evaluate(static, make_loader(task.test, subnet.r, 200, train=False))["top1"],
+                         "split": "test", "n_images": int(test_y.numel()), "drop_points": {}}
+    manifest.top1["predicted"] = None if pred is None else float(info["predicted_top1"][0])
+    manifest.top1["measured"] = manifest.top1.get("fp32")
+    manifest.files = [file_entry(f, folder) for f in own_files] + manifest.files
+    manifest.write(folder)
+    return manifest.to_dict() | {"folder": str(folder), "budget_ms": budget, "device": profile.name,
+                                 "selector": res.selector}
 
 
 # -- pareto --------------------------------------------------------------------------------------------
