@@ -18,4 +18,4 @@ def test_readme_set_up_commands():
     text = README.read_text()
     assert "pip install -e . && ofa-edge demo" in text
     ci = (README.parent / ".ci" / "run").read_text()
-    assert "pip install -e '.[dev]' && python -m pytest" in text and "pip install -e '.[dev]' && python -m pytest" in ci
+    assert "pip install -e '.[dev,all]' && python -m pytest" in text and "pip install -e '.[dev,all]' && python -m pytest" in ci
