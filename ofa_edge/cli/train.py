@@ -62,6 +62,25 @@ def _spawned(cfg, resume, quiet) -> None:
     _run_training(cfg, resume, quiet or os.environ.get("RANK", "0") != "0")
 
 
+def _spawn_training(nproc: int, cfg, resume_arg, quiet: bool) -> None:
+    """Run the training in ``nproc`` DDP processes; Ctrl-C reaches the workers, which checkpoint and stop."""
+    import signal
+
+    import torch.multiprocessing as mp
+
+    from ofa_edge.train.distributed import spawn
+
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        spawn(nproc, _spawned, cfg, resume_arg, quiet)
+    except mp.ProcessRaisedException as exc:
+        last = str(exc).strip().splitlines()[-1]
+        kind, _, message = last.partition(": ")
+        fail(message or last, code=130 if kind.endswith("TrainingInterrupted") else 2)
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
 def train_cmd(
     strategy: str = typer.Option("sandwich", "--strategy", help=f"One of {', '.join(STRATEGIES)}."),
     space: Optional[str] = typer.Option(None, "--space", "-s", help="Search space (default: the --init "
@@ -139,9 +158,7 @@ def train_cmd(
             fail(f"--data: folder {data} does not exist")
         resume_arg = None
     if nproc > 1:
-        from ofa_edge.train.distributed import spawn
-
-        spawn(nproc, _spawned, cfg, resume_arg, quiet)
+        _spawn_training(nproc, cfg, resume_arg, quiet)
         from ofa_edge.train.checkpoint import read_train_checkpoint
 
         target = Path(resume_arg) if resume_arg else Path(cfg.out)
@@ -149,7 +166,12 @@ def train_cmd(
         metrics, ckpt = state.get("metrics", []), target if target.is_file() else target / "supernet.pt"
         init_report = None
     else:
-        result = _run_training(cfg, resume_arg, quiet or as_json)
+        from ofa_edge.train import TrainingInterrupted
+
+        try:
+            result = _run_training(cfg, resume_arg, quiet or as_json)
+        except TrainingInterrupted as exc:
+            fail(str(exc), code=130)
         metrics, ckpt, init_report = result.metrics, result.checkpoint, result.init_report
     if as_json:
         print_json({"checkpoint": str(ckpt), "metrics": metrics, "init": init_report})

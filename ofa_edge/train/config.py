@@ -15,7 +15,7 @@ class TrainConfig:
     """Everything that determines a training run (same config + seed = same weights, bit for bit)."""
 
     strategy: str = "sandwich"
-    space: str = "cifar-mbv3"
+    space: str | None = "cifar-mbv3"     # None: the --init checkpoint's space, else cifar-mbv3
     data: str | None = None              # None = embedded CIFAR-10 mini set
     out: str = "runs/run"
     epochs: int = 10

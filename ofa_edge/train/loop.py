@@ -204,6 +204,10 @@ class _Run:
             ids = [self.device.index] if self.device.type == "cuda" else None
             self.model = DDP(self.net, device_ids=ids, find_unused_parameters=True)
 
+    @property
+    def resume_hint(self) -> str:
+        return f" --nproc {self.info.world}" if self.info.enabled else ""
+
     # -- state ------------------------------------------------------------------------------------
     def state(self) -> dict[str, Any]:
         return {"epoch": self.epoch, "step": self.step, "iteration": self.iteration,
@@ -301,7 +305,7 @@ class _Run:
                     self.save(complete=False)
                     raise TrainingInterrupted(
                         f"interrupted at epoch {self.epoch + 1}, step {self.step}/{self.steps}; checkpoint saved "
-                        f"to {self.ckpt}; continue with: ofa-edge train --resume {self.out}")
+                        f"to {self.ckpt}; continue with: ofa-edge train --resume {self.out}{self.resume_hint}")
             self.acc["seconds"] += time.perf_counter() - t0
             distributed.broadcast_module(self.net, self.info)
             row = {"epoch": self.epoch + 1, "phase": phase.name, "lr": round(stats["lr"], 8),
@@ -318,7 +322,7 @@ class _Run:
             self.save(complete=self.epoch == self.total_epochs)
             if distributed.any_flag(stop.hit, self.info) and self.epoch < self.total_epochs:
                 raise TrainingInterrupted(f"interrupted after epoch {self.epoch}; checkpoint saved to "
-                                          f"{self.ckpt}; continue with: ofa-edge train --resume {self.out}")
+                                          f"{self.ckpt}; continue with: ofa-edge train --resume {self.out}{self.resume_hint}")
 
 
 def build_net(cfg: TrainConfig, task: TaskData) -> tuple[OFAMobileNetV3, dict | None]:
