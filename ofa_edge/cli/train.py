@@ -173,6 +173,10 @@ def train_cmd(
         except TrainingInterrupted as exc:
             fail(str(exc), code=130)
         metrics, ckpt, init_report = result.metrics, result.checkpoint, result.init_report
+    import os
+
+    if os.environ.get("RANK", "0") != "0":  # under torchrun only rank 0 reports
+        return
     if as_json:
         print_json({"checkpoint": str(ckpt), "metrics": metrics, "init": init_report})
         return
