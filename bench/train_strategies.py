@@ -13,7 +13,7 @@ Resumable: each run keeps its checkpoint in bench/results/ckpt/<bench>/<run>/ an
 JSON; re-running skips finished runs and resumes an interrupted one. Single-threaded torch by default
 (2 shared cores: more threads were ~10x slower here under load).
 
-    python bench/train_strategies.py            # full (cifar-mbv3, 200 steps x 64 images per run)
+    python bench/train_strategies.py            # full (cifar-mbv3, 200 steps x 64 images per run, ~40 min)
     python bench/train_strategies.py --quick    # smoke run (cifar-tiny, a few steps)
 """
 
@@ -61,6 +61,8 @@ def run_one(name: str, overrides: dict, args, ckpt_root: Path) -> dict:
     from ofa_edge.train.evaluate import evaluate_subnet
 
     out = ckpt_root / name
+    if args.init and overrides.get("labels_per_class"):
+        overrides = {**overrides, "init": args.init, "space": None}
     cfg = TrainConfig(**{**base_config(args), **overrides, "data": args.data, "out": str(out), "seed": args.seed})
     ckpt = out / "supernet.pt"
     done = False
@@ -117,7 +119,8 @@ def main() -> None:
     ap.add_argument("--epochs", type=int, default=8)
     ap.add_argument("--steps-per-epoch", type=int, default=25)
     ap.add_argument("--batch-size", type=int, default=64)
-    ap.add_argument("--lr", type=float, default=0.05)
+    ap.add_argument("--lr", type=float, default=0.1)
+    ap.add_argument("--init", default=None, help="checkpoint both 25-label runs start from (transfer, as TOFA)")
     ap.add_argument("--bn-eval", type=int, default=1000, help="BN recalibration images before test evaluation")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=1)
