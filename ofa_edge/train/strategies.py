@@ -88,26 +88,6 @@ def progressive_phases(space: SearchSpace, epochs: int, phase_epochs=None, phase
             for (name, kind, sp, k, sort, teacher), length, lr in zip(plan, lengths, lrs) if length > 0]
 
 
-def plan_phases(cfg: TrainConfig, space: SearchSpace) -> list[Phase]:
-    """The phases of a run (one phase for every strategy except progressive)."""
-    if cfg.strategy == "progressive":
-        return progressive_phases(space, cfg.epochs, cfg.phase_epochs, cfg.phase_lr)
-    n = 1 if cfg.strategy == "random" else 2 + cfg.n_random
-    return [Phase(cfg.strategy, cfg.epochs, space, 1.0, n)]
-
-
-def subnets_for_step(strategy: str, phase: Phase, seed: int, iteration: int) -> list[tuple[str, Subnet]]:
-    """The (role, subnet) pairs trained at ``iteration``; every process draws the same ones (seeded by
-    run seed, iteration and position, as OFA re-seeds per subnet)."""
-    space = phase.space
-    rngs = (random.Random(derive_seed(seed, iteration, k)) for k in range(phase.n_subnets))
-    if strategy in ("sandwich", "tofa"):
-        out = [("max", max_subnet(space)), ("min", min_subnet(space))]
-        out += [("random", sample(space, next(rngs))) for _ in range(phase.n_subnets - 2)]
-        return out
-    return [("random", sample(space, rng)) for rng in rngs]
-
-
 @dataclass
 class StepBatch:
     """One step's inputs at the loader resolution (unlabelled views only for tofa)."""
@@ -125,55 +105,155 @@ def at_resolution(x: torch.Tensor, r: int) -> torch.Tensor:
     return F.interpolate(x, size=(r, r), mode="bilinear", align_corners=False, antialias=True)
 
 
+def _rngs(seed: int, iteration: int, n: int) -> list[random.Random]:
+    """One RNG per subnet of a step, seeded by (run seed, iteration, position) as OFA re-seeds."""
+    return [random.Random(derive_seed(seed, iteration, k)) for k in range(n)]
+
+
+class Strategy:
+    """How a run is split into phases, which subnets a step trains, and each subnet's loss."""
+
+    name = ""
+
+    def phases(self, cfg: TrainConfig, space: SearchSpace) -> list[Phase]:
+        return [Phase(self.name, cfg.epochs, space, 1.0, self.subnets_per_step(cfg))]
+
+    def subnets_per_step(self, cfg: TrainConfig) -> int:
+        return 1
+
+    def subnets(self, phase: Phase, seed: int, iteration: int) -> list[tuple[str, Subnet]]:
+        """(role, subnet) pairs of a step; every process draws the same ones."""
+        return [("random", sample(phase.space, rng)) for rng in _rngs(seed, iteration, phase.n_subnets)]
+
+    def step(self, cfg: TrainConfig, phase: Phase, net, model: Callable, subnets: list[tuple[str, Subnet]],
+             batch: StepBatch, teacher=None) -> dict[str, float]:
+        """Forward and backward every subnet (gradients accumulate); returns the loss parts."""
+        stats: dict[str, float] = {}
+        context: dict = {}
+        for role, subnet in subnets:
+            net.set_subnet(subnet)
+            loss = self.subnet_loss(cfg, phase, model, role, subnet.r, batch, teacher, context, stats)
+            loss.backward()
+            value = float(loss.detach())
+            stats[f"{role}_loss"] = stats.get(f"{role}_loss", 0.0) + value
+            stats["loss"] = stats.get("loss", 0.0) + value / len(subnets)
+        return stats
+
+    def subnet_loss(self, cfg, phase, model, role, r, batch, teacher, context, stats) -> torch.Tensor:
+        """Label-smoothed CE on the labelled batch."""
+        return smooth_ce(model(at_resolution(batch.x, r)), batch.y, cfg.label_smoothing)
+
+
+_STRATEGIES: dict[str, type[Strategy]] = {}
+
+
+def register_strategy(name: str):
+    """Class decorator: make a Strategy available as ``--strategy name``."""
+
+    def wrap(cls: type[Strategy]) -> type[Strategy]:
+        cls.name = name
+        _STRATEGIES[name] = cls
+        return cls
+
+    return wrap
+
+
+def get_strategy(name: str) -> Strategy:
+    """The strategy registered as ``name``."""
+    try:
+        return _STRATEGIES[name]()
+    except KeyError:
+        raise OfaEdgeError(f"strategy: {name!r} is not one of {sorted(_STRATEGIES)}") from None
+
+
+@register_strategy("random")
+class RandomSampling(Strategy):
+    """One uniformly sampled subnet per step, label-smoothed CE (random subnet sampling)."""
+
+
+@register_strategy("progressive")
+class ProgressiveShrinking(Strategy):
+    """OFA: full net, then elastic kernel, depth, expand; later phases distil from the full net."""
+
+    def phases(self, cfg: TrainConfig, space: SearchSpace) -> list[Phase]:
+        return progressive_phases(space, cfg.epochs, cfg.phase_epochs, cfg.phase_lr)
+
+    def subnet_loss(self, cfg, phase, model, role, r, batch, teacher, context, stats) -> torch.Tensor:
+        logits = model(at_resolution(batch.x, r))
+        loss = smooth_ce(logits, batch.y, cfg.label_smoothing)
+        if phase.teacher and teacher is not None and cfg.kd_ratio > 0:
+            cache = context.setdefault("teacher", {})
+            if r not in cache:  # the teacher runs in train mode under no-grad, as OFA's
+                with torch.no_grad():
+                    cache[r] = teacher(at_resolution(batch.x, r)).detach()
+            loss = loss + cfg.kd_ratio * kd_loss(logits, cache[r])
+        return loss
+
+
+@register_strategy("sandwich")
+class Sandwich(Strategy):
+    """Max + min + n random subnets per step; the max net learns from labels, the others distil from it."""
+
+    def subnets_per_step(self, cfg: TrainConfig) -> int:
+        return 2 + cfg.n_random
+
+    def subnets(self, phase: Phase, seed: int, iteration: int) -> list[tuple[str, Subnet]]:
+        space = phase.space
+        rngs = _rngs(seed, iteration, phase.n_subnets)
+        return [("max", max_subnet(space)), ("min", min_subnet(space))] + \
+               [("random", sample(space, rng)) for rng in rngs[:phase.n_subnets - 2]]
+
+    def subnet_loss(self, cfg, phase, model, role, r, batch, teacher, context, stats) -> torch.Tensor:
+        logits = model(at_resolution(batch.x, r))
+        if role == "max":
+            context["max_logits"] = logits.detach()
+        if role != "max" and cfg.kd_ratio > 0:
+            return cfg.kd_ratio * kd_loss(logits, context["max_logits"])
+        return smooth_ce(logits, batch.y, cfg.label_smoothing)
+
+
+@register_strategy("tofa")
+class Tofa(Sandwich):
+    """Sandwich + TOFA's semi-supervised loss (see ``losses.tofa_loss``); each subnet sees the labelled
+    batch and both views of the unlabelled batch in one forward pass."""
+
+    def subnet_loss(self, cfg, phase, model, role, r, batch, teacher, context, stats) -> torch.Tensor:
+        terms = TofaTerms(cfg.label_smoothing, cfg.fixmatch, cfg.threshold, cfg.lambda_u, cfg.kd_labelled,
+                          cfg.kd_unlabelled, cfg.kd_ratio)
+        nl = batch.x.size(0)
+        nu = batch.u_weak.size(0) if batch.u_weak is not None else 0
+        parts_in = [batch.x] + ([batch.u_weak, batch.u_strong] if nu else [])
+        logits = model(at_resolution(torch.cat(parts_in), r))
+        logits_l = logits[:nl]
+        logits_uw = logits[nl:nl + nu] if nu else None
+        logits_us = logits[nl + nu:] if nu else None
+        if role == "max":
+            context["max_l"] = logits_l.detach()
+            context["max_uw"] = logits_uw.detach() if nu else None
+            if nu:
+                context["pseudo"] = pseudo_labels(logits_uw, cfg.threshold)
+                stats["mask"] = float(context["pseudo"][1].mean())
+        terms = dataclasses.replace(terms, fixmatch=terms.fixmatch and nu > 0)
+        student = role != "max"
+        loss, parts = tofa_loss(terms, logits_l, batch.y, logits_uw, logits_us, context.get("pseudo"),
+                                context["max_l"] if student else None,
+                                context["max_uw"] if student and nu else None)
+        for k, v in parts.items():
+            stats[f"{role}_{k}"] = stats.get(f"{role}_{k}", 0.0) + v
+        return loss
+
+
+def plan_phases(cfg: TrainConfig, space: SearchSpace) -> list[Phase]:
+    """The phases of a run (one phase for every strategy except progressive)."""
+    return get_strategy(cfg.strategy).phases(cfg, space)
+
+
+def subnets_for_step(strategy: str, phase: Phase, seed: int, iteration: int) -> list[tuple[str, Subnet]]:
+    """The (role, subnet) pairs ``strategy`` trains at ``iteration`` (identical on every process)."""
+    return get_strategy(strategy).subnets(phase, seed, iteration)
+
+
 def run_step(cfg: TrainConfig, phase: Phase, net, model: Callable, subnets: list[tuple[str, Subnet]],
              batch: StepBatch, teacher=None) -> dict[str, float]:
-    """Forward and backward every subnet of the step (gradients accumulate); returns loss parts.
-
-    ``net`` is the supernet (to select subnets), ``model`` what to call (the DDP wrapper or ``net``).
-    """
-    stats: dict[str, float] = {}
-    max_logits = max_uw = None
-    pseudo = None
-    terms = TofaTerms(cfg.label_smoothing, cfg.fixmatch, cfg.threshold, cfg.lambda_u, cfg.kd_labelled,
-                      cfg.kd_unlabelled, cfg.kd_ratio)
-    teacher_cache: dict[int, torch.Tensor] = {}
-    for role, subnet in subnets:
-        net.set_subnet(subnet)
-        r = subnet.r
-        if cfg.strategy == "tofa":
-            nl = batch.x.size(0)
-            nu = batch.u_weak.size(0) if batch.u_weak is not None else 0
-            parts_in = [batch.x] + ([batch.u_weak, batch.u_strong] if nu else [])
-            logits = model(at_resolution(torch.cat(parts_in), r))
-            logits_l = logits[:nl]
-            logits_uw = logits[nl:nl + nu] if nu else None
-            logits_us = logits[nl + nu:] if nu else None
-            if role == "max":
-                max_logits, max_uw = logits_l.detach(), (logits_uw.detach() if nu else None)
-                if nu:
-                    pseudo = pseudo_labels(logits_uw, cfg.threshold)
-                    stats["mask"] = float(pseudo[1].mean())
-            use_u = terms.fixmatch and nu > 0
-            loss, parts = tofa_loss(dataclasses.replace(terms, fixmatch=use_u), logits_l, batch.y,
-                                    logits_uw, logits_us, pseudo,
-                                    None if role == "max" else max_logits,
-                                    None if role == "max" or not nu else max_uw)
-            for k, v in parts.items():
-                stats[f"{role}_{k}"] = stats.get(f"{role}_{k}", 0.0) + v
-        else:
-            logits = model(at_resolution(batch.x, r))
-            if cfg.strategy == "sandwich" and role != "max" and cfg.kd_ratio > 0:
-                loss = cfg.kd_ratio * kd_loss(logits, max_logits)
-            else:
-                loss = smooth_ce(logits, batch.y, cfg.label_smoothing)
-                if phase.teacher and teacher is not None and cfg.kd_ratio > 0:
-                    if r not in teacher_cache:
-                        with torch.no_grad():
-                            teacher_cache[r] = teacher(at_resolution(batch.x, r)).detach()
-                    loss = loss + cfg.kd_ratio * kd_loss(logits, teacher_cache[r])
-            if role == "max":
-                max_logits = logits.detach()
-        loss.backward()
-        stats[f"{role}_loss"] = stats.get(f"{role}_loss", 0.0) + float(loss.detach())
-        stats["loss"] = stats.get("loss", 0.0) + float(loss.detach()) / len(subnets)
-    return stats
+    """One step of ``cfg.strategy``: ``net`` selects subnets, ``model`` (the DDP wrapper or ``net``) runs."""
+    return get_strategy(cfg.strategy).step(cfg, phase, net, model, subnets, batch, teacher)
