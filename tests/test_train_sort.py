@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from ofa_edge.space import get_space, max_subnet
+from ofa_edge.space import max_subnet
 from ofa_edge.space.arch import mid_channels
 from ofa_edge.supernet import OFAMobileNetV3
 from ofa_edge.supernet.sort import middle_importance, sort_block_channels, sort_channels
