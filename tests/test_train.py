@@ -333,3 +333,19 @@ def test_sampled_log_is_read_by_the_last_sampled_selector(tmp_path):
     by_id = {r["id"]: r for r in rows}
     assert by_id[maxid]["count"] == by_id[minid]["count"] == 3
     assert rows[-1]["id"] not in (maxid, minid)
+
+
+def test_init_from_an_ofa_edge_run_takes_its_space_and_weights(tmp_path):
+    a = train(tiny_cfg(tmp_path / "a", strategy="random", epochs=1, steps_per_epoch=1, labels_per_class=None,
+                       batch_size=8))
+    seen = {}
+    cfg = tiny_cfg(tmp_path / "b", strategy="random", epochs=1, steps_per_epoch=1, labels_per_class=None,
+                   batch_size=8, space=None, heads=2, init=str(tmp_path / "a" / "run" / "supernet.pt"), lr=1e-9)
+    b = train(cfg, progress=lambda ev: seen.update(ev) if ev["event"] == "start" else None)
+    assert b.net.space.name == "cifar-tiny"
+    assert seen["init"]["format"] == "ofa-edge" and seen["init"]["classifier"] == "loaded"
+    wa = a.net.state_dict()["blocks.1.conv.point_linear.conv.conv.weight"]
+    wb = b.net.state_dict()["blocks.1.conv.point_linear.conv.conv.weight"]
+    assert torch.allclose(wa, wb, atol=1e-6)  # lr 1e-9: one step barely moves them
+    # the file's single head was copied into both heads
+    assert torch.allclose(b.net.classifier.heads[1].linear.bias, a.net.classifier.heads[0].linear.bias, atol=1e-6)
