@@ -155,3 +155,13 @@ def test_bn_batches_fixed():
     assert all(torch.equal(x, y) for x, y in zip(a, b))
     c = bn_batches(task.train, 24, n_images=50, batch_size=20, seed=2)
     assert not torch.equal(a[0], c[0])
+
+
+def test_large_image_folder_images_get_imagenet_style_crops(tmp_path):
+    for c, colour in (("a", (200, 10, 10)), ("b", (10, 10, 200))):
+        for i in range(4):
+            _write_png(tmp_path / c / f"{i}.png", colour, size=100)
+    task = load_task(tmp_path, val_fraction=0.25, test_fraction=0.25)
+    for train in (True, False):
+        x, _ = make_loader(task.train, 32, 4, train=train).batch(0, 0)
+        assert x.shape == (4, 3, 32, 32) and torch.isfinite(x).all()

@@ -27,7 +27,8 @@ class BatchAugment:
         if kind not in AUGMENTATIONS:
             raise ValueError(f"augmentation: {kind!r} is not one of {list(AUGMENTATIONS)}")
         self.kind, self.r = kind, int(resolution)
-        self.small = native is not None and native <= resolution * 1.5
+        # None: decided from the first image seen (file sources of unknown size)
+        self.small: bool | None = None if native is None else native <= resolution * 1.5
         self.mean = torch.tensor(mean, dtype=torch.float32).view(1, 3, 1, 1)
         self.std = torch.tensor(std, dtype=torch.float32).view(1, 3, 1, 1)
         self.randaugment = T.RandAugment(num_ops=2, magnitude=10) if kind == "strong" else None
@@ -45,6 +46,8 @@ class BatchAugment:
         return self.eval_large(img) if self.kind == "eval" else self.rrc(img)
 
     def __call__(self, images: Sequence[torch.Tensor]) -> torch.Tensor:
+        if self.small is None:
+            self.small = max(images[0].shape[-2:]) <= self.r * 1.5
         x = torch.stack([self._geometry(img) for img in images]).to(torch.float32) / 255.0
         if self.kind != "eval":
             x = self.random_crop_flip(x) if self.small else self.flip(x)
