@@ -349,3 +349,12 @@ def test_init_from_an_ofa_edge_run_takes_its_space_and_weights(tmp_path):
     assert torch.allclose(wa, wb, atol=1e-6)  # lr 1e-9: one step barely moves them
     # the file's single head was copied into both heads
     assert torch.allclose(b.net.classifier.heads[1].linear.bias, a.net.classifier.heads[0].linear.bias, atol=1e-6)
+
+
+def test_a_new_run_refuses_to_overwrite_an_existing_one(tmp_path, capsys):
+    cfg = tiny_cfg(tmp_path, strategy="random", epochs=1, steps_per_epoch=1, labels_per_class=None, batch_size=8)
+    train(cfg)
+    with pytest.raises(OfaEdgeError, match="--resume"):
+        train(cfg)
+    assert main(["train", "--space", "cifar-tiny", "--out", str(tmp_path / "run"), "--quiet"]) == 2
+    assert "already holds a training run" in capsys.readouterr().err

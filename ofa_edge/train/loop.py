@@ -365,6 +365,9 @@ def train(cfg: TrainConfig | None = None, resume: str | Path | None = None,
     elif cfg is None:
         raise ValueError("train: give a config or a checkpoint to resume")
     else:
+        if (Path(cfg.out) / CHECKPOINT_NAME).is_file():
+            raise OfaEdgeError(f"out: {cfg.out} already holds a training run; continue it with "
+                               f"--resume {cfg.out}, or pass another --out")
         cfg = resolve_space(cfg)
     device = pick_device(cfg)
     info = distributed.setup("nccl" if device.type == "cuda" else "gloo")
