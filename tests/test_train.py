@@ -358,3 +358,12 @@ def test_a_new_run_refuses_to_overwrite_an_existing_one(tmp_path, capsys):
         train(cfg)
     assert main(["train", "--space", "cifar-tiny", "--out", str(tmp_path / "run"), "--quiet"]) == 2
     assert "already holds a training run" in capsys.readouterr().err
+
+
+def test_steps_per_epoch_can_exceed_a_small_labelled_set(tmp_path):
+    from ofa_edge.train.checkpoint import read_train_checkpoint
+
+    cfg = tiny_cfg(tmp_path, strategy="random", epochs=2, steps_per_epoch=5, labels_per_class=5, batch_size=25)
+    result = train(cfg)
+    _, _, state = read_train_checkpoint(tmp_path / "run")
+    assert state["iteration"] == 10 and [m["images"] for m in result.metrics] == [125, 125]

@@ -108,7 +108,7 @@ def train_cmd(
     fixmatch: bool = typer.Option(True, "--fixmatch/--no-fixmatch", help="tofa: pseudo-label term."),
     kd_labelled: bool = typer.Option(True, "--kd-labelled/--no-kd-labelled", help="tofa: KD on labelled."),
     kd_unlabelled: bool = typer.Option(True, "--kd-unlabelled/--no-kd-unlabelled", help="tofa: KD on unlabelled."),
-    steps_per_epoch: Optional[int] = typer.Option(None, "--steps-per-epoch", help="Cap steps per epoch."),
+    steps_per_epoch: Optional[int] = typer.Option(None, "--steps-per-epoch", help="Steps per epoch (default: one pass over the training set)."),
     phase_epochs: Optional[str] = typer.Option(None, "--phase-epochs",
                                                help="progressive: epochs per phase, e.g. 2,2,1,1."),
     phase_lr: Optional[str] = typer.Option(None, "--phase-lr",

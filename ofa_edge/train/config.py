@@ -39,7 +39,7 @@ class TrainConfig:
     fixmatch: bool = True
     kd_labelled: bool = True
     kd_unlabelled: bool = True
-    steps_per_epoch: int | None = None   # cap (None: one pass over the driving data set)
+    steps_per_epoch: int | None = None   # None: one pass over the (unlabelled for tofa) training set
     phase_epochs: tuple[int, ...] | None = None  # progressive: explicit epochs per phase
     phase_lr: tuple[float, ...] | None = None    # progressive: lr multiplier per phase (default OFA's)
     bn_images: int = 500                 # BN recalibration images for the per-epoch validation

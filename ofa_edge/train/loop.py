@@ -96,12 +96,13 @@ class BatchSource:
     steps: int
 
     def batch(self, epoch: int, step: int) -> StepBatch:
-        if self.unl is None:
-            x, y = self.lab.batch(epoch, step)
-            return StepBatch(x, y)
-        (uw, us), _ = self.unl.batch(epoch, step)
-        k = epoch * self.steps + step  # labelled batches cycle through their own epochs
+        """Global step k = epoch * steps + step; each loader walks through its own epochs (data
+        epochs), so a run epoch may be shorter or longer than a pass over a data set."""
+        k = epoch * self.steps + step
         x, y = self.lab.batch(k // len(self.lab), k % len(self.lab))
+        if self.unl is None:
+            return StepBatch(x, y)
+        (uw, us), _ = self.unl.batch(k // len(self.unl), k % len(self.unl))
         return StepBatch(x, y, uw, us)
 
     def iterate(self, epoch: int, start: int, workers: int = 0):
@@ -157,7 +158,7 @@ class _Run:
             self.unl = make_loader(task.unlabelled, self.res, cfg.batch_size * cfg.unlabelled_ratio, True,
                                    cfg.seed + 1, views=("weak", "strong"), rank=r, world=w)
         driver = self.unl if self.unl is not None else self.lab
-        self.steps = min(len(driver), cfg.steps_per_epoch or len(driver))
+        self.steps = cfg.steps_per_epoch or len(driver)
         self.source = BatchSource(self.lab, self.unl, self.steps)
         self.teacher: OFAMobileNetV3 | None = None
         self.sampled: dict[str, list] = {}
