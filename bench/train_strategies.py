@@ -68,6 +68,9 @@ def run_one(name: str, overrides: dict, args, ckpt_root: Path) -> dict:
     done = False
     if ckpt.is_file():
         _, saved, state = read_train_checkpoint(ckpt)
+        if saved.to_dict() != cfg.to_dict():
+            raise SystemExit(f"{out} holds a run with other settings; delete that folder or rerun with the "
+                             "options it was started with")
         done = state["epoch"] >= (saved.epochs if saved.strategy != "progressive" or not saved.phase_epochs
                                   else sum(saved.phase_epochs))
     t0 = time.perf_counter()
@@ -136,10 +139,10 @@ def main() -> None:
     out_json = RESULTS / f"{tag}.json"
     ckpt_root = RESULTS / "ckpt" / tag
     doc = json.loads(out_json.read_text()) if out_json.is_file() else {}
-    if doc.get("format") != FORMAT or doc.get("config") != base_config(args):
-        doc = {"format": FORMAT, "config": base_config(args), "runs": {}}
-    doc.update(data=args.data, seed=args.seed, threads=args.threads, machine=platform.platform(),
-               torch=torch.__version__)
+    settings = {**base_config(args), "data": args.data, "seed": args.seed, "init": args.init}
+    if doc.get("format") != FORMAT or doc.get("config") != settings:
+        doc = {"format": FORMAT, "config": settings, "runs": {}}
+    doc.update(threads=args.threads, machine=platform.platform(), torch=torch.__version__)
     wanted = [n for n in args.only.split(",") if n] or list(runs(args.quick))
     for name in wanted:
         if name in doc["runs"]:
