@@ -101,14 +101,14 @@ def main(argv=None) -> int:
             a, b = by.get(fmt), by.get(f"{fmt}-int8")
             if a and b and a["latency_ms"] and b["latency_ms"]:
                 rows.append({"subnet": which, "format": fmt, "speedup_int8": a["latency_ms"] / b["latency_ms"],
-                             "drop_points": None if a["top1"] is None else 100 * (a["top1"] - b["top1"])})
+                             "drop_points": None if a["top1"] is None else a["top1"] - b["top1"]})
     print(f"supernet: {label}   threads: {args.threads}   test images: {len(ty)}")
     print(f"{'subnet':6} {'artifact':12} {'status':7} {'export s':>8} {'size KB':>9} {'lat ms':>8} {'top1':>6} {'agree':>6}")
     for r in records:
         f = lambda v, fmt: "-" if v is None else format(v, fmt)  # noqa: E731
         print(f"{r['subnet']:6} {r['artifact']:12} {r['status']:7} {f(r['export_s'], '8.2f')} "
               f"{f(None if r['bytes'] is None else r['bytes'] / 1024, '9.1f')} {f(r['latency_ms'], '8.3f')} "
-              f"{f(None if r['top1'] is None else 100 * r['top1'], '6.2f')} {f(r['agreement'], '6.3f')}")
+              f"{f(r['top1'], '6.2f')} {f(r['agreement'], '6.3f')}")
     for r in rows:
         print(f"{r['subnet']} {r['format']}: int8 speed-up x{r['speedup_int8']:.2f}, top-1 drop "
               f"{'-' if r['drop_points'] is None else format(r['drop_points'], '.2f')} points")

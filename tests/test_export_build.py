@@ -55,7 +55,7 @@ def test_build_target_onnx_manifest_files_and_metadata(tmp_path):
     # top-1 from an independent computation with PyTorch
     with torch.no_grad():
         ref = model(x).numpy()
-    assert on_disk["top1"]["fp32"] == pytest.approx(float((ref.argmax(1) == y).mean()))
+    assert on_disk["top1"]["fp32"] == pytest.approx(100.0 * float((ref.argmax(1) == y).mean()))
     art = {a["key"]: a for a in on_disk["artifacts"]}
     assert art["onnx"]["parity"]["passed"] and art["onnx"]["parity"]["max_abs_diff"] < 1e-4
     assert art["onnx-int8"]["top1"] == on_disk["top1"]["onnx-int8"]

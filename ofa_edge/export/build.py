@@ -214,7 +214,7 @@ def build_target(static_model: torch.nn.Module, subnet, space, n_classes: int, o
                 entry["top1_agreement"] = parity.top1_agreement(ref_eval, got_eval)
                 if art.quantized:
                     manifest.top1[art.key] = acc
-                    manifest.top1["drop_points"][art.key] = round(100 * (manifest.top1["fp32"] - acc), 3)
+                    manifest.top1["drop_points"][art.key] = round(manifest.top1["fp32"] - acc, 3)
         except Exception as exc:  # any converter/runtime error fails this artifact, not the whole build
             if not art.quantized:
                 failed_formats.add(art.format)

@@ -1,0 +1,204 @@
+"""``ofa-edge demo``: train, profile this machine, fit the predictor, specialise three budgets, export, report.
+
+Every stage reads only what the stage before it wrote into the output folder and skips work already done,
+so an interrupted demo resumes where it stopped.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+from ofa_edge.errors import OfaEdgeError
+from ofa_edge.io import atomic_write_text
+
+#: (stage, done, total, note) -> None
+Progress = Callable[[str, int, int, str], None]
+STAGES = ("plan", "train", "profile", "predictor", "specialize", "report")
+
+
+@dataclass(frozen=True)
+class DemoConfig:
+    """What the demo runs; the defaults finish in about ``minutes`` on a 2-core CPU."""
+
+    out: str = "demo-out"
+    minutes: float = 8.0
+    space: str = "cifar-mbv3"
+    strategy: str = "sandwich"
+    device: str = "x86-local"
+    batch_size: int = 64
+    steps_per_epoch: int = 40
+    budgets: int = 3
+    predictor_samples: int = 60
+    bn_images: int = 300
+    warmup: int = 10
+    repeats: int = 30
+    calibrate: int = 20
+    validate: int = 20
+    formats: tuple[str, ...] | None = None  # None: ONNX, plus TFLite and CoreML when installed
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if not self.minutes > 0:
+            raise OfaEdgeError(f"--minutes: must be positive, got {self.minutes}")
+        if self.budgets < 1:
+            raise OfaEdgeError(f"budgets: must be at least 1, got {self.budgets}")
+
+
+def _time_share(cfg: DemoConfig) -> dict[str, float]:
+    """Seconds per stage: training gets what the others (sized by their counts) leave."""
+    total = cfg.minutes * 60
+    return {"train": max(20.0, 0.45 * total)}
+
+
+def probe_step_seconds(cfg: DemoConfig) -> float:
+    """Seconds of one training step of the strategy (max + min + one random subnet) on random images."""
+    import random
+
+    import torch
+
+    from ofa_edge.space import get_space, sample
+    from ofa_edge.supernet import OFAMobileNetV3
+
+    space = get_space(cfg.space)
+    net = OFAMobileNetV3(space, 10).train()
+    opt = torch.optim.SGD(net.parameters(), lr=0.01, momentum=0.9)
+    r = max(space.resolutions)
+    x, y = torch.randn(cfg.batch_size, 3, r, r), torch.randint(0, 10, (cfg.batch_size,))
+    rng = random.Random(0)
+    times = []
+    for i in range(3):
+        t = time.perf_counter()
+        opt.zero_grad()
+        for fn in (net.set_max_net, net.set_min_net, lambda: net.set_subnet(sample(space, rng))):
+            fn()
+            torch.nn.functional.cross_entropy(net(x), y).backward()
+        opt.step()
+        if i:
+            times.append(time.perf_counter() - t)
+    return 1.15 * min(times)  # data augmentation and distillation targets add ~15 %
+
+
+def _plan(cfg: DemoConfig, out: Path) -> dict[str, Any]:
+    path = out / "demo_plan.json"
+    if path.is_file():
+        plan = json.loads(path.read_text())
+        if plan.get("config") == json.loads(json.dumps(asdict(cfg))):
+            return plan
+        raise OfaEdgeError(f"{out} holds a demo run with other settings ({path}); pass another --out "
+                           "or the same options to resume it")
+    step_s = probe_step_seconds(cfg)
+    steps = max(cfg.steps_per_epoch, int(_time_share(cfg)["train"] / step_s))
+    epochs = max(1, round(steps / cfg.steps_per_epoch))
+    plan = {"format": "ofa-edge-demo-plan/1", "config": asdict(cfg), "step_seconds": round(step_s, 4),
+            "epochs": epochs, "steps_per_epoch": cfg.steps_per_epoch}
+    atomic_write_text(path, json.dumps(plan, indent=2) + "\n")
+    return plan
+
+
+def _train(cfg: DemoConfig, out: Path, plan: dict[str, Any], progress: Progress) -> Path:
+    from ofa_edge.train import TrainConfig, train
+
+    run = out / "run"
+    tcfg = TrainConfig(strategy=cfg.strategy, space=cfg.space, out=str(run), epochs=plan["epochs"],
+                       batch_size=cfg.batch_size, steps_per_epoch=cfg.steps_per_epoch, n_random=1, lr=0.1,
+                       warmup_epochs=0, eval_every=0, bn_images=cfg.bn_images, seed=cfg.seed, dropout=0.0)
+    total = plan["epochs"] * cfg.steps_per_epoch
+
+    def on_event(ev: dict) -> None:
+        if ev["event"] == "step":
+            done = ev["epoch"] * ev["steps"] + ev["step"]
+            progress("train", done, total, f"loss {ev['loss']:.3f}, {ev['images_per_s']:.0f} img/s")
+
+    resume = run if (run / "supernet.pt").is_file() else None
+    train(None if resume else tcfg, resume=resume, progress=on_event)
+    progress("train", total, total, "done")
+    return run / "supernet.pt"
+
+
+def _profile(cfg: DemoConfig, out: Path, progress: Progress):
+    import dataclasses
+
+    from ofa_edge.devices import get_device
+    from ofa_edge.latency import ProfileOptions, profile_device
+
+    profile = get_device(cfg.device)
+    profile = dataclasses.replace(profile, benchmark=dataclasses.replace(profile.benchmark, warmup=cfg.warmup,
+                                                                         repeats=cfg.repeats))
+    opts = ProfileOptions(space=cfg.space, n_classes=10, calibrate=cfg.calibrate, validate=cfg.validate,
+                          seed=cfg.seed, tables_dir=out / "latency_tables", cache_dir=out / "cache")
+    return profile_device(profile, opts, lambda dev, phase, done, total: progress("profile", done, total, phase))
+
+
+def _budgets(ckpt: Path, device: str, tables: Path, n: int) -> list[float]:
+    """``n`` budgets spread over the table's range (from just above the fastest subnet to the slowest)."""
+    from ofa_edge.search.pipeline import device_latency, open_run
+    from ofa_edge.search.select import SearchSetup
+
+    run = open_run(ckpt)
+    _, _, _, latency = device_latency(device, tables, run.space, run.n_classes)
+    setup = SearchSetup.build(run.space, run.n_classes, None, latency)
+    lo, hi = setup.latency.minimum()[0], setup.latency.maximum()[0]
+    fractions = [0.15 + 0.7 * i / max(1, n - 1) for i in range(n)] if n > 1 else [0.5]
+    return [round(lo + f * (hi - lo), 3) for f in fractions]
+
+
+def _specialize(cfg: DemoConfig, out: Path, ckpt: Path, budgets: list[float], progress: Progress) -> None:
+    from ofa_edge.export.backends import available
+    from ofa_edge.search.budget import format_ms
+    from ofa_edge.search.pipeline import specialize
+
+    def done(b: float) -> bool:
+        manifest = out / "builds" / cfg.device / format_ms(b) / "manifest.json"
+        return manifest.is_file() and json.loads(manifest.read_text()).get("status") == "ok"
+
+    todo = [b for b in budgets if not done(b)]
+    formats = cfg.formats or ("pt", "onnx") + tuple(f for f in ("tflite", "coreml") if available(f))
+    if todo:
+        specialize(ckpt, cfg.device, todo, out=out / "builds", tables_dir=out / "latency_tables",
+                   export=formats, quantize="int8", bn_images=cfg.bn_images, measure=True,
+                   cache_dir=str(out / "cache"),
+                   progress=lambda phase, i, n: progress("specialize", i, n, phase))
+    progress("specialize", len(budgets), len(budgets), "done")
+
+
+def run_demo(cfg: DemoConfig = DemoConfig(), progress: Progress | None = None) -> dict[str, Any]:
+    """Run (or resume) the whole pipeline into ``cfg.out``; returns paths and the report rows."""
+    from ofa_edge.demo.report import collect_rows, lut_scatter, write_rows_json
+    from ofa_edge.export.manifest import write_summary_for
+    from ofa_edge.search.pipeline import fit_from_checkpoint, pareto
+
+    progress = progress or (lambda *a: None)
+    out = Path(cfg.out)
+    out.mkdir(parents=True, exist_ok=True)
+    t0 = time.perf_counter()
+    progress("plan", 0, 1, "timing one training step")
+    plan = _plan(cfg, out)
+    progress("plan", 1, 1, f"{plan['epochs']} epochs x {plan['steps_per_epoch']} steps")
+    ckpt = _train(cfg, out, plan, progress)
+    prof = _profile(cfg, out, progress)
+    pred = fit_from_checkpoint(ckpt, cfg.predictor_samples, bn_images=cfg.bn_images, epochs=150, seed=cfg.seed,
+                               progress=lambda phase, done, total: progress("predictor", done, total, phase))
+    budgets = _budgets(ckpt, cfg.device, out / "latency_tables", cfg.budgets)
+    _specialize(cfg, out, ckpt, budgets, progress)
+    progress("report", 0, 1, "plots")
+    write_summary_for(out / "builds")
+    front = pareto(ckpt, cfg.device, out=out, tables_dir=out / "latency_tables", n_random=150,
+                   config=_search_config())
+    scatter = lut_scatter(prof.validation, out / "lut_scatter.png", f"{cfg.device} / {prof.runtime}")
+    rows = collect_rows(out / "builds")
+    write_rows_json(rows, out / "report.json")
+    progress("report", 1, 1, "done")
+    return {"out": str(out), "checkpoint": str(ckpt), "table": str(prof.table), "predictor": pred,
+            "lut_metrics": prof.metrics, "budgets_ms": budgets, "pareto_png": front["png"],
+            "pareto_csv": front["csv"], "lut_scatter_png": str(scatter), "rows": [r.to_dict() for r in rows],
+            "seconds": round(time.perf_counter() - t0, 1)}
+
+
+def _search_config():
+    from ofa_edge.search import EvolutionConfig
+
+    return EvolutionConfig(population=60, generations=60)
