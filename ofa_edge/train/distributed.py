@@ -40,7 +40,8 @@ def any_flag(flag: bool, info: DistInfo) -> bool:
     """True on every rank if ``flag`` is true on any rank (used to stop all ranks together)."""
     if not info.enabled:
         return flag
-    t = torch.tensor([1 if flag else 0])
+    device = "cuda" if dist.get_backend() == "nccl" else "cpu"  # nccl reduces CUDA tensors only
+    t = torch.tensor([1 if flag else 0], device=device)
     dist.all_reduce(t, op=dist.ReduceOp.MAX)
     return bool(t.item())
 

@@ -13,7 +13,7 @@ def smooth_ce(logits: torch.Tensor, target: torch.Tensor, smoothing: float = 0.0
     n = logits.size(1)
     soft = torch.full_like(logits, smoothing / n)
     soft.scatter_add_(1, target.view(-1, 1), torch.full((target.numel(), 1), 1.0 - smoothing,
-                                                         dtype=logits.dtype))
+                                                         dtype=logits.dtype, device=logits.device))
     return soft_ce(logits, soft)
 
 
