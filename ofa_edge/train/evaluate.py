@@ -13,7 +13,7 @@ from ofa_edge.space import Subnet
 from ofa_edge.supernet.bn_calib import recalibrate_bn
 
 ECE_BINS = 15
-_BN_CACHE: dict[tuple, list[torch.Tensor]] = {}
+_BN_CACHE: dict[tuple, tuple[ImageSet, list[torch.Tensor]]] = {}
 
 
 def expected_calibration_error(probs: torch.Tensor, labels: torch.Tensor, bins: int = ECE_BINS) -> float:
@@ -59,12 +59,13 @@ def evaluate(model: nn.Module, loader: Iterable) -> dict:
 def calibration_batches(dataset: ImageSet, resolution: int, n_images: int, batch_size: int = 200,
                         seed: int = 937162211) -> list[torch.Tensor]:
     """``bn_batches`` with a small cache (the same batches serve every subnet at one resolution)."""
-    key = (id(dataset.indices), len(dataset), resolution, n_images, batch_size, seed)
-    if key not in _BN_CACHE:
+    key = (id(dataset), resolution, n_images, batch_size, seed)
+    hit = _BN_CACHE.get(key)
+    if hit is None or hit[0] is not dataset:  # the entry keeps its data set alive, so ids cannot be reused
         if len(_BN_CACHE) > 16:
             _BN_CACHE.clear()
-        _BN_CACHE[key] = bn_batches(dataset, resolution, n_images, batch_size, seed)
-    return _BN_CACHE[key]
+        hit = _BN_CACHE[key] = (dataset, bn_batches(dataset, resolution, n_images, batch_size, seed))
+    return hit[1]
 
 
 def evaluate_subnet(net, subnet: Subnet, task: TaskData, bn_images: int = 2000, split: str = "val",
