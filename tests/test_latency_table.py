@@ -117,6 +117,21 @@ def test_fit_recovers_known_correction():
     assert small.scale == pytest.approx(1.5) and small.per_layer == 0 and small.offset == 0
     with pytest.raises(ValueError):
         fit_correction([1.0], [3], [float("nan")])
+    # the per-call overhead that one-layer models count once per layer: per_layer = -overhead, offset = +overhead
+    overhead = 0.02
+    true = 1.1 * raw - overhead * n + overhead
+    c = fit_correction(raw, n, true, min_layer_ms=0.05)
+    assert (c.per_layer, c.offset) == (pytest.approx(-overhead), pytest.approx(overhead))
+
+
+def test_fit_never_predicts_a_non_positive_latency():
+    # Three noisy points whose unconstrained fit has a negative offset (seen on a loaded machine):
+    # the kept correction must stay positive for any subnet, down to one layer of the fastest kind.
+    raw, n, measured = [0.30, 0.45, 0.60], [12, 16, 20], [0.35, 0.70, 1.02]
+    c = fit_correction(raw, n, measured, min_layer_ms=0.004)
+    assert c.offset >= 0 and c.scale > 0
+    for layers_n in range(1, 40):
+        assert c.apply(0.004 * layers_n, layers_n) > 0
 
 
 def test_kendall_tau_against_pair_count():

@@ -10,13 +10,16 @@ import numpy as np
 from ofa_edge.latency.table import Correction
 
 
-def fit_correction(raw_ms: Sequence[float], n_layers: Sequence[int], measured_ms: Sequence[float]) -> Correction:
+def fit_correction(raw_ms: Sequence[float], n_layers: Sequence[int], measured_ms: Sequence[float],
+                   min_layer_ms: float = 0.0) -> Correction:
     """Least squares in relative error: ``measured ~ scale * raw + per_layer * n_layers + offset``.
 
     The per-layer term absorbs the runtime's per-call overhead that summing one-layer models counts
     once per layer; the offset the whole model's one call. With few samples the model shrinks to
-    ``scale * raw + offset`` and then to ``scale * raw``; a fit with a non-positive scale falls back
-    to the simpler model.
+    ``scale * raw + offset`` and then to ``scale * raw``. A fit is kept only if it predicts a positive
+    latency for every possible subnet, not just the fitted ones: ``scale > 0``, ``offset >= 0`` and
+    ``per_layer >= -scale * min_layer_ms`` (``min_layer_ms``: the table's fastest layer, so every
+    layer still adds a non-negative amount); otherwise the simpler model is tried.
     """
     raw = np.asarray(raw_ms, dtype=np.float64)
     n = np.asarray(n_layers, dtype=np.float64)
@@ -36,8 +39,9 @@ def fit_correction(raw_ms: Sequence[float], n_layers: Sequence[int], measured_ms
     for x in candidates:
         coef, *_ = np.linalg.lstsq(x * w[:, None], y * w, rcond=None)
         pred = x @ coef
-        if coef[0] > 0 and np.all(pred > 0):
-            return Correction(float(coef[0]), float(coef[1]), float(coef[2]), len(y))
+        scale, per_layer, offset = (float(c) for c in coef)
+        if scale > 0 and offset >= 0 and per_layer >= -scale * min_layer_ms and np.all(pred > 0):
+            return Correction(scale, per_layer, offset, len(y))
     return Correction(float(np.sum(y * w) / np.sum(raw * w)), 0.0, 0.0, len(y))
 
 

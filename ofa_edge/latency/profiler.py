@@ -303,7 +303,8 @@ def _refit(table: LatencyTable, val: dict[str, Measured], current: SearchSpace) 
         rows.append((m, raw, len(keys)))
     fit = [(raw, n, m.measured_ms) for m, raw, n in rows if m.split == "fit" and raw > 0]
     if fit:
-        table.correction = fit_correction(*zip(*fit))
+        fastest = min((row.median_ms for row in table.rows.values()), default=0.0)
+        table.correction = fit_correction(*zip(*fit), min_layer_ms=fastest)
     out = [m.with_prediction(raw, table.correction.apply(raw, n) if raw > 0 else 0.0) for m, raw, n in rows]
     # refresh the predictions in the measured dict too (used for the metrics)
     for m in out:
