@@ -63,14 +63,22 @@ def time_pair(space_name: str, r: int, classes: int, batch: int, steps: int, war
     return {"supernet_s": med["supernet"], "static_s": med["static"], "ratio": med["supernet"] / med["static"]}
 
 
+def _vm_hwm_kib() -> int:
+    """Peak resident memory of this process image (VmHWM; unlike ru_maxrss it is not inherited over exec)."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1])
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+
+
 def peak_rss_child(space_name: str, r: int, classes: int, variant: str, batch: int) -> None:
     model = build(space_name, classes, variant).train()
     opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
     x, y = torch.randn(batch, 3, r, r), torch.randint(0, classes, (batch,))
-    base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    base = _vm_hwm_kib()
     for _ in range(2):
         train_step(model, opt, x, y)
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    peak = _vm_hwm_kib()
     print(json.dumps({"peak_mib": peak / 1024, "step_mib": (peak - base) / 1024}))
 
 
@@ -86,7 +94,19 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true", help="few steps, small batch (smoke test)")
     ap.add_argument("--batch", type=int, default=64)
     ap.add_argument("--steps", type=int, default=10)
+    ap.add_argument("--memory-only", action="store_true", help="re-measure peak memory only, keep the timings "
+                    "of the last full run")
     args = ap.parse_args()
+    if args.memory_only:
+        result = json.loads(OUT.read_text())
+        for row in result["rows"]:
+            for v in ("supernet", "static"):
+                mem = peak_rss(row["space"], row["resolution"], 1000 if row["space"].startswith("ofa") else 10, v,
+                               row["batch"])
+                row[f"{v}_peak_mib"], row[f"{v}_step_mib"] = mem["peak_mib"], mem["step_mib"]
+        OUT.write_text(json.dumps(result, indent=2))
+        print(json.dumps(result["rows"], indent=1))
+        return
     batch, steps, warmup = (8, 2, 1) if args.quick else (args.batch, args.steps, 2)
     rows = []
     for space_name, r, classes in CONFIGS:

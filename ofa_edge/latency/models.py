@@ -14,8 +14,8 @@ from ofa_edge.errors import OfaEdgeError
 from ofa_edge.latency.blocks import input_shape
 from ofa_edge.space import LayerSpec, SearchSpace, Subnet, layers
 
-#: Bump when the exported models change in a way that changes their latency.
-MODEL_VERSION = 1
+#: Bump when the exported models change (their latency or their bytes).
+MODEL_VERSION = 4
 SUFFIX = {"onnxruntime": ".onnx", "tflite": ".tflite", "torch": ".pt"}
 
 
@@ -62,6 +62,28 @@ def exporter(runtime: str) -> Callable[[torch.nn.Module, Path, tuple[int, ...]],
     raise OfaEdgeError(f"unknown runtime {runtime!r}; use onnxruntime, tflite or torch")
 
 
+#: Length of the random pattern tiled over each weight tensor: a prime, so the tiling does not line up
+#: with channel boundaries, and 1 KB, well inside deflate's window, so every repeat is one long match.
+PATTERN_PERIOD = 251
+
+
+def compressible_weights(model: torch.nn.Module) -> torch.nn.Module:
+    """Replace each weight tensor by a tiled random normal pattern scaled to its init's std.
+
+    Latency does not depend on weight values, but upload time does: the weights keep the scale of the
+    random init (no overflow, no denormals), and since each tensor repeats one 1 KB pattern the models
+    deflate ~40x in the bundle, so profiling uploads megabytes instead of hundreds of megabytes.
+    """
+    gen = torch.Generator().manual_seed(0)
+    pattern = torch.randn(PATTERN_PERIOD, generator=gen)
+    with torch.no_grad():
+        for p in model.parameters():
+            if p.dim() >= 2:
+                tiled = pattern.repeat(p.numel() // PATTERN_PERIOD + 1)[: p.numel()].view_as(p)
+                p.copy_(tiled * p.std().clamp_min(1e-3))
+    return model
+
+
 def _export_cached(name: str, build: Callable[[], torch.nn.Module], shape: tuple[int, ...], runtime: str,
                    cache_dir: Path, write) -> ModelFile:
     path = Path(cache_dir) / runtime / f"{name}_bs{shape[0]}{SUFFIX[runtime]}"
@@ -69,7 +91,7 @@ def _export_cached(name: str, build: Callable[[], torch.nn.Module], shape: tuple
         path.parent.mkdir(parents=True, exist_ok=True)
         torch.manual_seed(0)
         with torch.no_grad():
-            model = build().eval()
+            model = compressible_weights(build().eval())
         write(model, path, shape)
     return ModelFile(name, path, shape)
 
