@@ -39,7 +39,38 @@ def train_strategies(d: dict) -> str:
     return text
 
 
-RENDER = {"supernet_overhead": supernet_overhead, "lut_accuracy": lut_accuracy,
+def search(d: dict) -> str:
+    rows = ["| space | population x generations | candidates scored | setup s | search s (median) |",
+            "|---|---|---|---|---|"]
+    for t in d["timing"]:
+        rows.append(f"| {t['space']} | {t['population']} x {t['generations']} | {t['evaluated']} | "
+                    f"{t['setup_s']:.2f} | {t['search_s_median']:.2f} |")
+    if d.get("selectors"):
+        rows += ["", "| selector | budget ms | subnet | MMACs | latency pred / measured ms | top-1 pred / test % |",
+                 "|---|---|---|---|---|---|"]
+        for r in d["selectors"]:
+            meas = "-" if r["latency_meas_ms"] is None else f"{r['latency_meas_ms']:.3f}"
+            pred = "-" if r["top1_pred"] is None else f"{r['top1_pred']:.2f}"
+            rows.append(f"| {r['selector']} | {r['budget_ms']:g} | {r['subnet']} | {r['macs'] / 1e6:.2f} | "
+                        f"{r['latency_pred_ms']:.3f} / {meas} | {pred} / {r['top1_test']:.2f} |")
+    return "\n".join(rows)
+
+
+def export(d: dict) -> str:
+    rows = ["| subnet | artifact | export s | size KB | x86 latency ms | top-1 % | top-1 agreement with fp32 |",
+            "|---|---|---|---|---|---|---|"]
+    for a in d["artifacts"]:
+        f = lambda v, fmt: "-" if v is None else format(v, fmt)  # noqa: E731
+        rows.append(f"| {a['subnet']} | {a['artifact']} | {f(a['export_s'], '.2f')} | "
+                    f"{f(None if a['bytes'] is None else a['bytes'] / 1024, '.0f')} | {f(a['latency_ms'], '.3f')} | "
+                    f"{f(a['top1'], '.2f')} | {f(a['agreement'], '.3f')} |")
+    for i in d.get("int8", []):
+        rows.append(f"\n{i['subnet']} {i['format']}: INT8 speed-up x{i['speedup_int8']:.2f}, "
+                    f"top-1 drop {i['drop_points']:.2f} points.")
+    return "\n".join(rows)
+
+
+RENDER = {"search": search, "export": export, "supernet_overhead": supernet_overhead, "lut_accuracy": lut_accuracy,
           "train_strategies": train_strategies}
 
 
