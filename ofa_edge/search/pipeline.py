@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import time
@@ -13,6 +12,7 @@ from typing import Any, Callable
 import numpy as np
 
 from ofa_edge.errors import OfaEdgeError
+from ofa_edge.export.manifest import sha256_path
 from ofa_edge.io import atomic_write_text
 from ofa_edge.search.accuracy import collect_accuracy, read_accuracy_csv
 from ofa_edge.search.budget import format_ms
@@ -24,15 +24,6 @@ from ofa_edge.search.selectors import read_sampled_log
 from ofa_edge.space import SearchSpace, Subnet
 
 EXPORTS = ("pt", "onnx", "tflite", "coreml")
-
-
-def sha256_file(path: str | os.PathLike) -> str:
-    """Hex sha256 of a file's bytes."""
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 @dataclass
@@ -74,7 +65,7 @@ def open_run(checkpoint: str | os.PathLike) -> Run:
     net = load_any(path).eval()
     obj = read_torch_file(path)
     cfg = ((obj.get("meta") or {}).get("config") or {}) if isinstance(obj, dict) and obj.get("format") == FORMAT else {}
-    return Run(path, net, sha256_file(path), cfg)
+    return Run(path, net, sha256_path(path), cfg)
 
 
 # -- predictor fit -------------------------------------------------------------------------------------

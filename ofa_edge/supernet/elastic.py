@@ -7,7 +7,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ofa_edge.space.arch import se_channels
-from ofa_edge.supernet.ops import global_pool
+from ofa_edge.supernet.ops import global_pool, se_fc
 from ofa_edge.supernet.static import BN_EPS, BN_MOMENTUM
 
 
@@ -85,12 +85,7 @@ class ElasticSqueezeExcite(nn.Module):
 
     def __init__(self, max_ch: int):
         super().__init__()
-        hidden = se_channels(max_ch)
-        self.fc = nn.Sequential()
-        self.fc.add_module("reduce", nn.Conv2d(max_ch, hidden, 1, bias=True))
-        self.fc.add_module("relu", nn.ReLU(inplace=True))
-        self.fc.add_module("expand", nn.Conv2d(hidden, max_ch, 1, bias=True))
-        self.fc.add_module("h_sigmoid", nn.Hardsigmoid(inplace=True))
+        self.fc = se_fc(max_ch, se_channels(max_ch))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         c = x.size(1)

@@ -20,16 +20,22 @@ def make_act(name: str) -> nn.Module:
     raise ValueError(f"unknown activation {name!r}")
 
 
+def se_fc(channels: int, hidden: int) -> nn.Sequential:
+    """The squeeze-excite gate with OFA's names: reduce (1x1, bias), relu, expand (1x1, bias), h_sigmoid."""
+    fc = nn.Sequential()
+    fc.add_module("reduce", nn.Conv2d(channels, hidden, 1, bias=True))
+    fc.add_module("relu", nn.ReLU(inplace=True))
+    fc.add_module("expand", nn.Conv2d(hidden, channels, 1, bias=True))
+    fc.add_module("h_sigmoid", nn.Hardsigmoid(inplace=True))
+    return fc
+
+
 class SqueezeExcite(nn.Module):
     """Static squeeze-excite: pool, 1x1 reduce (bias), ReLU, 1x1 expand (bias), h_sigmoid, scale."""
 
     def __init__(self, channels: int, hidden: int):
         super().__init__()
-        self.fc = nn.Sequential()
-        self.fc.add_module("reduce", nn.Conv2d(channels, hidden, 1, bias=True))
-        self.fc.add_module("relu", nn.ReLU(inplace=True))
-        self.fc.add_module("expand", nn.Conv2d(hidden, channels, 1, bias=True))
-        self.fc.add_module("h_sigmoid", nn.Hardsigmoid(inplace=True))
+        self.fc = se_fc(channels, hidden)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return x * self.fc(global_pool(x))
