@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import sys
 import time
@@ -139,7 +140,9 @@ def main() -> None:
     out_json = RESULTS / f"{tag}.json"
     ckpt_root = RESULTS / "ckpt" / tag
     doc = json.loads(out_json.read_text()) if out_json.is_file() else {}
-    settings = {**base_config(args), "data": args.data, "seed": args.seed, "init": args.init}
+    # recorded relative to the repo (no machine paths in committed results)
+    data = os.path.relpath(args.data, ROOT) if os.path.isabs(args.data) else args.data
+    settings = {**base_config(args), "data": data, "seed": args.seed, "init": args.init}
     if doc.get("format") != FORMAT or doc.get("config") != settings:
         doc = {"format": FORMAT, "config": settings, "runs": {}}
     doc.update(threads=args.threads, machine=platform.platform(), torch=torch.__version__)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import abc
+
 import os
 import posixpath
 import shutil
@@ -39,7 +41,7 @@ class CommandResult:
 LineHandler = Callable[[str], None]
 
 
-class Transport:
+class Transport(abc.ABC):
     """Base class: a connection to one device, used as a context manager."""
 
     def __init__(self, profile: DeviceProfile):
@@ -62,24 +64,25 @@ class Transport:
         """The device's python executable as the profile names it."""
         return self.profile.device.python
 
+    @abc.abstractmethod
     def work_dir(self) -> str:
         """Absolute path of the profile's work folder on the device."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def makedirs(self, path: str) -> None:
-        raise NotImplementedError
+        """Create the device folder ``path`` (absolute) and its parents."""
 
+    @abc.abstractmethod
     def put(self, local: Path, remote: str) -> None:
         """Copy a local file to ``remote`` (absolute), atomically (upload then rename)."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def read(self, remote: str) -> bytes | None:
         """Contents of the device file ``remote``, or None if it does not exist."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def run(self, argv: Sequence[str], timeout: float, on_line: LineHandler | None = None) -> CommandResult:
         """Run ``argv`` on the device, calling ``on_line`` for each stdout line as it arrives."""
-        raise NotImplementedError
 
     def describe(self) -> str:
         return self.profile.name
