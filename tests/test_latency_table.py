@@ -8,6 +8,7 @@ import json
 import math
 import os
 import random
+import statistics
 import subprocess
 import sys
 from pathlib import Path
@@ -214,7 +215,7 @@ def test_local_profile_resumes_after_torn_journal(tmp_path):
     profile = get_device("x86-local")
     profile = dataclasses.replace(
         profile, device=dataclasses.replace(profile.device, work_dir=str(tmp_path / "dev")),
-        benchmark=dataclasses.replace(profile.benchmark, warmup=1, repeats=3))
+        benchmark=dataclasses.replace(profile.benchmark, warmup=1, repeats=3, rounds=1))
     o = ProfileOptions(space="cifar-tiny", resolutions=(32,), calibrate=3, validate=2, batch_size=64,
                        tables_dir=tmp_path / "tables", cache_dir=tmp_path / "cache")
     first = profile_device(profile, o)
@@ -228,3 +229,52 @@ def test_local_profile_resumes_after_torn_journal(tmp_path):
     again = profile_device(profile, o)
     assert again.measured == 5 and again.reused == first.n_layers - 5 + first.n_subnets
     assert list(load_table(paths["table"]).rows) == list(table.rows)
+
+
+class _Stop(Exception):
+    pass
+
+
+def test_rounds_take_the_median_over_rounds_and_resume_per_round(tmp_path):
+    profile = get_device("x86-local")
+    profile = dataclasses.replace(
+        profile, device=dataclasses.replace(profile.device, work_dir=str(tmp_path / "dev")),
+        benchmark=dataclasses.replace(profile.benchmark, warmup=1, repeats=2, rounds=3))
+    assert profile.settings_id().endswith("|r3")
+    o = ProfileOptions(space="cifar-tiny", resolutions=(24,), calibrate=2, validate=1, batch_size=16,
+                       tables_dir=tmp_path / "tables", cache_dir=tmp_path / "cache")
+    n_models = 46 + 3
+    seen = []
+
+    def stop_in_round_two(device, phase, done, total):
+        if phase == "measure":
+            seen.append((done, total))
+            if done == n_models + 10:
+                raise _Stop()
+
+    with pytest.raises(_Stop):
+        profile_device(profile, o, stop_in_round_two)
+    assert seen[-1] == (n_models + 10, 3 * n_models)
+    paths = table_paths(o.tables_dir, "x86-local", "onnxruntime")
+    lines = [json.loads(x) for x in paths["journal"].read_text().splitlines()]
+    assert sorted({x["round"] for x in lines}) == [0, 1] and len(lines) == n_models + 10
+    (tmp_path / "dev").rename(tmp_path / "dev-gone")  # nothing to recover on the device: measure the rest
+    res = profile_device(profile, o)
+    assert res.recovered == n_models + 10 and res.measured == 2 * n_models - 10
+    table = load_table(paths["table"])
+    assert len(table) == 46 and all(row.repeats == 6 for row in table.rows.values())
+    # each row is the median of its three rounds (journal of the first run + device files of the second)
+    by_name: dict[str, list[float]] = {}
+    for x in lines:
+        by_name.setdefault(x["name"], []).append(x["median_ms"])
+    folder = tmp_path / "dev" / "x86-local-onnxruntime"
+    for f in sorted(folder.glob("results*.jsonl")):
+        for x in map(json.loads, f.read_text().splitlines()):
+            if x.get("type") == "result":
+                by_name.setdefault(x["name"], []).append(x["median_ms"])
+    from ofa_edge.latency.models import block_name
+
+    for spec in enumerate_blocks(get_space("cifar-tiny"), (24,), o.n_classes):
+        got = by_name[block_name(spec)]
+        assert len(got) == 3
+        assert table.rows[spec.lut_key()].median_ms == pytest.approx(statistics.median(got), rel=1e-6)

@@ -53,12 +53,13 @@ class Runtime:
 
 @dataclass(frozen=True)
 class Benchmark:
-    """Measurement settings: warm-up runs, timed repeats, threads, batch size."""
+    """Measurement settings: warm-up runs, timed repeats, threads, batch size, rounds over all models."""
 
     warmup: int = 10
     repeats: int = 50
     threads: int = 1
     batch: int = 1
+    rounds: int = 1  # passes over all models, each in a new order; a model's latency = median over rounds
 
 
 @dataclass(frozen=True)
@@ -94,7 +95,7 @@ class DeviceProfile:
         """Identifies the measurement settings: results taken with other settings are not reused."""
         b, r = self.benchmark, self.runtime
         return (f"{r.name}|{','.join(r.providers)}|{r.delegate}|t{b.threads}|w{b.warmup}|"
-                f"n{b.repeats}|b{b.batch}")
+                f"n{b.repeats}|b{b.batch}" + (f"|r{b.rounds}" if b.rounds != 1 else ""))
 
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
@@ -211,7 +212,7 @@ def _from_dict(data: Any, where: str, default_name: str) -> DeviceProfile:
         raise ValueError(f"runtime.name {rt.name!r} is not {_HELP['name']}")
     b: Benchmark = parts["benchmark"]
     for key, low, high in (("warmup", 0, 100000), ("repeats", 1, 100000), ("threads", 1, 256),
-                           ("batch", 1, 4096)):
+                           ("batch", 1, 4096), ("rounds", 1, 100)):
         v = getattr(b, key)
         if not low <= v <= high:
             raise ValueError(f"benchmark.{key} = {v} is out of range; use {low}..{high}")

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import posixpath
+import random
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Collection, Sequence
 
 from ofa_edge.devices.bundle import ModelFile, build_bundle, parse_line
 from ofa_edge.devices.profile import DeviceProfile
@@ -38,79 +39,110 @@ def run_folder(transport: Transport) -> str:
 
 
 def measure_models(profile: DeviceProfile, models: Sequence[ModelFile], on_result: ResultHandler,
-                   batch_size: int = 32, transport: Transport | None = None) -> MeasureReport:
+                   batch_size: int = 32, transport: Transport | None = None,
+                   skip: Collection[tuple[str, int]] = ()) -> MeasureReport:
     """Measure ``models`` on the device; ``on_result`` gets each validated result as soon as it arrives.
 
-    Results already in the device's results file (from an interrupted earlier run with the same
-    settings) are recovered first and not measured again.
+    With ``benchmark.rounds`` = R each model is measured R times, in a new order each round (result
+    messages carry ``"round"``); ``skip`` names (model, round) pairs the caller already has. Results
+    already in the device's results files (from an interrupted earlier run with the same settings) are
+    recovered first and not measured again.
     """
     own = transport is None
     t = transport or open_transport(profile)
     if own:
         t.open()
     try:
-        return _measure(t, profile, list(models), on_result, max(1, batch_size))
+        return _measure(t, profile, list(models), on_result, max(1, batch_size), skip=set(skip))
     finally:
         if own:
             t.close()
 
 
+def round_order(models: Sequence[ModelFile], round_index: int) -> list[ModelFile]:
+    """The order of round ``round_index``: as given for round 0, a seeded shuffle for the later ones."""
+    out = list(models)
+    if round_index:
+        random.Random(round_index).shuffle(out)
+    return out
+
+
+def _results_name(base: str, round_index: int) -> str:
+    stem, dot, ext = base.rpartition(".")
+    return base if round_index == 0 else f"{stem}.r{round_index}{dot}{ext}"
+
+
 def _measure(t: Transport, profile: DeviceProfile, models: list[ModelFile], on_result: ResultHandler,
-             batch_size: int, results_name: str = "results.jsonl", recover: bool = True) -> MeasureReport:
+             batch_size: int, results_name: str = "results.jsonl", recover: bool = True,
+             rounds: int | None = None, skip: set[tuple[str, int]] | None = None) -> MeasureReport:
     report = MeasureReport()
     wanted = {m.name: m for m in models}
+    rounds = profile.benchmark.rounds if rounds is None else rounds
+    done: set[tuple[str, int]] = set(skip or ())
     folder = run_folder(t)
     t.makedirs(folder)
-    results_path = posixpath.join(folder, results_name)
     settings = profile.settings_id()
-    done: set[str] = set()
-    previous = t.read(results_path) if recover else None
-    for line in (previous or b"").decode("utf-8", "replace").splitlines():
-        msg = parse_line(line)
-        if msg and msg["type"] == "result" and msg["name"] in wanted and msg["name"] not in done \
-                and msg["settings"] == settings:
-            done.add(msg["name"])
-            report.recovered += 1
-            on_result(msg)
-    missing = [m for m in models if m.name not in done]
-    if not missing:
+
+    def deliver(msg: dict[str, Any], k: int) -> None:
+        done.add((msg["name"], k))
+        on_result({**msg, "round": k})
+
+    for k in range(rounds):
+        previous = t.read(posixpath.join(folder, _results_name(results_name, k))) if recover else None
+        for line in (previous or b"").decode("utf-8", "replace").splitlines():
+            msg = parse_line(line)
+            if msg and msg["type"] == "result" and msg["name"] in wanted and (msg["name"], k) not in done \
+                    and msg["settings"] == settings:
+                report.recovered += 1
+                deliver(msg, k)
+    todo = [[m for m in round_order(models, k) if (m.name, k) not in done] for k in range(rounds)]
+    if not any(todo):
         return report
     with tempfile.TemporaryDirectory(prefix="ofa-edge-bundle-") as tmp:
-        bundle = build_bundle(missing, profile, Path(tmp))
+        bundle = build_bundle([m for m in models if any((m.name, k) not in done for k in range(rounds))],
+                              profile, Path(tmp))
         remote_bundle = posixpath.join(folder, bundle.name)
         t.put(bundle, remote_bundle)
         report.uploads += 1
-    for start in range(0, len(missing), batch_size):
-        batch = missing[start:start + batch_size]
-        names = {m.name for m in batch}
-        fatal: list[str] = []
-
-        def handle(line: str) -> None:
-            msg = parse_line(line)
-            if msg is None:
-                return
-            if msg["type"] == "info":
-                report.info = msg
-            elif msg["type"] == "fatal":
-                fatal.append(msg["message"])
-            elif msg["type"] == "error" and msg["name"] in names:
-                report.failed[msg["name"]] = msg["message"]
-            elif msg["type"] == "result" and msg["name"] in names and msg["name"] not in done:
-                done.add(msg["name"])
-                report.measured += 1
-                on_result(msg)
-
-        argv = [t.python(), remote_bundle, "--results", results_path, "--only", ",".join(m.name for m in batch)]
-        result = t.run(argv, profile.connection.command_timeout, handle)
-        report.commands += 1
-        if fatal:
-            raise DeviceError(f"device {profile.name}: {fatal[0]}")
-        if result.exit_code != 0:
-            tail = result.stderr.strip().splitlines()[-1:] or ["no error output"]
-            raise TransportError(f"device {profile.name}: the runner could not start with {t.python()!r} "
-                                 f"(exit {result.exit_code}: {tail[0][:300]}); check device.python in the "
-                                 "profile and that python3 + numpy are installed on the device")
+    for k, missing in enumerate(todo):
+        results_path = posixpath.join(folder, _results_name(results_name, k))
+        for start in range(0, len(missing), batch_size):
+            _run_batch(t, profile, missing[start:start + batch_size], remote_bundle, results_path, k, report,
+                       done, deliver)
     return report
+
+
+def _run_batch(t: Transport, profile: DeviceProfile, batch: list[ModelFile], remote_bundle: str,
+               results_path: str, k: int, report: MeasureReport, done: set[tuple[str, int]],
+               deliver: Callable[[dict[str, Any], int], None]) -> None:
+    """One runner command over ``batch`` (round ``k``), streaming its results to ``deliver``."""
+    names = {m.name for m in batch}
+    fatal: list[str] = []
+
+    def handle(line: str) -> None:
+        msg = parse_line(line)
+        if msg is None:
+            return
+        if msg["type"] == "info":
+            report.info = msg
+        elif msg["type"] == "fatal":
+            fatal.append(msg["message"])
+        elif msg["type"] == "error" and msg["name"] in names:
+            report.failed[msg["name"]] = msg["message"]
+        elif msg["type"] == "result" and msg["name"] in names and (msg["name"], k) not in done:
+            report.measured += 1
+            deliver(msg, k)
+
+    argv = [t.python(), remote_bundle, "--results", results_path, "--only", ",".join(m.name for m in batch)]
+    result = t.run(argv, profile.connection.command_timeout, handle)
+    report.commands += 1
+    if fatal:
+        raise DeviceError(f"device {profile.name}: {fatal[0]}")
+    if result.exit_code != 0:
+        tail = result.stderr.strip().splitlines()[-1:] or ["no error output"]
+        raise TransportError(f"device {profile.name}: the runner could not start with {t.python()!r} "
+                             f"(exit {result.exit_code}: {tail[0][:300]}); check device.python in the "
+                             "profile and that python3 + numpy are installed on the device")
 
 
 def check_device(profile: DeviceProfile, probe: ModelFile | None = None) -> dict[str, Any]:
@@ -140,7 +172,8 @@ def check_device(profile: DeviceProfile, probe: ModelFile | None = None) -> dict
         if probe is not None and out["runtime_version"]:
             got: list[dict[str, Any]] = []
             try:
-                rep = _measure(t, profile, [probe], got.append, 1, "check-results.jsonl", recover=False)
+                rep = _measure(t, profile, [probe], got.append, 1, "check-results.jsonl", recover=False,
+                               rounds=1)
                 out["runner_ok"] = bool(got) and not rep.failed
                 out["probe_ms"] = got[0]["median_ms"] if got else None
             except DeviceError as exc:

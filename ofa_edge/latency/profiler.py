@@ -10,6 +10,7 @@ import datetime
 import json
 import os
 import random
+import statistics
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -24,7 +25,8 @@ from ofa_edge.errors import OfaEdgeError
 from ofa_edge.latency.blocks import enumerate_blocks
 from ofa_edge.latency.fit import accuracy_metrics, fit_correction
 from ofa_edge.latency.lock import table_lock
-from ofa_edge.latency.models import block_model, block_name, default_cache_dir, subnet_model, subnet_name
+from ofa_edge.latency.models import (MODEL_VERSION, block_model, block_name, default_cache_dir, subnet_model,
+                                     subnet_name)
 from ofa_edge.latency.table import LatencyTable, Row, load_table
 from ofa_edge.latency.validation import Measured, load_validation, save_validation
 from ofa_edge.space import SearchSpace, Subnet, get_space, layers, sample, subnet_from_json
@@ -119,8 +121,9 @@ def plan_subnets(space: SearchSpace, resolutions: Sequence[int], calibrate: int,
     return fit, draw(validate)
 
 
-def _read_journal(path: Path, settings: str) -> dict[str, dict[str, Any]]:
-    out: dict[str, dict[str, Any]] = {}
+def _read_journal(path: Path, settings: str) -> dict[str, dict[int, dict[str, Any]]]:
+    """The journal's results with ``settings``: model name -> round -> result message."""
+    out: dict[str, dict[int, dict[str, Any]]] = {}
     try:
         text = path.read_text(encoding="utf-8", errors="replace")
     except FileNotFoundError:
@@ -128,7 +131,31 @@ def _read_journal(path: Path, settings: str) -> dict[str, dict[str, Any]]:
     for line in text.splitlines():
         msg = parse_line(line)  # a torn last line (crash mid-write) is simply skipped
         if msg and msg["type"] == "result" and msg["settings"] == settings:
-            out.setdefault(msg["name"], msg)
+            rnd = _round_of(line)
+            if rnd is not None:
+                out.setdefault(msg["name"], {}).setdefault(rnd, msg)
+    return out
+
+
+def _round_of(line: str) -> int | None:
+    """The round a journal line belongs to (0 for lines written before rounds existed)."""
+    try:
+        rnd = json.loads(line).get("round", 0)
+    except ValueError:
+        return None
+    return rnd if isinstance(rnd, int) and not isinstance(rnd, bool) and 0 <= rnd <= 100 else None
+
+
+def combine_rounds(results: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """One model's statistics over its rounds: medians of the per-round median/mean/p90/std, the minimum
+    of the minima, the sum of the repeats. With one round, that round's statistics unchanged."""
+    if len(results) == 1:
+        return dict(results[0])
+    out = dict(results[0])
+    for key in ("median_ms", "mean_ms", "p90_ms", "std_ms"):
+        out[key] = float(statistics.median(r[key] for r in results))
+    out["min_ms"] = min(r["min_ms"] for r in results)
+    out["repeats"] = sum(r["repeats"] for r in results)
     return out
 
 
@@ -144,7 +171,7 @@ def _device_facts(info: dict[str, Any], profile: DeviceProfile) -> dict[str, Any
                  repeats=profile.benchmark.repeats, batch=profile.benchmark.batch,
                  threads=profile.benchmark.threads, settings=profile.settings_id(),
                  date=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-                 ofa_edge_version=__version__, stat="median")
+                 ofa_edge_version=__version__, model_version=MODEL_VERSION, stat="median")
     return facts
 
 
@@ -198,37 +225,43 @@ def profile_device(profile: DeviceProfile, opts: ProfileOptions, progress: Progr
                            n_subnets=len(plan.fit) + len(plan.test))
     with table_lock(paths["lock"]):
         old = load_table(paths["table"]) if paths["table"].is_file() else None
-        if old is not None and old.provenance.get("settings") != settings:
-            old = None  # measured with other settings: rebuilt from scratch
+        if old is not None and (old.provenance.get("settings") != settings
+                                or old.provenance.get("model_version") != MODEL_VERSION):
+            old = None  # measured with other settings or other exported models: rebuilt from scratch
         old_rows = dict(old.rows) if old else {}
         old_val: dict[str, Measured] = {}
-        if paths["validation"].is_file():
+        if old is not None and paths["validation"].is_file():
             val_settings, val_rows = load_validation(paths["validation"])
             if val_settings == settings:
                 old_val = {r.name: r for r in val_rows}
         journal = _read_journal(paths["journal"], settings)
+        rounds = profile.benchmark.rounds
+
+        def complete(name: str) -> bool:
+            return all(k in journal.get(name, {}) for k in range(rounds))
         block_names = {block_name(b): b for b in plan.blocks}
         subnets = {subnet_name(s, opts.n_classes, plan.space): ("fit", s) for s in plan.fit}
         subnets.update({subnet_name(s, opts.n_classes, plan.space): ("test", s) for s in plan.test})
         have = {n for n, b in block_names.items() if b.lut_key() in old_rows} | (set(subnets) & set(old_val))
         result.reused = len(have)
         total = len(block_names) + len(subnets)
-        needed = [n for n in list(block_names) + list(subnets) if n not in have and n not in journal]
+        needed = [n for n in list(block_names) + list(subnets) if n not in have and not complete(n)]
         # Interleave layers and whole subnets: a slow drift of the device's speed (clock, heat, load)
         # then biases the layer sum and the subnets it is compared with alike.
         random.Random(opts.seed).shuffle(needed)
-        result.recovered = sum(1 for n in journal if n in block_names or n in subnets)
+        result.recovered = sum(len(journal[n]) for n in journal if n in block_names or n in subnets)
         info: dict[str, Any] = {}
         if needed:
             with open_transport(profile) as transport:  # connect first: an unreachable device fails fast
                 _measure_missing(profile, opts, needed, transport, paths, journal, result, total, progress,
-                                 lambda: sum(1 for n in list(block_names) + list(subnets) if n in have or n in journal))
+                                 lambda: sum(1 for n in list(block_names) + list(subnets)
+                                             if n in have or complete(n)))
             info = result.info
 
         rows = dict(old_rows)
         for name, spec in block_names.items():
-            if name in journal:
-                m = journal[name]
+            if complete(name):
+                m = combine_rounds([journal[name][k] for k in range(rounds)])
                 rows[spec.lut_key()] = Row(spec.lut_key(), spec.kind, m["median_ms"], m["mean_ms"], m["p90_ms"],
                                            m["std_ms"], m["min_ms"], m["repeats"])
         provenance = dict(old.provenance) if old else {}
@@ -239,8 +272,8 @@ def profile_device(profile: DeviceProfile, opts: ProfileOptions, progress: Progr
         table = LatencyTable(rows, provenance, path=str(paths["table"]))
         val = dict(old_val)
         for name, (split, s) in subnets.items():
-            if name in journal:
-                m = journal[name]
+            if complete(name):
+                m = combine_rounds([journal[name][k] for k in range(rounds)])
                 val[name] = Measured(split, name, plan.space.name, opts.n_classes, s.to_json(),
                                      len(layers(plan.space, s, opts.n_classes)), 0.0, 0.0, m["median_ms"],
                                      m["mean_ms"], m["p90_ms"])
@@ -256,11 +289,14 @@ def profile_device(profile: DeviceProfile, opts: ProfileOptions, progress: Progr
 
 
 def _measure_missing(profile: DeviceProfile, opts: ProfileOptions, needed: list[str], transport,
-                     paths: dict[str, Path], journal: dict[str, dict[str, Any]], result: ProfileResult,
-                     total: int, progress: Progress | None, kept: Callable[[], int]) -> None:
-    """Export the missing models, measure them, journal each result as it arrives."""
+                     paths: dict[str, Path], journal: dict[str, dict[int, dict[str, Any]]],
+                     result: ProfileResult, total: int, progress: Progress | None, kept: Callable[[], int]) -> None:
+    """Export the missing models, measure them (every round), journal each result as it arrives."""
     models = prepare_models(profile, opts, set(needed), progress)
-    done = total - len(needed)
+    rounds = profile.benchmark.rounds
+    skip = {(n, k) for n in needed for k in journal.get(n, {})}
+    units = total * rounds  # progress counts one measurement of one model in one round
+    done = units - (len(needed) * rounds - len(skip))
     paths["journal"].parent.mkdir(parents=True, exist_ok=True)
     with open(paths["journal"], "a", encoding="utf-8") as jf:
         def on_result(msg: dict[str, Any]) -> None:
@@ -268,15 +304,16 @@ def _measure_missing(profile: DeviceProfile, opts: ProfileOptions, needed: list[
             jf.write(json.dumps(msg, sort_keys=True) + "\n")
             jf.flush()
             os.fsync(jf.fileno())
-            journal[msg["name"]] = msg
+            journal.setdefault(msg["name"], {})[msg["round"]] = msg
             done += 1
             if progress:
-                progress(profile.name, "measure", done, total)
+                progress(profile.name, "measure", done, units)
 
         if progress:
-            progress(profile.name, "measure", done, total)
+            progress(profile.name, "measure", done, units)
         try:
-            report = measure_models(profile, [models[n] for n in needed], on_result, opts.batch_size, transport)
+            report = measure_models(profile, [models[n] for n in needed], on_result, opts.batch_size, transport,
+                                    skip=skip)
         except TransportError as exc:
             k = kept()
             raise ProfileInterrupted(
@@ -334,6 +371,9 @@ def validate_device(profile: DeviceProfile, samples: int, opts: ProfileOptions,
     if table.provenance.get("settings") != profile.settings_id():
         raise OfaEdgeError(f"{paths['table']} was measured with other settings "
                            f"({table.provenance.get('settings')}); re-profile the device first")
+    if table.provenance.get("model_version") != MODEL_VERSION:
+        raise OfaEdgeError(f"{paths['table']} was measured on models of an older ofa-edge (model version "
+                           f"{table.provenance.get('model_version')}, now {MODEL_VERSION}); re-profile the device first")
     space = opts.space if opts.space else table.provenance.get("space", "cifar-mbv3")
     from dataclasses import replace
 

@@ -8,6 +8,10 @@ from torch import nn
 
 def global_pool(x: torch.Tensor) -> torch.Tensor:
     """Global average pooling as OFA computes it: mean over width, then over height."""
+    if torch.onnx.is_in_onnx_export():
+        # One GlobalAveragePool node instead of two ReduceMean: onnxruntime keeps its blocked (NCHWc)
+        # layout through it, which makes fp32 MobileNetV3 subnets ~1.8x faster on x86 (bench/export.py).
+        return torch.nn.functional.adaptive_avg_pool2d(x, 1)
     return x.mean(3, keepdim=True).mean(2, keepdim=True)
 
 
