@@ -146,6 +146,7 @@ def assert_interrupted_files(tmp_path: Path, kept: int, lock: bool = False, name
     assert len(names) == kept
     assert not paths["table"].exists() and not paths["validation"].exists()
     assert paths["lock"].exists() == lock
+    assert not [p for p in tmp_path.rglob("*") if p.name.endswith((".part", ".tmp"))]
     return names
 
 
