@@ -159,3 +159,27 @@ def _state(pid: int) -> str:
         return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
     except OSError:
         return "X"
+
+
+def processes_with(text: str) -> list[int]:
+    """Live (not zombie) processes whose command line contains ``text``."""
+    out = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit() and int(entry) != os.getpid():
+            try:
+                cmdline = Path(f"/proc/{entry}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            except OSError:
+                continue
+            if text in cmdline and _state(int(entry)) not in ("Z", "X"):
+                out.append(int(entry))
+    return out
+
+
+def gone(pid: int, wait: float = 5.0) -> bool:
+    """True once ``pid`` has exited (reaped or zombie), waiting up to ``wait`` seconds."""
+    deadline = time.monotonic() + wait
+    while time.monotonic() < deadline:
+        if _state(pid) in ("Z", "X"):
+            return True
+        time.sleep(0.02)
+    return _state(pid) in ("Z", "X")

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import contextlib
+import signal
+import threading
 from pathlib import Path
 from typing import Iterator, List, Optional
 
@@ -89,8 +91,8 @@ def profile_cmd(
     opts = ProfileOptions(space=space, resolutions=_resolutions(resolutions), n_classes=n_classes,
                           calibrate=calibrate, validate=validate, seed=seed, batch_size=batch_size,
                           tables_dir=tables, cache_dir=cache)
-    with _progress(not as_json) as progress:
-        results = profile_fleet(profiles, opts, progress)
+    with _progress(not as_json) as progress, _stop_on_signals() as stopped:
+        results = profile_fleet(profiles, opts, _stoppable(progress, stopped))
     ok = {n: r for n, r in results.items() if not isinstance(r, Exception)}
     errors = {n: r for n, r in results.items() if isinstance(r, Exception)}
     if as_json:
@@ -105,10 +107,53 @@ def profile_cmd(
                           f"{m['within_10pct']:.2f}" if m.get("n") else "-",
                           f"{m['kendall_tau']:.3f}" if m.get("n", 0) > 1 else "-", str(r.table))
         console.print(table)
+    if errors and stopped:  # interrupted: every device says what it kept; exit 130 as training does
+        for exc in errors.values():
+            err_console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+        raise typer.Exit(130)
     if errors:
         for exc in list(errors.values())[:-1]:
             err_console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
         raise OfaEdgeError(str(list(errors.values())[-1]))
+
+
+@contextlib.contextmanager
+def _stop_on_signals() -> Iterator[list[str]]:
+    """Record a first SIGINT/SIGTERM by name (main thread only) and restore the usual handling for a second."""
+    hit: list[str] = []
+    old: dict[int, object] = {}
+
+    def handle(signum: int, frame: object) -> None:
+        hit.append(signal.Signals(signum).name)
+        for sig, handler in old.items():
+            signal.signal(sig, handler)  # type: ignore[arg-type]
+
+    if threading.current_thread() is threading.main_thread():
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            old[sig] = signal.signal(sig, handle)
+    try:
+        yield hit
+    finally:
+        for sig, handler in old.items():
+            signal.signal(sig, handler)  # type: ignore[arg-type]
+
+
+def _stoppable(progress, stopped: list[str]):
+    """Wrap the progress callback: after a signal, each device stops at its next result, keeping what it has."""
+    from ofa_edge.latency import ProfileInterrupted
+
+    def update(device: str, phase: str, done: int, total: int) -> None:
+        if stopped:
+            if phase == "measure":  # the result that triggered this call is already in the journal
+                raise ProfileInterrupted(f"device {device}: stopped by {stopped[0]}; kept {done} of {total} "
+                                         f"measurements; re-run the same command to measure the {total - done} "
+                                         "missing", done, total - done)
+            raise ProfileInterrupted(f"device {device}: stopped by {stopped[0]} before measuring; re-run the "
+                                     "same command", 0, total)
+        if progress:
+            progress(device, phase, done, total)
+
+    return update
 
 
 def validate_cmd(

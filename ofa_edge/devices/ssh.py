@@ -26,6 +26,10 @@ def fingerprint(key: paramiko.PKey) -> str:
     return "SHA256:" + base64.b64encode(digest).decode().rstrip("=")
 
 
+#: First stdout line of every command: the process group to kill if it must be stopped.
+_PGID_MARK = "ofa-edge-pgid="
+
+
 class HostKeyRefused(TransportError):
     """The server's host key is unknown (and trust-on-first-use is off) or differs from known_hosts."""
 
@@ -167,19 +171,30 @@ class SSHTransport(Transport):
 
     def run(self, argv: Sequence[str], timeout: float, on_line: LineHandler | None = None) -> CommandResult:
         assert self.client is not None
-        command = quote_command(argv)
+        # sshd starts the command's shell in a new session, so $$ is its process group: reported first,
+        # it lets a timed-out or abandoned command be killed with everything it started.
+        command = f"echo {_PGID_MARK}$$; exec {quote_command(argv)}"
         transport = self.client.get_transport()
         if transport is None or not transport.is_active():
             raise self._lost(EOFError("not connected"))
         deadline = time.monotonic() + timeout
+        pgid: list[int] = []
+        chan = None
         try:
             chan = transport.open_session(timeout=self.profile.connection.connect_timeout)
             chan.settimeout(0.2)
             chan.exec_command(command)
             buf, err = b"", []
+
+            def line_out(raw: bytes) -> None:
+                text = raw.decode("utf-8", "replace")
+                if not pgid and text.startswith(_PGID_MARK) and text[len(_PGID_MARK):].isdigit():
+                    pgid.append(int(text[len(_PGID_MARK):]))
+                elif on_line is not None:
+                    on_line(text)
+
             while True:
                 if time.monotonic() > deadline:
-                    chan.close()
                     raise ConnectionLost(f"device {self.describe()}: the command did not finish within "
                                          f"{timeout:.0f} s (connection.command_timeout) and was stopped")
                 while chan.recv_stderr_ready():
@@ -195,10 +210,9 @@ class SSHTransport(Transport):
                 buf += data
                 *lines, buf = buf.split(b"\n")
                 for line in lines:
-                    if on_line is not None:
-                        on_line(line.decode("utf-8", "replace"))
-            if buf and on_line is not None:
-                on_line(buf.decode("utf-8", "replace"))
+                    line_out(line)
+            if buf:
+                line_out(buf)
             while not chan.exit_status_ready():
                 if not transport.is_active() or time.monotonic() > deadline:
                     raise ConnectionLost(f"device {self.describe()}: connection lost before the command "
@@ -208,11 +222,34 @@ class SSHTransport(Transport):
                 err.append(chan.recv_stderr(65536))
             code = chan.recv_exit_status()
             chan.close()
-        except ConnectionLost:
+            chan = None
+        except BaseException as exc:
+            if chan is not None:  # timed out, lost, or the caller stopped: leave nothing running
+                self._abandon(chan, pgid[0] if pgid else None)
+            if isinstance(exc, (OSError, paramiko.SSHException, EOFError)) and not isinstance(exc, ConnectionLost):
+                raise self._lost(exc) from None
             raise
-        except (OSError, paramiko.SSHException, EOFError) as exc:
-            raise self._lost(exc) from None
         if code == -1:
             raise ConnectionLost(f"device {self.describe()}: the command ended without an exit status "
                                  "(killed or connection closed)")
         return CommandResult(code, b"".join(err).decode("utf-8", "replace")[-4000:])
+
+    def _abandon(self, chan: paramiko.Channel, pgid: int | None) -> None:
+        """Close ``chan`` and SIGKILL its remote process group (closing alone leaves a hung command running)."""
+        try:
+            chan.close()
+        except Exception:  # noqa: BLE001 - the connection may already be gone
+            pass
+        transport = self.client.get_transport() if self.client is not None else None
+        if pgid is None or pgid <= 1 or transport is None or not transport.is_active():
+            return
+        try:
+            wait = self.profile.connection.connect_timeout
+            kill = transport.open_session(timeout=wait)
+            kill.exec_command(quote_command(["kill", "-s", "KILL", "--", f"-{pgid}"]))  # POSIX sh and bash
+            deadline = time.monotonic() + wait
+            while not kill.exit_status_ready() and time.monotonic() < deadline and transport.is_active():
+                time.sleep(0.02)
+            kill.close()
+        except Exception:  # noqa: BLE001 - best effort: a dead connection took the command with it
+            pass

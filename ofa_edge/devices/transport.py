@@ -7,6 +7,7 @@ import abc
 import os
 import posixpath
 import shutil
+import signal
 import subprocess
 import sys
 import threading
@@ -136,7 +137,7 @@ class LocalTransport(Transport):
 
         def kill() -> None:
             timed_out.set()
-            proc.kill()
+            kill_group(proc)
 
         timer = threading.Timer(timeout, kill)
         timer.start()
@@ -146,7 +147,7 @@ class LocalTransport(Transport):
                     on_line(line.rstrip("\n"))
             code = proc.wait()
         except BaseException:
-            proc.kill()
+            kill_group(proc)
             proc.wait()
             raise
         finally:
@@ -156,6 +157,14 @@ class LocalTransport(Transport):
             raise ConnectionLost(f"device {self.profile.name}: the command did not finish within "
                                  f"{timeout:.0f} s (connection.command_timeout) and was stopped")
         return CommandResult(code, "".join(stderr)[-4000:])
+
+
+def kill_group(proc: subprocess.Popen) -> None:
+    """SIGKILL the process group ``proc`` leads (started with a new session): children die with it."""
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        proc.kill()
 
 
 def open_transport(profile: DeviceProfile) -> Transport:
