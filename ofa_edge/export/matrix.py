@@ -235,6 +235,8 @@ def run_matrix(spec: TargetsFile, builder: Builder, resume: bool = True,
             if old is not None and old.ok and old.extra.get("settings_key") == key:
                 result.results.append(TargetResult(target, "skipped", folder, "already built", old))
                 continue
+        # a stale manifest must never list files that this build is about to replace
+        (folder / MANIFEST_NAME).unlink(missing_ok=True)
         try:
             manifest = builder(target, folder)
         except Exception as exc:  # any failure of one target must not stop the matrix
