@@ -142,6 +142,8 @@ def load_targets(path: str | os.PathLike) -> TargetsFile:
         raise _bad(path, "no such targets file") from None
     except (UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
         raise _bad(path, f"not valid TOML ({exc})") from None
+    except RecursionError:
+        raise _bad(path, "not valid TOML (nested too deeply)") from None
     if raw.get("format", TARGETS_FORMAT) != TARGETS_FORMAT:
         raise _bad(path, f"format is {raw.get('format')!r}; this version reads {TARGETS_FORMAT!r}")
     unknown = sorted(set(raw) - _TOP_KEYS)

@@ -17,7 +17,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from ofa_edge.data import Loader, TaskData, load_task, make_loader
-from ofa_edge.errors import OfaEdgeError
+from ofa_edge.errors import FileFormatError, OfaEdgeError
 from ofa_edge.space import get_space, max_subnet, min_subnet
 from ofa_edge.supernet import HeadMap, OFAMobileNetV3
 from ofa_edge.supernet.sort import sort_channels
@@ -396,7 +396,14 @@ def train(cfg: TrainConfig | None = None, resume: str | Path | None = None,
     if state is not None:
         if int(state["epoch"]) >= run.total_epochs:  # already complete
             return TrainResult(net, run.out, run.ckpt, list(state.get("metrics", [])))
-        run.load_state(state)
+        ckpt = Path(resume) / CHECKPOINT_NAME if Path(resume).is_dir() else Path(resume)
+        if int(state["step"]) >= run.steps:
+            raise FileFormatError(ckpt, f"bad training state (step {state['step']} of an epoch of {run.steps})")
+        try:
+            run.load_state(state)
+        except (KeyError, TypeError, ValueError, RuntimeError, IndexError) as exc:
+            raise FileFormatError(ckpt, f"bad training state ({(str(exc) or type(exc).__name__).splitlines()[0]})") \
+                from None
     run.wrap()
     if progress:
         progress({"event": "start", "task": task.describe(), "epochs": run.total_epochs, "steps": run.steps,
