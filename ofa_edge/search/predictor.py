@@ -113,6 +113,11 @@ class Predictor:
         return path
 
 
+def _is(value: Any, expected: Any) -> bool:
+    """``value == expected`` for plain values only (a tensor never compares equal)."""
+    return type(value) is type(expected) and value == expected
+
+
 def load_predictor(path: str | os.PathLike, space: SearchSpace | None = None,
                    checkpoint_sha256: str | None = None) -> Predictor:
     """Load a saved predictor; refuse one fit for another search space or another checkpoint."""
@@ -120,10 +125,10 @@ def load_predictor(path: str | os.PathLike, space: SearchSpace | None = None,
 
     path = Path(path)
     obj = read_torch_file(path)
-    if not isinstance(obj, dict) or obj.get("format") != FORMAT:
+    if not isinstance(obj, dict) or not _is(obj.get("format"), FORMAT):
         raise FileFormatError(path, f"not an ofa-edge accuracy predictor (no format={FORMAT!r}); "
                                     "make one with `ofa-edge predictor fit`")
-    if obj.get("version") != FORMAT_VERSION:
+    if not _is(obj.get("version"), FORMAT_VERSION):
         raise FileFormatError(path, f"unknown predictor format version {obj.get('version')!r} "
                                     f"(this ofa-edge reads version {FORMAT_VERSION})")
     try:
@@ -147,7 +152,7 @@ def load_predictor(path: str | os.PathLike, space: SearchSpace | None = None,
            (v.is_floating_point() and not torch.isfinite(v).all())]
     if bad:
         raise FileFormatError(path, f"predictor weight {bad[0]!r} is not a tensor of finite values")
-    if enc.get("name") != ENCODING or enc.get("size") != encoding_size(own):
+    if not _is(enc.get("name"), ENCODING) or not _is(enc.get("size"), encoding_size(own)):
         raise FileFormatError(path, f"unknown encoding {enc.get('name')!r} of size {enc.get('size')}")
     if space is not None and own.fingerprint() != space.fingerprint():
         raise FileFormatError(path, f"predictor was fit for search space {own.name!r} "

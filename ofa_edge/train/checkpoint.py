@@ -14,7 +14,7 @@ from ofa_edge.errors import FileFormatError, OfaEdgeError
 from ofa_edge.io import atomic_write_text
 from ofa_edge.space import SearchSpace
 from ofa_edge.supernet import read_supernet_file, save_supernet
-from ofa_edge.supernet.checkpoint import (FORMAT, _guess_ofa_space, _normalise_ofa_keys, _state_dict_of,
+from ofa_edge.supernet.checkpoint import (FORMAT, _guess_ofa_space, _normalise_ofa_keys, _state_dict_of, is_value,
                                           load_state_into, read_torch_file, supernet_from_payload)
 from ofa_edge.train.config import TrainConfig
 
@@ -40,12 +40,12 @@ def read_train_checkpoint(path: str | os.PathLike) -> tuple[dict[str, Any], Trai
     if path.is_dir():
         path = path / CHECKPOINT_NAME
     payload = read_supernet_file(path)
-    meta = payload.get("meta") or {}
-    state = meta.get("train_state")
+    meta = payload.get("meta")
+    state = meta.get("train_state") if isinstance(meta, dict) else None
     if not isinstance(state, dict) or "config" not in meta:
         raise FileFormatError(path, "holds no training state (not written by ofa-edge train); "
                                     "use it with --init to start a new run from its weights")
-    if state.get("version") != TRAIN_STATE_VERSION:
+    if not is_value(state.get("version"), TRAIN_STATE_VERSION):
         raise FileFormatError(path, f"unknown training-state version {state.get('version')!r}")
     try:
         if not isinstance(meta["config"], dict):
@@ -161,7 +161,7 @@ def load_init(net, path: str | os.PathLike) -> dict[str, Any]:
     """
     path = Path(path)
     obj = read_torch_file(path)
-    if isinstance(obj, dict) and obj.get("format") == FORMAT:
+    if isinstance(obj, dict) and is_value(obj.get("format"), FORMAT):
         kind = "ofa-edge"
         obj = read_supernet_file(path)
         sd = dict(obj["state_dict"])

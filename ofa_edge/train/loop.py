@@ -399,6 +399,10 @@ def train(cfg: TrainConfig | None = None, resume: str | Path | None = None,
         ckpt = Path(resume) / CHECKPOINT_NAME if Path(resume).is_dir() else Path(resume)
         if int(state["step"]) >= run.steps:
             raise FileFormatError(ckpt, f"bad training state (step {state['step']} of an epoch of {run.steps})")
+        _, phase, first = run.phase_at(int(state["epoch"]))
+        mid_phase = (int(state["step"]), int(state["epoch"])) != (0, first)
+        if mid_phase and (state["optimizer"] is None or phase.teacher and state.get("teacher") is None):
+            raise FileFormatError(ckpt, "bad training state (no optimizer or teacher state in the middle of a phase)")
         try:
             run.load_state(state)
         except (KeyError, TypeError, ValueError, RuntimeError, IndexError) as exc:
