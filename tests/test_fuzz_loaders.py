@@ -344,3 +344,48 @@ def test_every_fuzz_budget_entry_is_used_by_exactly_one_test():
     used = re.findall(r'fuzz_settings\("([a-z0-9-]+)"', "".join(
         p.read_text() for p in sorted(Path(__file__).parent.glob("test_*.py"))))
     assert sorted(used) == sorted(FUZZ), "tests/fuzz_budget.py and the fuzz tests disagree"
+
+
+# -- the inputs fuzzing found, kept as plain regression cases ----------------------------------------
+DEEP = "[" * 5000
+
+
+@pytest.mark.parametrize("name, text, load", [
+    ("p.toml", "a = " + DEEP, load_profile),
+    ("p.toml", "[connection]\nconnect_timeout = inf\n", load_profile),
+    ("t.toml", "a = " + DEEP, load_targets),
+    ("m.json", '{"a": ' + DEEP, read_manifest),
+    ("9_lookup_table.yaml", DEEP, read_ofa_yaml),
+    ("9_lookup_table.yaml", "Conv-a: {mean: 1" + "0" * 400 + "}\n", read_ofa_yaml),
+    ("v.csv", "# ofa-edge latency validation\n# format: 1\n# settings: s\n" + "x" * 140000 + "\n", load_validation),
+    ("v.csv", "# ofa-edge latency validation\n# format: 1\n# settings: s\n" + ",".join(
+        ["split", "name", "space", "n_classes", "subnet", "n_layers", "raw_ms", "predicted_ms", "measured_ms",
+         "mean_ms", "p90_ms"]) + "\ntest,a,s,-3,{},0,1,1,1,1,1\n", load_validation),
+])
+def test_hostile_inputs_found_by_fuzzing_are_refused(tmp_path, name, text, load):
+    path = tmp_path / name
+    path.write_text(text)
+    with pytest.raises(OfaEdgeError, match=re.escape(name)):
+        load(path)
+
+
+def test_table_header_overflow_and_huge_runner_numbers_are_refused():
+    from ofa_edge.devices.bundle import parse_line
+    from ofa_edge.latency.table import parse_table
+
+    head = "# ofa-edge latency table\n# format: 1\n# correction: {\"n_fit\": 1e400}\n"
+    with pytest.raises(FileFormatError, match="x.csv"):
+        parse_table(head + "key,kind,median_ms,mean_ms,p90_ms,std_ms,min_ms,repeats\n", "x.csv")
+    assert parse_line('{"type": "result", "name": "b1", "median_ms": 1' + "0" * 400 + "}") is None
+    assert parse_line('{"type": "result", "name": ' + DEEP) is None
+
+
+def test_training_checkpoint_with_pickled_code_is_refused(tmp_path, train_run):
+    path = tmp_path / "supernet.pt"
+    torch.save({**train_run, "meta": {**train_run["meta"], "hook": Manifest}}, path)
+    with pytest.raises(FileFormatError, match="supernet.pt.*could run code"):
+        read_train_checkpoint(path)
+    torch.save({**train_run, "meta": {**train_run["meta"], "config": {**train_run["meta"]["config"],
+                                                                      "lr": float("nan")}}}, path)
+    with pytest.raises(FileFormatError, match="supernet.pt.*finite"):
+        read_train_checkpoint(path)
