@@ -361,7 +361,8 @@ DEEP = "[" * 5000
     ("v.csv", "# ofa-edge latency validation\n# format: 1\n# settings: s\n" + ",".join(
         ["split", "name", "space", "n_classes", "subnet", "n_layers", "raw_ms", "predicted_ms", "measured_ms",
          "mean_ms", "p90_ms"]) + "\ntest,a,s,-3,{},0,1,1,1,1,1\n", load_validation),
-])
+], ids=["profile-deep", "profile-inf-timeout", "targets-deep", "manifest-deep", "yaml-deep", "yaml-huge-int",
+        "validation-huge-field", "validation-negative-classes"])
 def test_hostile_inputs_found_by_fuzzing_are_refused(tmp_path, name, text, load):
     path = tmp_path / name
     path.write_text(text)
