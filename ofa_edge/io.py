@@ -3,29 +3,76 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import tempfile
 from pathlib import Path
 from typing import IO, Callable, Iterator
 
+from ofa_edge.errors import OfaEdgeError
+
+#: errno values that mean the disk (or the user's quota) is full.
+_FULL = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
+#: How the temp file is opened (one place, so tests can simulate a full disk).
+_fdopen = os.fdopen
+
+
+class DiskFullError(OfaEdgeError):
+    """A write failed for lack of space; the file it would have replaced is unchanged."""
+
+
+class _Recorder:
+    """A file proxy that remembers the OSError a write raised (torch.save re-raises it as RuntimeError)."""
+
+    def __init__(self, fh: IO) -> None:
+        self._fh = fh
+        self.error: OSError | None = None
+
+    def write(self, data) -> int:
+        try:
+            return self._fh.write(data)
+        except OSError as exc:
+            self.error = exc
+            raise
+
+    def __getattr__(self, name: str):
+        return getattr(self._fh, name)
+
+
+def _full_disk(path: Path, exc: OSError) -> DiskFullError:
+    return DiskFullError(f"{path}: no space left on device while writing it ({os.strerror(exc.errno)}); "
+                         f"the previous {path.name}, if any, is unchanged; free some space and retry")
+
 
 @contextlib.contextmanager
 def atomic_open(path: str | os.PathLike, mode: str = "wb") -> Iterator[IO]:
-    """Open a temporary sibling of ``path``; on success it replaces ``path`` in one rename."""
+    """Open a temporary sibling of ``path``; on success it replaces ``path`` in one rename.
+
+    On any failure the temp file is removed and ``path`` is left as it was; a full disk raises
+    :class:`DiskFullError` naming ``path``.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.fchmod(fd, 0o666 & ~_umask())  # mkstemp makes 0600; give the file the usual permissions
     try:
-        with os.fdopen(fd, mode) as fh:
-            yield fh
+        os.fchmod(fd, 0o666 & ~_umask())  # mkstemp makes 0600; give the file the usual permissions
+        fh = _Recorder(_fdopen(fd, mode))
+        with fh._fh:
+            try:
+                yield fh  # type: ignore[misc]
+            except Exception as exc:
+                if fh.error is not None and exc is not fh.error:
+                    raise fh.error from exc  # the real cause (e.g. ENOSPC under torch's RuntimeError)
+                raise
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)
         _fsync_dir(path.parent)
-    except BaseException:
+    except BaseException as exc:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
+        if isinstance(exc, OSError) and exc.errno in _FULL:
+            raise _full_disk(path, exc) from None
         raise
 
 

@@ -8,9 +8,10 @@ import math
 from pathlib import Path
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
+from fuzz_budget import fuzz_settings
 from ofa_edge.cli import main
 from ofa_edge.devices import get_device, list_devices, load_profile, parse_line
 from ofa_edge.devices import runner
@@ -108,7 +109,7 @@ def test_runner_messages_are_validated_data():
     assert parse_line("not json") is None and parse_line('["result"]') is None
 
 
-@settings(max_examples=400, deadline=None)
+@fuzz_settings("runner-line")
 @given(st.one_of(st.text(max_size=300), st.dictionaries(
     st.sampled_from(["type", "name", "median_ms", "mean_ms", "p90_ms", "std_ms", "min_ms", "repeats", "warmup",
                      "threads", "batch", "message", "settings"]),

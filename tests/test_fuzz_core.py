@@ -6,9 +6,10 @@ import json
 
 import pytest
 import torch
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, given
 from hypothesis import strategies as st
 
+from fuzz_budget import fuzz_settings
 from ofa_edge.errors import FileFormatError
 from ofa_edge.space import SearchSpace, get_space, subnet_from_json
 from ofa_edge.supernet import OFAMobileNetV3, load_any, save_supernet
@@ -21,7 +22,7 @@ json_values = st.recursive(
     max_leaves=30)
 
 
-@settings(max_examples=400, deadline=None)
+@fuzz_settings("subnet-json")
 @given(json_values)
 def test_subnet_json_fuzz_only_raises_value_error(value):
     try:
@@ -31,14 +32,14 @@ def test_subnet_json_fuzz_only_raises_value_error(value):
     assert subnet.r in SPACE.resolutions
 
 
-@settings(max_examples=200, deadline=None)
+@fuzz_settings("subnet-text")
 @given(st.text(max_size=40))
 def test_subnet_text_fuzz_only_raises_value_error(text):
     with pytest.raises(ValueError):
         subnet_from_json(SPACE, text + "{")
 
 
-@settings(max_examples=300, deadline=None)
+@fuzz_settings("space-dict")
 @given(st.dictionaries(st.sampled_from(sorted(SearchSpace.__dataclass_fields__) + ["bogus"]), json_values,
                        max_size=6))
 def test_space_dict_fuzz_only_raises_value_or_type_error(data):
@@ -55,7 +56,7 @@ def checkpoint_bytes(tmp_path_factory):
     return path.read_bytes()
 
 
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@fuzz_settings("supernet-checkpoint", suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(cut=st.integers(0, 10**9), flips=st.lists(st.tuples(st.integers(0, 10**9), st.integers(1, 255)),
                                                  max_size=4))
 def test_damaged_checkpoints_only_raise_file_format_error(tmp_path, checkpoint_bytes, cut, flips):

@@ -16,9 +16,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, given
 from hypothesis import strategies as st
 
+from fuzz_budget import fuzz_settings
 from ofa_edge.devices import get_device
 from ofa_edge.errors import FileFormatError, OfaEdgeError
 from ofa_edge.latency import (Correction, LatencyTable, ProfileOptions, Row, accuracy_metrics, enumerate_blocks,
@@ -95,7 +96,7 @@ def test_bad_tables_refused_naming_the_file(tmp_path, mutate, problem):
     assert str(path) in str(err.value) and problem in str(err.value)
 
 
-@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@fuzz_settings("latency-table", suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(st.text(max_size=400))
 def test_table_parser_fuzz_only_documented_error(text):
     good = _table({"Conv-a": 0.5}).to_csv()

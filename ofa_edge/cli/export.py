@@ -7,7 +7,7 @@ from pathlib import Path
 import typer
 from rich.table import Table
 
-from ofa_edge.cli.common import console, err_console, print_json
+from ofa_edge.cli.common import console, err_console, fail, print_json
 
 
 def build_cmd(
@@ -25,7 +25,7 @@ def build_cmd(
         if stage == "start" and not as_json:
             err_console.print(f"[{i + 1}/{n}] {target.name} ({', '.join(target.formats)})", highlight=False)
 
-    result = run_matrix(spec, builder, resume=not fresh, progress=progress)
+    result = _interruptible(lambda: run_matrix(spec, builder, resume=not fresh, progress=progress), targets)
     rows = [{"target": r.target.name, "status": r.status, "folder": str(r.folder), "message": r.message}
             for r in result.results]
     if as_json:
@@ -43,6 +43,23 @@ def build_cmd(
         names = ", ".join(r.target.name for r in result.failed)
         err_console.print(f"[bold red]error:[/] {len(result.failed)} target(s) failed: {names}", highlight=False)
         raise typer.Exit(1)
+
+
+def _interruptible(work, targets: Path):
+    """Run ``work()`` with SIGTERM treated like Ctrl-C: temp files are removed, finished targets kept."""
+    import signal
+
+    def _stop(signum, frame):
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, _stop)
+    try:
+        return work()
+    except KeyboardInterrupt:
+        fail(f"interrupted; finished targets are kept, run `ofa-edge build {targets}` again to build the rest",
+             code=130)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def register(app: typer.Typer) -> None:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
 import re
 import zipfile
 from dataclasses import dataclass
@@ -79,7 +78,7 @@ def parse_line(line: str) -> dict[str, Any] | None:
         return None
     try:
         obj = json.loads(line)
-    except ValueError:
+    except (ValueError, RecursionError):
         return None
     if not isinstance(obj, dict) or obj.get("type") not in ("info", "result", "error", "fatal", "done"):
         return None
@@ -104,8 +103,7 @@ def _check_result(obj: dict[str, Any]) -> dict[str, Any] | None:
     out: dict[str, Any] = {"type": "result", "name": name}
     for key in RESULT_FIELDS:
         v = obj.get(key)
-        if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) \
-                or not 0 <= v <= MAX_LATENCY_MS:
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 <= v <= MAX_LATENCY_MS:
             return None
         out[key] = float(v)
     for key in ("repeats", "warmup", "threads", "batch"):

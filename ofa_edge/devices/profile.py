@@ -15,6 +15,8 @@ from ofa_edge.errors import FileFormatError, OfaEdgeError
 PROFILE_FORMAT = 1
 TRANSPORTS = ("local", "ssh")
 RUNTIMES = ("onnxruntime", "tflite", "torch")
+#: Longest timeout or keep-alive a profile may set (one week, in seconds).
+MAX_SECONDS = 7 * 24 * 3600
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 
 
@@ -136,8 +138,9 @@ def _coerce(where: str, key: str, value: Any, default: Any) -> Any:
             raise ValueError(f"{where}.{key} must be an integer, got {value!r}")
         return value
     if isinstance(default, float):
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
-            raise ValueError(f"{where}.{key} must be a positive number of seconds, got {value!r}")
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value <= MAX_SECONDS:
+            raise ValueError(f"{where}.{key} must be a positive number of seconds (at most {MAX_SECONDS}), "
+                             f"got {value!r}")
         return float(value)
     if isinstance(default, tuple):
         if isinstance(value, str):
@@ -239,4 +242,6 @@ def load_profile(path: str | os.PathLike) -> DeviceProfile:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise FileFormatError(path, f"not valid TOML ({exc}); fix the syntax") from None
+    except RecursionError:
+        raise FileFormatError(path, "not valid TOML (nested too deeply)") from None
     return profile_from_dict(data, str(path), default_name=path.stem)

@@ -15,7 +15,7 @@ import torch
 from ofa_edge.errors import OfaEdgeError
 from ofa_edge.export import parity
 from ofa_edge.export.backends import versions
-from ofa_edge.export.manifest import Manifest, file_entry
+from ofa_edge.export.manifest import MANIFEST_NAME, Manifest, file_entry
 
 FORMATS = ("onnx", "tflite", "coreml")
 TFLITE_INT8_MODES = ("int8", "dynamic")
@@ -156,6 +156,7 @@ def build_target(static_model: torch.nn.Module, subnet, space, n_classes: int, o
     artifacts = plan(formats, quantize, tflite_quantize)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / MANIFEST_NAME).unlink(missing_ok=True)  # never describes the files about to be replaced
     r = subnet.r
     shape = (1, 3, r, r)
     model = static_model.eval().cpu()

@@ -16,6 +16,7 @@ import hashlib
 import io
 import json
 import os
+import re
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -105,6 +106,9 @@ class Manifest:
         missing = sorted(required - set(data))
         if missing:
             raise FileFormatError(path, f"manifest lacks field(s) {', '.join(missing)}")
+        problem = _problem(data)
+        if problem:
+            raise FileFormatError(path, f"bad manifest: {problem}")
         return cls(**{k: v for k, v in data.items() if k in known})
 
     def write(self, folder: str | os.PathLike) -> Path:
@@ -112,6 +116,60 @@ class Manifest:
         path = Path(folder) / MANIFEST_NAME
         atomic_write_text(path, json.dumps(self.to_dict(), indent=2, default=str) + "\n")
         return path
+
+
+_SHA256 = re.compile(r"^[0-9a-f]{64}$")
+
+
+def _number(v: Any, low: float = 0.0, high: float = 1e15) -> bool:
+    """A finite int/float (not bool) in [low, high]."""
+    return not isinstance(v, bool) and isinstance(v, (int, float)) and low <= v <= high
+
+
+def _safe_relative(p: Any) -> bool:
+    """A relative POSIX path inside the target folder (no '..', not absolute, no backslash or NUL)."""
+    return isinstance(p, str) and 0 < len(p) <= 255 and not p.startswith("/") and "\\" not in p \
+        and "\0" not in p and ".." not in p.split("/")
+
+
+def _problem(d: dict[str, Any]) -> str | None:
+    """What is wrong with the fields of a parsed manifest (types, ranges, file entries), or None."""
+    if not isinstance(d["subnet"], dict) or not all(isinstance(d[k], str) for k in ("subnet_id", "space")):
+        return "subnet must be an object, subnet_id and space strings"
+    for key, low, high in (("n_classes", 1, 10**6), ("resolution", 1, 10**5), ("macs", 0, 1e15),
+                           ("params", 0, 1e15)):
+        if not _number(d[key], low, high) or not isinstance(d[key], int):
+            return f"{key} must be an integer in {low}..{high:g}"
+    shape = d["input_shape"]
+    if not isinstance(shape, list) or len(shape) != 4 or not all(_number(v, 1, 10**5) and isinstance(v, int)
+                                                                 for v in shape):
+        return "input_shape must be 4 positive integers"
+    for key, kind in (("latency_ms", dict), ("top1", dict), ("versions", dict), ("extra", dict),
+                      ("artifacts", list), ("files", list), ("errors", list)):
+        if key in d and not isinstance(d[key], kind):
+            return f"{key} must be a JSON {'object' if kind is dict else 'array'}"
+    for key in ("predicted", "measured"):
+        v = d.get("latency_ms", {}).get(key)
+        if v is not None and not _number(v, 0.0, 1e6):
+            return f"latency_ms.{key} {v!r} is not a plausible latency in ms"
+    top1 = d.get("top1", {})
+    for key, v in top1.items():
+        if key == "drop_points":
+            if not isinstance(v, dict) or not all(x is None or _number(x, -100, 100) for x in v.values()):
+                return "top1.drop_points must map artifacts to numbers"
+        elif key not in ("split",) and v is not None and not _number(v, 0, 1e9):
+            return f"top1.{key} {v!r} is not a number"
+    for f in d.get("files", []):
+        if not isinstance(f, dict) or not _safe_relative(f.get("path")) or not _number(f.get("bytes"), 0, 1e15) \
+                or not isinstance(f.get("sha256"), str) or not _SHA256.match(f["sha256"]):
+            return f"file entry {f!r} needs a relative path inside the folder, bytes and a sha256"
+    if not all(isinstance(a, dict) for a in d.get("artifacts", [])):
+        return "artifacts must be objects"
+    if d.get("status", "ok") not in ("ok", "failed"):
+        return f"status {d.get('status')!r} is not ok or failed"
+    if not all(isinstance(e, str) for e in d.get("errors", [])):
+        return "errors must be strings"
+    return None
 
 
 def read_manifest(path: str | os.PathLike) -> Manifest:
@@ -123,8 +181,12 @@ def read_manifest(path: str | os.PathLike) -> Manifest:
         data = json.loads(path.read_text())
     except FileNotFoundError:
         raise FileFormatError(path, "no such manifest") from None
+    except OSError as exc:
+        raise FileFormatError(path, f"cannot read ({exc.strerror or exc})") from None
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise FileFormatError(path, f"not valid JSON ({exc})") from None
+    except RecursionError:
+        raise FileFormatError(path, "not valid JSON (nested too deeply)") from None
     return Manifest.from_dict(data, path)
 
 

@@ -142,6 +142,8 @@ def load_targets(path: str | os.PathLike) -> TargetsFile:
         raise _bad(path, "no such targets file") from None
     except (UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
         raise _bad(path, f"not valid TOML ({exc})") from None
+    except RecursionError:
+        raise _bad(path, "not valid TOML (nested too deeply)") from None
     if raw.get("format", TARGETS_FORMAT) != TARGETS_FORMAT:
         raise _bad(path, f"format is {raw.get('format')!r}; this version reads {TARGETS_FORMAT!r}")
     unknown = sorted(set(raw) - _TOP_KEYS)
@@ -235,6 +237,9 @@ def run_matrix(spec: TargetsFile, builder: Builder, resume: bool = True,
             if old is not None and old.ok and old.extra.get("settings_key") == key:
                 result.results.append(TargetResult(target, "skipped", folder, "already built", old))
                 continue
+        # a stale manifest must never list files that this build is about to replace
+        (folder / MANIFEST_NAME).unlink(missing_ok=True)
+        remove_stale_temps(folder)
         try:
             manifest = builder(target, folder)
         except Exception as exc:  # any failure of one target must not stop the matrix
@@ -258,6 +263,21 @@ def run_matrix(spec: TargetsFile, builder: Builder, resume: bool = True,
         progress(spec.targets[-1], len(spec.targets), len(spec.targets), "done")
     result.summary = write_summary_for(spec.out)
     return result
+
+
+def remove_stale_temps(folder: Path) -> list[str]:
+    """Delete the temp files and folders an interrupted build left in a target folder; returns their names."""
+    import shutil
+
+    gone = []
+    if not folder.is_dir():
+        return gone
+    for p in folder.iterdir():
+        if p.name.startswith(".") and (p.name.endswith((".tmp", ".export")) or p.name.startswith((".ofa-int8-",
+                                                                                                  ".tmp-"))):
+            shutil.rmtree(p, ignore_errors=True) if p.is_dir() else p.unlink(missing_ok=True)
+            gone.append(p.name)
+    return gone
 
 
 def _extra(target: Target, key: str) -> dict[str, Any]:

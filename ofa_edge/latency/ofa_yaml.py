@@ -27,7 +27,10 @@ def read_ofa_yaml(path: str | os.PathLike) -> LatencyTable:
     except FileNotFoundError:
         raise FileFormatError(path, "OFA latency table not found") from None
     except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
-        raise FileFormatError(path, f"not a readable YAML file ({str(exc).splitlines()[0]})") from None
+        raise FileFormatError(path, f"not a readable YAML file ({(str(exc) or type(exc).__name__).splitlines()[0]})") \
+            from None
+    except RecursionError:
+        raise FileFormatError(path, "not a readable YAML file (nested too deeply)") from None
     if not isinstance(data, dict) or not data:
         raise FileFormatError(path, "an OFA latency table must be a non-empty mapping of key -> {mean: ms}")
     rows: dict[str, Row] = {}
@@ -38,12 +41,11 @@ def read_ofa_yaml(path: str | os.PathLike) -> LatencyTable:
         if not isinstance(entry, dict) or "mean" not in entry:
             raise FileFormatError(path, f"entry {key} has no 'mean' (ms)")
         mean = entry["mean"]
-        if isinstance(mean, bool) or not isinstance(mean, (int, float)) or not math.isfinite(mean) \
-                or not 0 <= mean <= MAX_MS:
+        if isinstance(mean, bool) or not isinstance(mean, (int, float)) or not 0 <= mean <= MAX_MS:
             raise FileFormatError(path, f"entry {key}: mean {mean!r} is not a plausible latency in ms")
         count = entry.get("count", 1)
         var = entry.get("var", 0.0)
-        std = math.sqrt(var) if isinstance(var, (int, float)) and math.isfinite(var) and var >= 0 else 0.0
+        std = math.sqrt(var) if isinstance(var, (int, float)) and 0 <= var <= MAX_MS ** 2 else 0.0
         repeats = count if isinstance(count, int) and not isinstance(count, bool) and count >= 1 else 1
         m = float(mean)
         rows[key] = Row(key, _KINDS[key.split("-", 1)[0]], m, m, m, std, m, repeats)

@@ -160,6 +160,13 @@ def parse_table(text: str, path: str | os.PathLike = "<table>") -> LatencyTable:
     if not isinstance(provenance, dict) or not isinstance(corr, dict):
         raise bad("provenance and correction headers must be JSON objects")
     correction = _parse_correction(corr, bad)
+    try:
+        return _parse_rows(lines, i, header, provenance, correction, path, bad)
+    except csv.Error as exc:
+        raise bad(f"not a valid CSV table ({exc})") from None
+
+
+def _parse_rows(lines, i, header, provenance, correction, path, bad) -> LatencyTable:
     reader = csv.reader(lines[i:])
     columns = next(reader, None)
     if columns is None or tuple(columns) != COLUMNS:
@@ -198,8 +205,10 @@ def _parse_correction(corr: dict[str, Any], bad) -> Correction:
     try:
         values = {k: float(corr.get(k, d)) for k, d in (("scale", 1.0), ("per_layer", 0.0), ("offset", 0.0))}
         n_fit = int(corr.get("n_fit", 0))
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         raise bad("correction values must be numbers") from None
+    if not 0 <= n_fit <= 10**6:
+        raise bad(f"correction n_fit {n_fit} is not plausible (0..1000000)")
     if not all(math.isfinite(v) and abs(v) < MAX_MS for v in values.values()) or not 0 < values["scale"] < 100:
         raise bad(f"correction {corr} is not plausible (scale must be in (0, 100), all finite)")
     return Correction(n_fit=n_fit, **values)

@@ -75,6 +75,13 @@ def load_validation(path: str | os.PathLike) -> tuple[str, list[Measured]]:
             or not lines[2].startswith("# settings: "):
         raise FileFormatError(path, f"not an ofa-edge validation file of format {VALIDATION_FORMAT}")
     settings = lines[2][len("# settings: "):]
+    try:
+        return settings, _rows(path, lines)
+    except csv.Error as exc:
+        raise FileFormatError(path, f"not a valid CSV file ({exc})") from None
+
+
+def _rows(path: Path, lines: list[str]) -> list[Measured]:
     reader = csv.reader(lines[3:])
     if tuple(next(reader)) != COLUMNS:
         raise FileFormatError(path, f"column header must be {','.join(COLUMNS)}")
@@ -88,7 +95,10 @@ def load_validation(path: str | os.PathLike) -> tuple[str, list[Measured]]:
             nums = [float(v) for v in rec[6:]]
             if not all(math.isfinite(v) and 0 <= v <= MAX_MS for v in nums):
                 raise ValueError("latency out of range")
-            rows.append(Measured(rec[0], rec[1], rec[2], int(rec[3]), rec[4], int(rec[5]), *nums))
+            n_classes, n_layers = int(rec[3]), int(rec[5])
+            if not (1 <= n_classes <= 100000 and 1 <= n_layers <= 10000):
+                raise ValueError(f"n_classes {n_classes} or n_layers {n_layers} out of range")
+            rows.append(Measured(rec[0], rec[1], rec[2], n_classes, rec[4], n_layers, *nums))
         except ValueError as exc:
             raise FileFormatError(path, f"line {n}: {exc}") from None
-    return settings, rows
+    return rows

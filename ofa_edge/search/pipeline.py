@@ -219,6 +219,7 @@ def _build(run, profile, table_path, setup, res: SearchResult, pred, task, out: 
     budget = res.bounds["latency_ms"]
     folder = out / profile.name / format_ms(budget)
     folder.mkdir(parents=True, exist_ok=True)
+    (folder / "manifest.json").unlink(missing_ok=True)  # never describes the files about to be replaced
     run.net.set_subnet(subnet)
     static = run.net.get_active_subnet().eval()
     calib = calibration_batches(task.train, subnet.r, bn_images) if bn_images > 0 else []

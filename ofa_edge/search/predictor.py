@@ -21,6 +21,8 @@ from ofa_edge.space import SearchSpace, Subnet, encoding_size
 
 FORMAT = "ofa-edge-predictor"
 FORMAT_VERSION = 1
+#: Largest MLP a predictor file may declare (OFA's is 3 x 400).
+MAX_HIDDEN, MAX_LAYERS = 4096, 16
 ENCODING = "ofa-mbv3-onehot"  # [one-hot r][per slot one-hot kernel][per slot one-hot expand], skipped = 0
 
 
@@ -111,6 +113,11 @@ class Predictor:
         return path
 
 
+def _is(value: Any, expected: Any) -> bool:
+    """``value == expected`` for plain values only (a tensor never compares equal)."""
+    return type(value) is type(expected) and value == expected
+
+
 def load_predictor(path: str | os.PathLike, space: SearchSpace | None = None,
                    checkpoint_sha256: str | None = None) -> Predictor:
     """Load a saved predictor; refuse one fit for another search space or another checkpoint."""
@@ -118,27 +125,43 @@ def load_predictor(path: str | os.PathLike, space: SearchSpace | None = None,
 
     path = Path(path)
     obj = read_torch_file(path)
-    if not isinstance(obj, dict) or obj.get("format") != FORMAT:
+    if not isinstance(obj, dict) or not _is(obj.get("format"), FORMAT):
         raise FileFormatError(path, f"not an ofa-edge accuracy predictor (no format={FORMAT!r}); "
                                     "make one with `ofa-edge predictor fit`")
-    if obj.get("version") != FORMAT_VERSION:
+    if not _is(obj.get("version"), FORMAT_VERSION):
         raise FileFormatError(path, f"unknown predictor format version {obj.get('version')!r} "
                                     f"(this ofa-edge reads version {FORMAT_VERSION})")
     try:
         own = SearchSpace.from_dict(obj["space"])
         enc = obj["encoding"]
-        hidden, n_layers = int(obj["hidden"]), int(obj["n_layers"])
+        hidden, n_layers = obj["hidden"], obj["n_layers"]
         sd = obj["state_dict"]
+        if not isinstance(enc, dict) or not isinstance(sd, dict):
+            raise TypeError("encoding and state_dict must be dicts")
+        if type(hidden) is not int or type(n_layers) is not int or not 1 <= hidden <= MAX_HIDDEN \
+                or not 1 <= n_layers <= MAX_LAYERS:
+            raise ValueError(f"hidden {hidden!r} / n_layers {n_layers!r} out of range "
+                             f"(1..{MAX_HIDDEN} / 1..{MAX_LAYERS})")
+        metrics = PredictorMetrics(**obj["metrics"]) if obj.get("metrics") is not None else None
+        meta = obj.get("meta")
+        if meta is not None and not isinstance(meta, dict):
+            raise TypeError("meta must be a dict")
     except (KeyError, TypeError, ValueError) as exc:
         raise FileFormatError(path, f"bad predictor header: {exc}") from None
-    if enc.get("name") != ENCODING or enc.get("size") != encoding_size(own):
+    bad = [k for k, v in sd.items() if not isinstance(v, torch.Tensor) or
+           (v.is_floating_point() and not torch.isfinite(v).all())]
+    if bad:
+        raise FileFormatError(path, f"predictor weight {bad[0]!r} is not a tensor of finite values")
+    if not _is(enc.get("name"), ENCODING) or not _is(enc.get("size"), encoding_size(own)):
         raise FileFormatError(path, f"unknown encoding {enc.get('name')!r} of size {enc.get('size')}")
     if space is not None and own.fingerprint() != space.fingerprint():
         raise FileFormatError(path, f"predictor was fit for search space {own.name!r} "
                                     f"(fingerprint {own.fingerprint()}), not {space.name!r} "
                                     f"(fingerprint {space.fingerprint()}); fit one for this checkpoint "
                                     "with `ofa-edge predictor fit --checkpoint ...`")
-    fit_on = (obj.get("meta") or {}).get("checkpoint_sha256")
+    fit_on = (meta or {}).get("checkpoint_sha256")
+    if fit_on is not None and not isinstance(fit_on, str):
+        raise FileFormatError(path, "bad predictor header: meta.checkpoint_sha256 must be a string")
     if checkpoint_sha256 is not None and fit_on is not None and fit_on != checkpoint_sha256:
         raise FileFormatError(path, f"predictor was fit on another checkpoint (sha256 {fit_on[:12]}..., "
                                     f"this one is {checkpoint_sha256[:12]}...); fit one for this checkpoint "
@@ -146,10 +169,10 @@ def load_predictor(path: str | os.PathLike, space: SearchSpace | None = None,
     model = AccuracyPredictor(encoding_size(own), hidden, n_layers)
     try:
         model.load_state_dict(sd)
-    except (RuntimeError, TypeError, AttributeError) as exc:
-        raise FileFormatError(path, f"predictor weights do not match its header: {str(exc).splitlines()[0]}")
-    metrics = PredictorMetrics(**obj["metrics"]) if obj.get("metrics") else None
-    return Predictor(own, model, metrics, obj.get("meta"))
+    except (RuntimeError, TypeError, AttributeError, ValueError) as exc:
+        raise FileFormatError(path, f"predictor weights do not match its header: "
+                                    f"{(str(exc) or type(exc).__name__).splitlines()[0]}") from None
+    return Predictor(own, model, metrics, meta)
 
 
 def fit_predictor(space: SearchSpace, subnets: Sequence[Subnet], top1: Sequence[float], *,

@@ -20,6 +20,11 @@ FORMAT_VERSION = 1
 _OPTIONAL_SUFFIXES = ("num_batches_tracked", "_matrix")
 
 
+def is_value(value: Any, expected: Any) -> bool:
+    """``value == expected`` for plain values only (a tensor in a hostile file never compares equal)."""
+    return type(value) is type(expected) and value == expected
+
+
 def read_torch_file(path: str | os.PathLike) -> Any:
     """``torch.load(weights_only=True)`` with every failure turned into a FileFormatError."""
     path = Path(path)
@@ -100,7 +105,7 @@ def load_ofa_checkpoint(path: str | os.PathLike, space: SearchSpace | str | None
     """Load a reference OFA MobileNetV3 checkpoint (wrapped or bare) into a supernet in eval mode."""
     path = Path(path)
     obj = read_torch_file(path)
-    if isinstance(obj, dict) and obj.get("format") == FORMAT:
+    if isinstance(obj, dict) and is_value(obj.get("format"), FORMAT):
         return load_supernet(path)
     sd = _normalise_ofa_keys(_state_dict_of(path, obj))
     if space is None:
@@ -137,10 +142,10 @@ def read_supernet_file(path: str | os.PathLike) -> dict[str, Any]:
     """Read and validate the header of an ofa-edge checkpoint (also used by resume)."""
     path = Path(path)
     obj = read_torch_file(path)
-    if not isinstance(obj, dict) or obj.get("format") != FORMAT:
+    if not isinstance(obj, dict) or not is_value(obj.get("format"), FORMAT):
         raise FileFormatError(path, f"not an ofa-edge supernet checkpoint (no format={FORMAT!r}); "
                                     "for reference OFA files use load_ofa_checkpoint")
-    if obj.get("version") != FORMAT_VERSION:
+    if not is_value(obj.get("version"), FORMAT_VERSION):
         raise FileFormatError(path, f"unknown format version {obj.get('version')!r} "
                                     f"(this ofa-edge reads version {FORMAT_VERSION})")
     return obj

@@ -14,7 +14,7 @@ from ofa_edge.errors import FileFormatError, OfaEdgeError
 from ofa_edge.io import atomic_write_text
 from ofa_edge.space import SearchSpace
 from ofa_edge.supernet import read_supernet_file, save_supernet
-from ofa_edge.supernet.checkpoint import (FORMAT, _guess_ofa_space, _normalise_ofa_keys, _state_dict_of,
+from ofa_edge.supernet.checkpoint import (FORMAT, _guess_ofa_space, _normalise_ofa_keys, _state_dict_of, is_value,
                                           load_state_into, read_torch_file, supernet_from_payload)
 from ofa_edge.train.config import TrainConfig
 
@@ -40,21 +40,79 @@ def read_train_checkpoint(path: str | os.PathLike) -> tuple[dict[str, Any], Trai
     if path.is_dir():
         path = path / CHECKPOINT_NAME
     payload = read_supernet_file(path)
-    meta = payload.get("meta") or {}
-    state = meta.get("train_state")
+    meta = payload.get("meta")
+    state = meta.get("train_state") if isinstance(meta, dict) else None
     if not isinstance(state, dict) or "config" not in meta:
         raise FileFormatError(path, "holds no training state (not written by ofa-edge train); "
                                     "use it with --init to start a new run from its weights")
-    if state.get("version") != TRAIN_STATE_VERSION:
+    if not is_value(state.get("version"), TRAIN_STATE_VERSION):
         raise FileFormatError(path, f"unknown training-state version {state.get('version')!r}")
     try:
+        if not isinstance(meta["config"], dict):
+            raise TypeError("config must be a dict")
         config = TrainConfig.from_dict(meta["config"])
-        for key in ("epoch", "step", "iteration", "optimizer", "torch_rng", "sampled"):
-            if key not in state:
-                raise KeyError(key)
-    except (KeyError, TypeError, ValueError) as exc:
+        check_train_state(state)
+    except (KeyError, TypeError, ValueError, OfaEdgeError) as exc:
         raise FileFormatError(path, f"bad training state ({exc})") from None
     return payload, config, state
+
+
+def _int(state: dict[str, Any], key: str, high: int = 10**12) -> int:
+    value = state[key]
+    if type(value) is not int or not 0 <= value <= high:
+        raise ValueError(f"{key} must be an integer in 0..{high}, got {value!r}")
+    return value
+
+
+def _tensors(value: Any, where: str) -> None:
+    """Every tensor inside ``value`` (dicts/lists) must hold finite values."""
+    if isinstance(value, torch.Tensor):
+        if value.is_floating_point() and not torch.isfinite(value).all():
+            raise ValueError(f"{where} holds NaN or inf values")
+    elif isinstance(value, dict):
+        for k, v in value.items():
+            _tensors(v, f"{where}.{k}")
+    elif isinstance(value, (list, tuple)):
+        for i, v in enumerate(value):
+            _tensors(v, f"{where}[{i}]")
+
+
+def check_train_state(state: dict[str, Any]) -> None:
+    """Validate the resumable state of a training checkpoint (types, ranges, finite tensors)."""
+    for key in ("epoch", "step", "iteration", "optimizer", "torch_rng", "sampled"):
+        if key not in state:
+            raise KeyError(key)
+    _int(state, "epoch", 10**6)
+    _int(state, "step", 10**9)
+    _int(state, "iteration")
+    if "world" in state and (type(state["world"]) is not int or not 1 <= state["world"] <= 4096):
+        raise ValueError(f"world must be an integer in 1..4096, got {state['world']!r}")
+    rng = state["torch_rng"]
+    if not isinstance(rng, torch.Tensor) or rng.dtype != torch.uint8 or rng.dim() != 1 or \
+            rng.numel() != torch.get_rng_state().numel():
+        raise ValueError("torch_rng is not a torch RNG state")
+    sampled = state["sampled"]
+    if not isinstance(sampled, dict) or not all(
+            isinstance(k, str) and isinstance(v, (list, tuple)) and len(v) == 4 and isinstance(v[0], str)
+            and all(type(x) is int and x >= 0 for x in v[1:]) for k, v in sampled.items()):
+        raise ValueError("sampled must map subnet ids to [json, last iteration, count, position]")
+    metrics = state.get("metrics", [])
+    if not isinstance(metrics, list) or not all(isinstance(m, dict) for m in metrics):
+        raise ValueError("metrics must be a list of dicts")
+    acc = state.get("acc", {"loss": 0.0, "images": 0, "seconds": 0.0})
+    if not isinstance(acc, dict) or set(acc) != {"loss", "images", "seconds"} or not all(
+            not isinstance(v, bool) and isinstance(v, (int, float)) for v in acc.values()):
+        raise ValueError("acc must hold loss, images and seconds")
+    opt = state["optimizer"]
+    if opt is not None and (not isinstance(opt, dict) or not isinstance(opt.get("state"), dict)
+                            or not isinstance(opt.get("param_groups"), list)):
+        raise ValueError("optimizer must be an optimizer state dict")
+    teacher = state.get("teacher")
+    if teacher is not None and (not isinstance(teacher, dict) or not all(
+            isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in teacher.items())):
+        raise ValueError("teacher must be a state dict")
+    _tensors(opt, "optimizer")
+    _tensors(teacher, "teacher")
 
 
 def resume_net(path: Path, payload: dict[str, Any]):
@@ -103,7 +161,7 @@ def load_init(net, path: str | os.PathLike) -> dict[str, Any]:
     """
     path = Path(path)
     obj = read_torch_file(path)
-    if isinstance(obj, dict) and obj.get("format") == FORMAT:
+    if isinstance(obj, dict) and is_value(obj.get("format"), FORMAT):
         kind = "ofa-edge"
         obj = read_supernet_file(path)
         sd = dict(obj["state_dict"])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
@@ -56,6 +57,10 @@ class TrainConfig:
 
     def validate(self) -> None:
         """Raise OfaEdgeError naming the bad field and its allowed values."""
+        for name in ("lr", "momentum", "weight_decay", "label_smoothing", "kd_ratio", "dropout", "val_fraction",
+                     "threshold", "lambda_u"):
+            if not math.isfinite(getattr(self, name)):
+                raise OfaEdgeError(f"{name.replace('_', ' ')}: must be a finite number, got {getattr(self, name)}")
         if self.strategy not in STRATEGIES:
             raise OfaEdgeError(f"strategy: {self.strategy!r} is not one of {list(STRATEGIES)}")
         for name in ("epochs", "batch_size", "heads", "unlabelled_ratio"):
@@ -96,4 +101,24 @@ class TrainConfig:
         unknown = sorted(set(data) - known)
         if unknown:
             raise ValueError(f"train config: unknown field {unknown[0]!r}")
+        for f in fields(cls):
+            if f.name in data and not _fits(data[f.name], str(f.type)):
+                raise ValueError(f"train config: {f.name} = {data[f.name]!r} is not of type {f.type}")
         return cls(**data)
+
+
+def _fits(value: Any, annotation: str) -> bool:
+    """Whether a value read from a file matches a field annotation such as ``int | None`` (no bool for int)."""
+    for kind in (p.strip() for p in annotation.split("|")):
+        if kind == "None" and value is None or kind == "bool" and isinstance(value, bool):
+            return True
+        if isinstance(value, bool):
+            continue
+        if kind == "int" and isinstance(value, int) or kind == "str" and isinstance(value, str):
+            return True
+        if kind == "float" and isinstance(value, (int, float)):
+            return True
+        if kind.startswith("tuple[") and isinstance(value, (list, tuple)) and all(
+                not isinstance(v, bool) and isinstance(v, (int, float)) for v in value):
+            return True
+    return False

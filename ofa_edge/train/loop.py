@@ -17,7 +17,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from ofa_edge.data import Loader, TaskData, load_task, make_loader
-from ofa_edge.errors import OfaEdgeError
+from ofa_edge.errors import FileFormatError, OfaEdgeError
 from ofa_edge.space import get_space, max_subnet, min_subnet
 from ofa_edge.supernet import HeadMap, OFAMobileNetV3
 from ofa_edge.supernet.sort import sort_channels
@@ -237,10 +237,10 @@ class _Run:
     def save(self, complete: bool) -> None:
         if not self.info.is_main:
             return
+        # the checkpoint first: the CSV logs never describe training that the checkpoint does not hold
+        save_train_checkpoint(self.ckpt, self.net, self.cfg, self.state(), complete)
         write_sampled(self.out / "sampled.csv", self.sampled)
         write_metrics(self.out / "metrics.csv", self.metrics)
-        meta_cfg = self.cfg
-        save_train_checkpoint(self.ckpt, self.net, meta_cfg, self.state(), complete)
 
     # -- one step ---------------------------------------------------------------------------------
 
@@ -326,6 +326,16 @@ class _Run:
                                           f"{self.ckpt}; continue with: ofa-edge train --resume {self.out}{self.resume_hint}")
 
 
+def remove_stale_temps(out: Path) -> list[str]:
+    """Delete temp files that a killed run left beside its checkpoint and logs; returns their names."""
+    gone = []
+    for name in (CHECKPOINT_NAME, "sampled.csv", "metrics.csv"):
+        for tmp in out.glob(f".{name}.*.tmp"):
+            tmp.unlink(missing_ok=True)
+            gone.append(tmp.name)
+    return gone
+
+
 def build_net(cfg: TrainConfig, task: TaskData) -> tuple[OFAMobileNetV3, dict | None]:
     """A fresh supernet for the task (seeded), optionally initialised from ``cfg.init``."""
     space = get_space(cfg.space)
@@ -373,6 +383,8 @@ def train(cfg: TrainConfig | None = None, resume: str | Path | None = None,
     device = pick_device(cfg)
     info = distributed.setup("nccl" if device.type == "cuda" else "gloo")
     task = load_task(cfg.data, cfg.val_fraction, cfg.labels_per_class, cfg.seed)
+    if state is not None and info.is_main:
+        remove_stale_temps(Path(cfg.out))
     if state is not None:
         if state.get("world", 1) != info.world:
             raise OfaEdgeError(f"resume: the run was trained with {state.get('world')} process(es); "
@@ -384,7 +396,18 @@ def train(cfg: TrainConfig | None = None, resume: str | Path | None = None,
     if state is not None:
         if int(state["epoch"]) >= run.total_epochs:  # already complete
             return TrainResult(net, run.out, run.ckpt, list(state.get("metrics", [])))
-        run.load_state(state)
+        ckpt = Path(resume) / CHECKPOINT_NAME if Path(resume).is_dir() else Path(resume)
+        if int(state["step"]) >= run.steps:
+            raise FileFormatError(ckpt, f"bad training state (step {state['step']} of an epoch of {run.steps})")
+        _, phase, first = run.phase_at(int(state["epoch"]))
+        mid_phase = (int(state["step"]), int(state["epoch"])) != (0, first)
+        if mid_phase and (state["optimizer"] is None or phase.teacher and state.get("teacher") is None):
+            raise FileFormatError(ckpt, "bad training state (no optimizer or teacher state in the middle of a phase)")
+        try:
+            run.load_state(state)
+        except (KeyError, TypeError, ValueError, RuntimeError, IndexError) as exc:
+            raise FileFormatError(ckpt, f"bad training state ({(str(exc) or type(exc).__name__).splitlines()[0]})") \
+                from None
     run.wrap()
     if progress:
         progress({"event": "start", "task": task.describe(), "epochs": run.total_epochs, "steps": run.steps,
