@@ -71,7 +71,7 @@ def profile_cmd(
     calibrate: int = typer.Option(20, "--calibrate", help="Whole subnets measured to fit the correction."),
     validate: int = typer.Option(0, "--validate", help="Held-out whole subnets measured to validate."),
     seed: int = typer.Option(0, "--seed", help="Seed of the subnet sample."),
-    batch_size: int = typer.Option(128, "--batch-size", help="Models measured per remote command (each result is kept as it arrives, so a dropped connection loses only the model in flight)."),
+    batch_size: int = typer.Option(256, "--batch-size", help="Models measured per remote command (each result is kept as it arrives, so a dropped connection loses only the model in flight)."),
     tables: Path = _TABLES,
     cache: Optional[Path] = _CACHE,
     host: Optional[str] = _HOST,

@@ -107,6 +107,10 @@ class SSHTransport(Transport):
         transport = client.get_transport()
         assert transport is not None
         transport.set_keepalive(max(1, int(c.keepalive)))
+        try:  # small request/reply messages: without this each command can wait out a 40 ms delayed ACK
+            transport.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        except (OSError, AttributeError):
+            pass  # a proxied socket without TCP options
         self.client = client
         try:
             self.sftp = client.open_sftp()

@@ -46,7 +46,7 @@ class ProfileOptions:
     calibrate: int = 20
     validate: int = 0
     seed: int = 0
-    batch_size: int = 128  # models per remote command; results are kept one by one as they arrive
+    batch_size: int = 256  # models per remote command; results are kept one by one as they arrive
     tables_dir: Path = Path("latency_tables")
     cache_dir: Path | None = None
 
