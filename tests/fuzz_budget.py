@@ -28,6 +28,8 @@ FUZZ: dict[str, Fuzz] = {
     "targets-toml": Fuzz("ofa_edge.export.matrix.load_targets", "FileFormatError", 200),
     "train-state": Fuzz("ofa_edge.train.checkpoint.read_train_checkpoint", "FileFormatError", 80),
     "train-resume": Fuzz("ofa_edge.train.train(resume=...) (whole resume path)", "FileFormatError", 12),
+    "sampled-csv": Fuzz("ofa_edge.train.checkpoint.read_sampled", "FileFormatError", 200),
+    "sampled-log": Fuzz("ofa_edge.search.selectors.read_sampled_log", "FileFormatError", 200),
 }
 
 

@@ -390,3 +390,59 @@ def test_training_checkpoint_with_pickled_code_is_refused(tmp_path, train_run):
                                                                       "lr": float("nan")}}}, path)
     with pytest.raises(FileFormatError, match="supernet.pt.*finite"):
         read_train_checkpoint(path)
+
+
+# -- training log sampled.csv (read on resume, and by the last-sampled selector) -----------------------
+@pytest.fixture(scope="module")
+def sampled_text(folder):
+    from ofa_edge.space import max_subnet, min_subnet
+    from ofa_edge.train.checkpoint import write_sampled
+
+    log = {f"s{i}": [s.to_json(), 10 * i, i + 1, 0] for i, s in enumerate([min_subnet(SPACE), max_subnet(SPACE)])}
+    write_sampled(folder / "ok.sampled.csv", log)
+    return (folder / "ok.sampled.csv").read_text()
+
+
+def _mutated_sampled(folder: Path, text: str, data) -> Path:
+    if data.draw(st.booleans()):  # one cell of one row replaced, the rest of the file well formed
+        lines = text.splitlines()
+        row = data.draw(st.integers(1, len(lines) - 1))
+        cells = lines[row].split(",", 4)
+        cells[data.draw(st.integers(0, 4))] = data.draw(st.text(max_size=12) | st.integers(-10**20, 10**20).map(str))
+        lines[row] = ",".join(cells)
+        text = "\n".join(lines) + "\n"
+    for _ in range(data.draw(st.integers(0, 3))):
+        text = splice(text, data)
+    if data.draw(st.integers(0, 9)) == 0:
+        text += "ofa-edge-sampled-v1,x," + "9" * data.draw(st.integers(1, 400)) + ",1,{}\n"
+    path = folder / "fuzz.sampled.csv"
+    path.write_text(text, encoding="utf-8", errors="surrogatepass")
+    return path
+
+
+@fuzz_settings("sampled-csv", suppress_health_check=FIXTURES)
+@given(data=st.data())
+def test_sampled_csv_fuzz(folder, sampled_text, data):
+    from ofa_edge.train.checkpoint import read_sampled
+
+    path = _mutated_sampled(folder, sampled_text, data)
+    try:
+        rows = read_sampled(path)
+    except FileFormatError as exc:
+        assert "fuzz.sampled.csv" in str(exc)
+        return
+    assert all(r["last_iteration"] >= 0 and r["count"] >= 0 for r in rows)
+
+
+@fuzz_settings("sampled-log", suppress_health_check=FIXTURES)
+@given(data=st.data())
+def test_sampled_log_fuzz(folder, sampled_text, data):
+    from ofa_edge.search.selectors import read_sampled_log
+
+    path = _mutated_sampled(folder, sampled_text, data)
+    try:
+        entries = read_sampled_log(path, SPACE)
+    except FileFormatError as exc:
+        assert "fuzz.sampled.csv" in str(exc)
+        return
+    assert entries and all(e.subnet.r in SPACE.resolutions for e in entries)

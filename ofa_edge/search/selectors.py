@@ -35,6 +35,13 @@ def read_sampled_log(path: str | os.PathLike, space: SearchSpace) -> list[Sample
     if not path.is_file():
         raise FileFormatError(path, "no such file; `--selector last-sampled` needs the training log "
                                     "sampled.csv that `ofa-edge train` writes next to supernet.pt")
+    try:
+        return _read_sampled_log(path, space)
+    except (UnicodeDecodeError, csv.Error) as exc:
+        raise FileFormatError(path, f"cannot read the training log ({exc})") from None
+
+
+def _read_sampled_log(path: Path, space: SearchSpace) -> list[SampledEntry]:
     with open(path, newline="", encoding="utf-8") as fh:
         reader = csv.DictReader(fh)
         fields = reader.fieldnames or []

@@ -136,12 +136,24 @@ def read_sampled(path: str | os.PathLike) -> list[dict[str, Any]]:
     path = Path(path)
     if not path.is_file():
         raise FileFormatError(path, "no such file")
-    with open(path, newline="") as fh:
-        rows = list(csv.DictReader(fh))
-    if rows and (set(rows[0]) != set(SAMPLED_COLUMNS) or any(r["format"] != SAMPLED_FORMAT for r in rows)):
-        raise FileFormatError(path, f"not a sampled-subnet log (format {SAMPLED_FORMAT})")
-    return [{"id": r["id"], "last_iteration": int(r["last_iteration"]), "count": int(r["count"]),
-             "subnet": r["subnet"]} for r in rows]
+    try:
+        with open(path, newline="", encoding="utf-8") as fh:
+            rows = list(csv.DictReader(fh))
+    except (OSError, UnicodeDecodeError, csv.Error) as exc:
+        raise FileFormatError(path, f"cannot read the sampled-subnet log ({exc})") from None
+    out = []
+    for n, r in enumerate(rows, start=2):
+        if set(r) != set(SAMPLED_COLUMNS) or r["format"] != SAMPLED_FORMAT or None in r.values():
+            raise FileFormatError(path, f"line {n}: not a sampled-subnet log row (format {SAMPLED_FORMAT}, "
+                                        f"columns {','.join(SAMPLED_COLUMNS)})")
+        try:
+            last, count = int(r["last_iteration"]), int(r["count"])
+        except ValueError:
+            raise FileFormatError(path, f"line {n}: last_iteration and count must be integers") from None
+        if not (0 <= last <= 10**12 and 0 <= count <= 10**12):
+            raise FileFormatError(path, f"line {n}: last_iteration/count out of range")
+        out.append({"id": r["id"], "last_iteration": last, "count": count, "subnet": r["subnet"]})
+    return out
 
 
 def write_metrics(path: Path, rows: list[dict[str, Any]]) -> None:
