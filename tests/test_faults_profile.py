@@ -274,30 +274,57 @@ def test_killed_profiler_resumes(cache, tmp_path, sig, capsys):
 
 def test_lock_never_written_is_taken_over(tmp_path):
     lock = tmp_path / "t.lock"
-    lock.touch()  # what a kill between the exclusive create and the write leaves
-    os.utime(lock, (time.time() - 60, time.time() - 60))
+    lock.touch()  # what a kill between creating the file and writing its owner leaves
     start = time.monotonic()
     with table_lock(lock):
         assert json.loads(lock.read_text())["pid"] == os.getpid()
     assert time.monotonic() - start < 1 and not lock.exists()
-    # a lock being written right now is waited for, then honoured
-    holder = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+    # a live holder is refused by name; once it is SIGKILLed its lock is free at once (the kernel drops it)
+    code = ("import sys, time; from ofa_edge.latency.lock import table_lock\n"
+            "with table_lock(sys.argv[1]):\n    print('held', flush=True); time.sleep(60)")
+    holder = subprocess.Popen([sys.executable, "-c", code, str(lock)], stdout=subprocess.PIPE, text=True)
     try:
-        lock.touch()
-        writer = threading.Timer(0.3, lambda: lock.write_text(json.dumps(
-            {"pid": holder.pid, "host": os.uname().nodename})))
-        writer.start()
-        with pytest.raises(TableLocked, match="another ofa-edge process"):
+        assert holder.stdout.readline().strip() == "held"
+        with pytest.raises(TableLocked, match=f"pid {holder.pid}"):
             with table_lock(lock):
                 pass
-        writer.join()
     finally:
         holder.kill()
         holder.wait()
-    assert json.loads(lock.read_text())["pid"] == holder.pid
-    with table_lock(lock):  # its process is gone now: stale
+    assert json.loads(lock.read_text())["pid"] == holder.pid  # the dead holder's file is still there
+    start = time.monotonic()
+    with table_lock(lock):
         pass
-    assert not lock.exists()
+    assert time.monotonic() - start < 1 and not lock.exists()
+
+
+def test_processes_racing_for_a_stale_lock_never_overlap(tmp_path):
+    lock, log = tmp_path / "t.lock", tmp_path / "log"
+    stale = json.dumps({"pid": 999999999, "host": os.uname().nodename}).encode()  # an owner that is dead
+    lock.write_bytes(stale)
+    # 6 processes take the lock 15 times each; after each turn a dead owner's lock file is left behind,
+    # so most turns start by taking over a stale lock while others try the same
+    code = ("import os, sys, time; from ofa_edge.latency.lock import TableLocked, table_lock\n"
+            "time.sleep(max(0.0, float(sys.argv[3]) - time.time()))\n"
+            "turns = 0\n"
+            "while turns < 15:\n"
+            "    try:\n"
+            "        with table_lock(sys.argv[1]):\n"
+            "            fd = os.open(sys.argv[2], os.O_WRONLY | os.O_APPEND | os.O_CREAT)\n"
+            "            os.write(fd, b'in\\n'); time.sleep(0.002); os.write(fd, b'out\\n'); os.close(fd)\n"
+            "        turns += 1\n"
+            "        try:\n"
+            "            fd = os.open(sys.argv[1], os.O_WRONLY | os.O_CREAT | os.O_EXCL)\n"
+            "            os.write(fd, sys.argv[4].encode()); os.close(fd)\n"
+            "        except FileExistsError:\n"
+            "            pass\n"
+            "    except TableLocked:\n"
+            "        time.sleep(0.001)\n")
+    go = time.time() + 1.5  # every process starts at the same moment
+    procs = [subprocess.Popen([sys.executable, "-c", code, str(lock), str(log), str(go), stale.decode()])
+             for _ in range(6)]
+    assert [p.wait(timeout=120) for p in procs] == [0] * 6
+    assert log.read_text().split() == ["in", "out"] * 90  # one holder at a time, every turn taken
 
 
 # -- 4. two profilers writing the same table at once ---------------------------------------------------
