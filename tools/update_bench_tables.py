@@ -70,8 +70,16 @@ def export(d: dict) -> str:
     return "\n".join(rows)
 
 
+def int8_speed(d: dict) -> str:
+    rows = ["| space | r | subnet | batch | fp32 ms | INT8 ms | INT8 speed-up |", "|---|---|---|---|---|---|---|"]
+    for r in d["rows"]:
+        rows.append(f"| {r['space']} | {r['r']} | {r['subnet']} | {r['batch']} | {r['fp32_ms']:.3f} | "
+                    f"{r['int8_ms']:.3f} | x{r['speedup']:.2f} |")
+    return "\n".join(rows)
+
+
 RENDER = {"search": search, "export": export, "supernet_overhead": supernet_overhead, "lut_accuracy": lut_accuracy,
-          "train_strategies": train_strategies}
+          "train_strategies": train_strategies, "int8_speed": int8_speed}
 
 
 def main() -> None:
