@@ -113,24 +113,14 @@ class Predictor:
         return path
 
 
-def _is(value: Any, expected: Any) -> bool:
-    """``value == expected`` for plain values only (a tensor never compares equal)."""
-    return type(value) is type(expected) and value == expected
-
-
 def load_predictor(path: str | os.PathLike, space: SearchSpace | None = None,
                    checkpoint_sha256: str | None = None) -> Predictor:
     """Load a saved predictor; refuse one fit for another search space or another checkpoint."""
-    from ofa_edge.supernet.checkpoint import read_torch_file
+    from ofa_edge.supernet.checkpoint import is_value, read_versioned_file
 
     path = Path(path)
-    obj = read_torch_file(path)
-    if not isinstance(obj, dict) or not _is(obj.get("format"), FORMAT):
-        raise FileFormatError(path, f"not an ofa-edge accuracy predictor (no format={FORMAT!r}); "
-                                    "make one with `ofa-edge predictor fit`")
-    if not _is(obj.get("version"), FORMAT_VERSION):
-        raise FileFormatError(path, f"unknown predictor format version {obj.get('version')!r} "
-                                    f"(this ofa-edge reads version {FORMAT_VERSION})")
+    obj = read_versioned_file(path, FORMAT, FORMAT_VERSION, "accuracy predictor",
+                              "make one with `ofa-edge predictor fit`", short="predictor ")
     try:
         own = SearchSpace.from_dict(obj["space"])
         enc = obj["encoding"]
@@ -152,7 +142,7 @@ def load_predictor(path: str | os.PathLike, space: SearchSpace | None = None,
            (v.is_floating_point() and not torch.isfinite(v).all())]
     if bad:
         raise FileFormatError(path, f"predictor weight {bad[0]!r} is not a tensor of finite values")
-    if not _is(enc.get("name"), ENCODING) or not _is(enc.get("size"), encoding_size(own)):
+    if not is_value(enc.get("name"), ENCODING) or not is_value(enc.get("size"), encoding_size(own)):
         raise FileFormatError(path, f"unknown encoding {enc.get('name')!r} of size {enc.get('size')}")
     if space is not None and own.fingerprint() != space.fingerprint():
         raise FileFormatError(path, f"predictor was fit for search space {own.name!r} "

@@ -138,17 +138,26 @@ def save_supernet(net: OFAMobileNetV3, path: str | os.PathLike, **meta: Any) -> 
     return path
 
 
-def read_supernet_file(path: str | os.PathLike) -> dict[str, Any]:
-    """Read and validate the header of an ofa-edge checkpoint (also used by resume)."""
+def read_versioned_file(path: str | os.PathLike, fmt: str, version: int, what: str, hint: str,
+                        short: str = "") -> dict[str, Any]:
+    """A torch file holding a dict of format ``fmt`` and version ``version``; anything else is refused.
+
+    ``what`` names the kind of file, ``hint`` how to get a right one, ``short`` prefixes "format version".
+    """
     path = Path(path)
     obj = read_torch_file(path)
-    if not isinstance(obj, dict) or not is_value(obj.get("format"), FORMAT):
-        raise FileFormatError(path, f"not an ofa-edge supernet checkpoint (no format={FORMAT!r}); "
-                                    "for reference OFA files use load_ofa_checkpoint")
-    if not is_value(obj.get("version"), FORMAT_VERSION):
-        raise FileFormatError(path, f"unknown format version {obj.get('version')!r} "
-                                    f"(this ofa-edge reads version {FORMAT_VERSION})")
+    if not isinstance(obj, dict) or not is_value(obj.get("format"), fmt):
+        raise FileFormatError(path, f"not an ofa-edge {what} (no format={fmt!r}); {hint}")
+    if not is_value(obj.get("version"), version):
+        raise FileFormatError(path, f"unknown {short}format version {obj.get('version')!r} "
+                                    f"(this ofa-edge reads version {version})")
     return obj
+
+
+def read_supernet_file(path: str | os.PathLike) -> dict[str, Any]:
+    """Read and validate the header of an ofa-edge checkpoint (also used by resume)."""
+    return read_versioned_file(path, FORMAT, FORMAT_VERSION, "supernet checkpoint",
+                               "for reference OFA files use load_ofa_checkpoint")
 
 
 def supernet_from_payload(path: str | os.PathLike, obj: dict[str, Any]) -> OFAMobileNetV3:
