@@ -186,11 +186,3 @@ def resolve_remote(path: str, home: str) -> str:
         path = posixpath.join(home, path)
     return posixpath.normpath(path)
 
-
-def wait_until(predicate: Callable[[], bool], deadline: float, step: float = 0.05) -> bool:
-    """Poll ``predicate`` until it holds or ``deadline`` (monotonic) passes."""
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(step)
-    return predicate()
