@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from ofa_edge.errors import FileFormatError, OfaEdgeError
-from ofa_edge.export.build import FORMATS
+from ofa_edge.export.formats import EXPORTERS
 from ofa_edge.export.manifest import MANIFEST_NAME, Manifest, read_manifest, write_summary_for
 
 TARGETS_FORMAT = "ofa-edge-targets/1"
@@ -112,9 +112,9 @@ def _formats(path: Path, value: Any, where: str) -> tuple[str, ...]:
         value = [value]
     if not isinstance(value, list) or not value or not all(isinstance(v, str) for v in value):
         raise _bad(path, f"{where}formats must be a non-empty list such as [\"onnx\", \"tflite\"]")
-    bad = [v for v in value if v not in FORMATS]
+    bad = [v for v in value if v not in EXPORTERS]
     if bad:
-        raise _bad(path, f"{where}formats: {bad[0]!r} is not one of {', '.join(FORMATS)}")
+        raise _bad(path, f"{where}formats: {bad[0]!r} is not one of {', '.join(EXPORTERS)}")
     return tuple(dict.fromkeys(value))
 
 
