@@ -38,6 +38,19 @@ class UnknownNameError(InvalidValueError):
                          + (f" {hint}" if hint else ""), field or None)
 
 
+class MissingStepError(OfaEdgeError):
+    """The output of an earlier pipeline step is missing; ``step`` names that step, ``inputs`` what it needs.
+
+    The CLI appends the command that makes it, e.g. ``ofa-edge profile --device pi4 --space cifar-mbv3``.
+    """
+
+    def __init__(self, message: str, step: str, inputs: dict[str, object] | None = None,
+                 field: str | None = None):
+        super().__init__(message, field)
+        self.step = step
+        self.inputs = dict(inputs or {})
+
+
 class FileFormatError(OfaEdgeError, ValueError):
     """A file that is missing, corrupt, of another kind or of an unknown format version."""
 

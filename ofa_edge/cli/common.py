@@ -9,7 +9,7 @@ from typing import Any
 import typer
 from rich.console import Console
 
-from ofa_edge.errors import OfaEdgeError
+from ofa_edge.errors import MissingStepError, OfaEdgeError
 
 console = Console(stderr=False)
 err_console = Console(stderr=True)
@@ -34,6 +34,9 @@ def flag_of(field: str) -> str:
 def user_message(exc: BaseException) -> str:
     """The one-line message of a user error, its field (if any) shown as the flag that sets it."""
     message = str(exc) or type(exc).__name__
+    if isinstance(exc, MissingStepError):
+        args = " ".join(f"{flag_of(k)} {v}" for k, v in exc.inputs.items())
+        message = f"{message}; run `ofa-edge {exc.step}{' ' + args if args else ''}`"
     field = getattr(exc, "field", None)
     if not field:
         return message

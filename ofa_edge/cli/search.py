@@ -11,6 +11,8 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from ofa_edge.cli.common import console, err_console, print_json
+from ofa_edge.pipelines.specialization import exports
+from ofa_edge.search.select import SELECTORS
 
 predictor_app = typer.Typer(help="Fit the accuracy predictor of a trained supernet.", no_args_is_help=True)
 
@@ -61,7 +63,7 @@ def predictor_fit(
     as_json: bool = _JSON,
 ) -> None:
     """Measure sampled subnets (validation split, resumable) and fit the MLP accuracy predictor."""
-    from ofa_edge.search.pipeline import fit_from_checkpoint
+    from ofa_edge.pipelines import fit_from_checkpoint
 
     if samples < 5:
         raise typer.BadParameter(f"{samples}: need at least 5 subnets to fit and hold out", param_hint="--samples")
@@ -83,10 +85,11 @@ def specialize_cmd(
     device: str = typer.Option(..., "--device", "-d", help="Device profile name or .toml path."),
     latency: str = typer.Option(..., "--latency", "-l", help="Latency budget(s): 20ms, 0.02s, 20 (ms); "
                                 "comma-separated for several (10ms,20ms,40ms)."),
-    selector: str = typer.Option("evolution", "--selector", help="evolution | last-sampled | random."),
+    selector: str = typer.Option("evolution", "--selector", help=f"{' | '.join(SELECTORS)}."),
     predictor: Optional[Path] = _PREDICTOR,
-    export: str = typer.Option("pt,onnx", "--export", help="Comma-separated formats: pt, onnx, tflite."),
-    quantize: Optional[str] = typer.Option(None, "--quantize", help="int8 (with --export tflite)."),
+    export: str = typer.Option("pt,onnx", "--export", help=f"Comma-separated formats: {', '.join(exports())}."),
+    quantize: Optional[str] = typer.Option(None, "--quantize", help="int8 (INT8 variants of the --export "
+                                           "formats)."),
     out: Path = typer.Option(Path("builds"), "--out", "-o", help="Output folder (<out>/<device>/<budget>/)."),
     tables: Path = _TABLES,
     data: Optional[str] = _DATA,
@@ -99,19 +102,19 @@ def specialize_cmd(
     as_json: bool = _JSON,
 ) -> None:
     """Pick the most accurate subnet per latency budget, extract, recalibrate, test, export, write a manifest."""
-    from ofa_edge.search import SELECTORS, parse_latencies
-    from ofa_edge.search.pipeline import specialize
+    from ofa_edge.pipelines import SpecializeRequest, specialize
+    from ofa_edge.search import parse_latencies
 
     budgets = parse_latencies(latency)
     if selector not in SELECTORS:
         raise typer.BadParameter(f"{selector!r} is not one of {', '.join(SELECTORS)}", param_hint="--selector")
     formats = tuple(f.strip() for f in export.split(",") if f.strip())
+    request = SpecializeRequest(checkpoint, device, tuple(budgets), selector=selector,
+                                predictor=str(predictor) if predictor else None, out=out, export=formats,
+                                quantize=quantize, tables_dir=tables, data=data, bn_images=bn_images,
+                                config=_config(population, generations, seed), random_n=random_n, measure=measure)
     with _progress(not as_json) as progress:
-        manifests = specialize(checkpoint, device, budgets, selector=selector,
-                               predictor=str(predictor) if predictor else None, out=out, export=formats,
-                               quantize=quantize, tables_dir=tables, data=data, bn_images=bn_images,
-                               config=_config(population, generations, seed), random_n=random_n,
-                               measure=measure, progress=progress)
+        manifests = specialize(request, progress=progress)
     if as_json:
         print_json(manifests)
         return
@@ -142,8 +145,8 @@ def pareto_cmd(
     as_json: bool = _JSON,
 ) -> None:
     """Accuracy vs latency: the search's front, random subnets and measured points (PNG + CSV)."""
+    from ofa_edge.pipelines import pareto
     from ofa_edge.search import parse_latencies
-    from ofa_edge.search.pipeline import pareto
 
     budgets = parse_latencies(latency) if latency is not None else None
     info = pareto(checkpoint, device, budgets, predictor=str(predictor) if predictor else None, out=out,

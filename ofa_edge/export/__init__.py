@@ -25,7 +25,7 @@ Library entry point (what ``specialize`` and ``ofa-edge build`` call)::
 - A missing back end raises ``MissingBackendError`` naming the extra: ``pip install 'ofa-edge[tflite]'``.
 
 Single exporters: ``export_onnx``, ``quantize_onnx``, ``export_tflite``, ``export_coreml``;
-runners ``OnnxRunner``, ``TFLiteRunner``; ``inspect_coreml``. Build matrices: ``ofa_edge.export.matrix``.
+runners ``OnnxRunner``, ``TFLiteRunner``; ``inspect_coreml``. Build matrices (targets.toml): ``ofa_edge.pipelines.build``.
 """
 
 from ofa_edge.export.backends import MissingBackendError, available, require, versions
