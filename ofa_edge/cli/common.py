@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sys
-from typing import Any
+from pathlib import Path
+from typing import Any, Callable, Iterator, NoReturn
 
 import typer
 from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from ofa_edge.errors import MissingStepError, OfaEdgeError
 
@@ -15,10 +18,44 @@ console = Console(stderr=False)
 err_console = Console(stderr=True)
 
 
-def fail(message: str, code: int = 2) -> None:
-    """Print ``error: message`` on stderr and exit with ``code`` (2 = bad input)."""
-    err_console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
-    raise typer.Exit(code)
+#: Folder of latency tables, shared by the commands that read or write them.
+TABLES_OPTION = typer.Option(Path("latency_tables"), "--tables",
+                             help="Folder of latency tables (<device>/<runtime>.csv).")
+
+
+class CommandLineError(OfaEdgeError):
+    """A bad command-line input found by the CLI itself; exits with ``exit_code``."""
+
+    def __init__(self, message: str, exit_code: int = 2):
+        super().__init__(message)
+        self.exit_code = exit_code
+
+
+def fail(message: str, code: int = 2) -> NoReturn:
+    """A user error: ``error: message`` on stderr and exit ``code`` (2 = bad input), raised so that
+    open progress bars and signal handlers unwind first."""
+    raise CommandLineError(message, code)
+
+
+@contextlib.contextmanager
+def progress_bar(enabled: bool, transient: bool = True) -> Iterator[Callable[..., None] | None]:
+    """A rich progress bar fed by a library callback ``(*labels, done, total)``; yields None when disabled."""
+    if not enabled:
+        yield None
+        return
+    bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                   console=err_console, transient=transient)
+    tasks: dict[tuple, int] = {}
+
+    def update(*args) -> None:
+        *labels, done, total = args
+        key = tuple(labels)
+        if key not in tasks:
+            tasks[key] = bar.add_task(" ".join(map(str, labels)), total=total)
+        bar.update(tasks[key], completed=done, total=total)
+
+    with bar:
+        yield update
 
 
 #: Library field -> CLI flag, where the flag is not ``--`` + the field with dashes.
@@ -62,7 +99,7 @@ def run(app: typer.Typer, argv: list[str]) -> int:
         return code if isinstance(code, int) else (0 if code is None else 1)
     except (OfaEdgeError, ValueError, FileNotFoundError) as exc:
         err_console.print(f"[bold red]error:[/] {user_message(exc)}", highlight=False, soft_wrap=True)
-        return 2
+        return exc.exit_code if isinstance(exc, CommandLineError) else 2
     except KeyboardInterrupt:
         err_console.print("interrupted")
         return 130

@@ -2,43 +2,23 @@
 
 from __future__ import annotations
 
-import contextlib
 from pathlib import Path
-from typing import Iterator, Optional
+from typing import Optional
 
 import typer
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from ofa_edge.cli.common import console, err_console, print_json
+from ofa_edge.cli.common import TABLES_OPTION, console, print_json, progress_bar
 from ofa_edge.pipelines.specialization import exports
 from ofa_edge.search.select import SELECTORS
 
 predictor_app = typer.Typer(help="Fit the accuracy predictor of a trained supernet.", no_args_is_help=True)
 
 _CKPT = typer.Option(..., "--checkpoint", "-c", help="Trained supernet (runs/<run>/supernet.pt).")
-_TABLES = typer.Option(Path("latency_tables"), "--tables", help="Folder of latency tables (<device>/<runtime>.csv).")
 _PREDICTOR = typer.Option(None, "--predictor", help="Accuracy predictor (default: predictor.pt beside the "
                           "checkpoint).")
 _DATA = typer.Option(None, "--data", help="Data source (default: the one the checkpoint was trained on).")
 _JSON = typer.Option(False, "--json", help="Print JSON instead of tables.")
-
-
-@contextlib.contextmanager
-def _progress(enabled: bool) -> Iterator:
-    if not enabled:
-        yield None
-        return
-    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                  console=err_console, transient=True) as bar:
-        tasks: dict[str, int] = {}
-
-        def update(phase: str, done: int, total: int) -> None:
-            if phase not in tasks:
-                tasks[phase] = bar.add_task(phase, total=total)
-            bar.update(tasks[phase], completed=done, total=total)
-
-        yield update
 
 
 def _config(population: int, generations: int, seed: int):
@@ -67,7 +47,7 @@ def predictor_fit(
 
     if samples < 5:
         raise typer.BadParameter(f"{samples}: need at least 5 subnets to fit and hold out", param_hint="--samples")
-    with _progress(not as_json) as progress:
+    with progress_bar(not as_json) as progress:
         info = fit_from_checkpoint(checkpoint, samples, accuracy_csv=str(accuracy_csv) if accuracy_csv else None,
                                    out=str(out) if out else None, data=data, bn_images=bn_images,
                                    epochs=epochs, seed=seed, progress=progress)
@@ -91,7 +71,7 @@ def specialize_cmd(
     quantize: Optional[str] = typer.Option(None, "--quantize", help="int8 (INT8 variants of the --export "
                                            "formats)."),
     out: Path = typer.Option(Path("builds"), "--out", "-o", help="Output folder (<out>/<device>/<budget>/)."),
-    tables: Path = _TABLES,
+    tables: Path = TABLES_OPTION,
     data: Optional[str] = _DATA,
     bn_images: int = typer.Option(500, "--bn-images", help="Training images for BN recalibration."),
     population: int = typer.Option(100, "--population", help="Evolution population."),
@@ -113,7 +93,7 @@ def specialize_cmd(
                                 predictor=str(predictor) if predictor else None, out=out, export=formats,
                                 quantize=quantize, tables_dir=tables, data=data, bn_images=bn_images,
                                 config=_config(population, generations, seed), random_n=random_n, measure=measure)
-    with _progress(not as_json) as progress:
+    with progress_bar(not as_json) as progress:
         manifests = specialize(request, progress=progress)
     if as_json:
         print_json(manifests)
@@ -137,7 +117,7 @@ def pareto_cmd(
     predictor: Optional[Path] = _PREDICTOR,
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Folder for pareto.png and pareto.csv "
                                        "(default builds/<device>)."),
-    tables: Path = _TABLES,
+    tables: Path = TABLES_OPTION,
     n_random: int = typer.Option(200, "--random", help="Random subnets to plot."),
     population: int = typer.Option(100, "--population", help="Evolution population."),
     generations: int = typer.Option(500, "--generations", help="Evolution generations."),

@@ -84,7 +84,7 @@ def _spawn_training(nproc: int, cfg, resume_arg, quiet: bool) -> None:
 
 
 def train_cmd(
-    strategy: str = typer.Option(_D.strategy, "--strategy", help=f"One of {', '.join(STRATEGIES)}."),
+    strategy: str = typer.Option(_D.strategy, "--strategy", help=f"One of {', '.join(STRATEGIES.list())}."),
     space: Optional[str] = typer.Option(None, "--space", "-s", help="Search space (default: the --init "
                                         "checkpoint's, else cifar-mbv3)."),
     data: Optional[str] = typer.Option(None, "--data", help="ImageFolder dir, torchvision CIFAR root or a folder "

@@ -1,4 +1,4 @@
-"""``ofa-edge build``: build matrices for CI: ``targets.toml`` (devices x budgets x formats), a resumable runner, a summary.
+"""``ofa-edge build``: CI build matrices from ``targets.toml`` (devices x budgets x formats), resumably, with a summary.
 
 ``targets.toml`` (format ``ofa-edge-targets/1``)::
 
