@@ -128,6 +128,15 @@ class _StepData(Dataset):
         return self.source.batch(self.epoch, self.start + i)
 
 
+def _to_device(t: torch.Tensor | None, device: torch.device) -> torch.Tensor | None:
+    """Move a batch tensor to ``device``; images (4-d) in channels_last, as the weights."""
+    if t is None:
+        return None
+    if t.dim() == 4:
+        return t.to(device, memory_format=torch.channels_last)
+    return t.to(device)
+
+
 def pick_device(cfg: TrainConfig) -> torch.device:
     """cuda:<LOCAL_RANK> when asked for (or ``auto`` and a GPU exists), else the CPU."""
     if cfg.device == "cpu" or (cfg.device == "auto" and not torch.cuda.is_available()):
@@ -145,7 +154,8 @@ class _Run:
     def __init__(self, cfg: TrainConfig, task: TaskData, net: OFAMobileNetV3, info: distributed.DistInfo,
                  progress: Callable[[dict], None] | None, device: torch.device | None = None):
         self.device = device or torch.device("cpu")
-        net.to(self.device)
+        # channels_last end to end: ~1.7-2.4x faster training steps on CPU (bench/train_speed.py)
+        net.to(self.device, memory_format=torch.channels_last)
         self.cfg, self.task, self.net, self.info, self.progress = cfg, task, net, info, progress
         self.out = Path(cfg.out)
         self.ckpt = self.out / CHECKPOINT_NAME
@@ -250,8 +260,7 @@ class _Run:
                            self.info.world)
         for group in self.optimizer.param_groups:
             group["lr"] = lr
-        batch = StepBatch(*(t.to(self.device) if t is not None else None
-                            for t in (batch.x, batch.y, batch.u_weak, batch.u_strong)))
+        batch = StepBatch(*(_to_device(t, self.device) for t in (batch.x, batch.y, batch.u_weak, batch.u_strong)))
         subnets = subnets_for_step(self.cfg.strategy, phase, self.cfg.seed, self.iteration)
         self.optimizer.zero_grad(set_to_none=True)
         stats = run_step(self.cfg, phase, self.net, self.model, subnets, batch, self.teacher)
