@@ -61,7 +61,9 @@ def open_run(checkpoint: str | os.PathLike) -> Run:
     from ofa_edge.supernet import load_any
     from ofa_edge.supernet.checkpoint import FORMAT, read_torch_file
 
-    path = Path(checkpoint)
+    from ofa_edge.pretrained import resolve_checkpoint
+
+    path = resolve_checkpoint(checkpoint)
     net = load_any(path).eval()
     obj = read_torch_file(path)
     cfg = ((obj.get("meta") or {}).get("config") or {}) if isinstance(obj, dict) and obj.get("format") == FORMAT else {}
@@ -77,8 +79,12 @@ def fit_from_checkpoint(checkpoint: str | os.PathLike, samples: int, *, accuracy
     from ofa_edge.train.evaluate import evaluate_subnet
 
     run = open_run(checkpoint)
-    csv_path = Path(accuracy_csv) if accuracy_csv else run.path.parent / "accuracy.csv"
-    out_path = Path(out) if out else run.path.parent / "predictor.pt"
+    from ofa_edge.pretrained import is_packaged
+
+    # a packaged supernet is never written into: its files go to runs/<name>/ unless told otherwise
+    folder = Path("runs") / run.path.parent.name if is_packaged(run.path) else run.path.parent
+    csv_path = Path(accuracy_csv) if accuracy_csv else folder / "accuracy.csv"
+    out_path = Path(out) if out else folder / "predictor.pt"
     task = run.task(data)
     evaluate = lambda s: evaluate_subnet(run.net, s, task, bn_images, split="val")["top1"]  # noqa: E731
     report = (lambda i, n, row: progress("measure", i, n)) if progress else None

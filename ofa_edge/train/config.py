@@ -47,6 +47,7 @@ class TrainConfig:
     eval_every: int = 1                  # validate max/min subnets every N epochs (0 = never)
     workers: int = 0                     # batch-preparing worker processes
     device: str = "auto"                 # auto (cuda if available) | cpu | cuda
+    precision: str = "auto"              # auto | fp32 | bf16 | fp16; a run records what auto resolved to
 
     def __post_init__(self) -> None:
         if self.phase_epochs is not None:
@@ -81,6 +82,8 @@ class TrainConfig:
                                "(N labelled per class, the rest unlabelled)")
         if self.device not in ("auto", "cpu", "cuda"):
             raise OfaEdgeError(f"device: {self.device!r} is not one of ['auto', 'cpu', 'cuda']")
+        if self.precision not in ("auto", "fp32", "bf16", "fp16"):
+            raise OfaEdgeError(f"precision: {self.precision!r} is not one of ['auto', 'fp32', 'bf16', 'fp16']")
         if self.workers < 0:
             raise OfaEdgeError(f"workers: must be >= 0, got {self.workers}")
         if self.phase_lr is not None and any(p <= 0 for p in self.phase_lr):

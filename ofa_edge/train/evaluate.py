@@ -40,7 +40,8 @@ def evaluate(model: nn.Module, loader: Iterable) -> dict:
     all_logits, all_labels = [], []
     try:
         for x, y in loader:
-            all_logits.append(model(x.to(device, memory_format=torch.channels_last)).float().cpu())
+            x = x.to(device, memory_format=torch.channels_last) if x.dim() == 4 else x.to(device)
+            all_logits.append(model(x).float().cpu())
             all_labels.append(y)
     finally:
         model.train(was_training)

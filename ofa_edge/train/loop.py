@@ -26,6 +26,8 @@ from ofa_edge.train.checkpoint import (CHECKPOINT_NAME, load_init, read_train_ch
                                        save_train_checkpoint, write_metrics, write_sampled)
 from ofa_edge.train.config import TrainConfig
 from ofa_edge.train.evaluate import evaluate_subnet
+from ofa_edge.train.precision import autocast, grad_scaler, resolve_precision
+from ofa_edge.train.threads import ThreadChoice, choose_threads
 from ofa_edge.train.strategies import Phase, StepBatch, plan_phases, run_step, subnets_for_step
 
 
@@ -44,6 +46,7 @@ class TrainResult:
     checkpoint: Path
     metrics: list[dict[str, Any]] = field(default_factory=list)
     init_report: dict[str, Any] | None = None
+    threads: ThreadChoice | None = None
 
 
 def param_groups(net: torch.nn.Module, weight_decay: float) -> list[dict]:
@@ -177,6 +180,8 @@ class _Run:
         self.acc = {"loss": 0.0, "images": 0, "seconds": 0.0}
         self.model: Callable = net
         self.optimizer: torch.optim.Optimizer | None = None
+        self.amp = autocast(cfg.precision, self.device)
+        self.scaler = grad_scaler(cfg.precision, self.device)
 
     # -- phases ----------------------------------------------------------------------------------
     def phase_at(self, epoch: int) -> tuple[int, Phase, int]:
@@ -225,6 +230,7 @@ class _Run:
                 "optimizer": self.optimizer.state_dict() if self.optimizer else None,
                 "torch_rng": torch.get_rng_state(), "sampled": self.sampled, "metrics": self.metrics,
                 "acc": dict(self.acc), "world": self.info.world,
+                "scaler": self.scaler.state_dict() if self.scaler is not None else None,
                 "teacher": self.teacher.state_dict() if self.teacher is not None else None}
 
     def load_state(self, state: dict[str, Any]) -> None:
@@ -242,6 +248,8 @@ class _Run:
         if state["optimizer"] is not None:
             self.new_optimizer()
             self.optimizer.load_state_dict(state["optimizer"])
+        if self.scaler is not None and state.get("scaler"):
+            self.scaler.load_state_dict(state["scaler"])
         torch.set_rng_state(state["torch_rng"])
 
     def save(self, complete: bool) -> None:
@@ -263,8 +271,13 @@ class _Run:
         batch = StepBatch(*(_to_device(t, self.device) for t in (batch.x, batch.y, batch.u_weak, batch.u_strong)))
         subnets = subnets_for_step(self.cfg.strategy, phase, self.cfg.seed, self.iteration)
         self.optimizer.zero_grad(set_to_none=True)
-        stats = run_step(self.cfg, phase, self.net, self.model, subnets, batch, self.teacher)
-        self.optimizer.step()
+        stats = run_step(self.cfg, phase, self.net, self.model, subnets, batch, self.teacher, self.amp,
+                         self.scaler)
+        if self.scaler is not None:
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+        else:
+            self.optimizer.step()
         for k, (_, s) in enumerate(subnets):
             entry = self.sampled.setdefault(s.id, [s.to_json(), self.iteration, 0, 0])
             entry[1] = self.iteration
@@ -368,12 +381,14 @@ def resolve_space(cfg: TrainConfig) -> TrainConfig:
 
 
 def train(cfg: TrainConfig | None = None, resume: str | Path | None = None,
-          progress: Callable[[dict], None] | None = None) -> TrainResult:
+          progress: Callable[[dict], None] | None = None, threads: int | str | None = None) -> TrainResult:
     """Train a supernet as ``cfg`` says (or continue the run whose checkpoint/folder is ``resume``).
 
     Writes ``supernet.pt``, ``sampled.csv`` and ``metrics.csv`` into ``cfg.out`` after every epoch
     (rank 0 only). Under torchrun (WORLD_SIZE > 1) it trains with DDP. On SIGINT/SIGTERM it saves and
-    raises TrainingInterrupted.
+    raises TrainingInterrupted. ``threads``: a torch thread count, ``auto`` (a probe picks 1 thread
+    when the CPU is too busy for more) or None (torch's default); the choice is reported in the start
+    event and in the result.
     """
     report = None
     state = None
@@ -390,6 +405,8 @@ def train(cfg: TrainConfig | None = None, resume: str | Path | None = None,
                                f"--resume {cfg.out}, or pass another --out")
         cfg = resolve_space(cfg)
     device = pick_device(cfg)
+    cfg = dataclasses.replace(cfg, precision=resolve_precision(cfg.precision, device))
+    choice = choose_threads(threads) if device.type == "cpu" else ThreadChoice(torch.get_num_threads(), "GPU run")
     info = distributed.setup("nccl" if device.type == "cuda" else "gloo")
     task = load_task(cfg.data, cfg.val_fraction, cfg.labels_per_class, cfg.seed)
     if state is not None and info.is_main:
@@ -421,7 +438,8 @@ def train(cfg: TrainConfig | None = None, resume: str | Path | None = None,
     if progress:
         progress({"event": "start", "task": task.describe(), "epochs": run.total_epochs, "steps": run.steps,
                   "epoch": run.epoch, "step": run.step, "phases": [(p.name, p.epochs) for p in run.phases],
-                  "init": report, "rank": info.rank, "world": info.world})
+                  "init": report, "rank": info.rank, "world": info.world, "precision": cfg.precision,
+                  "device": str(device), "threads": choice.describe()})
     with _StopFlag() as stop:
         run.run(stop)
-    return TrainResult(net, run.out, run.ckpt, run.metrics, report)
+    return TrainResult(net, run.out, run.ckpt, run.metrics, report, choice)
