@@ -108,12 +108,13 @@ class BatchSource:
         (uw, us), _ = self.unl.batch(k // len(self.unl), k % len(self.unl))
         return StepBatch(x, y, uw, us)
 
-    def iterate(self, epoch: int, start: int, workers: int = 0):
-        """Batches ``start..steps-1`` of ``epoch`` (prepared by ``workers`` processes when > 0)."""
+    def iterate(self, epoch: int, start: int, workers: int = 0, pin_memory: bool = False):
+        """Batches ``start..steps-1`` of ``epoch`` (prepared by ``workers`` processes when > 0; in pinned
+        memory for a fast copy to a GPU when ``pin_memory``)."""
         if workers <= 0:
             return (self.batch(epoch, b) for b in range(start, self.steps))
         return iter(DataLoader(_StepData(self, epoch, start), batch_size=None, num_workers=workers,
-                               collate_fn=_identity))
+                               collate_fn=_identity, pin_memory=pin_memory))
 
 
 def _identity(item):
@@ -135,9 +136,10 @@ def _to_device(t: torch.Tensor | None, device: torch.device) -> torch.Tensor | N
     """Move a batch tensor to ``device``; images (4-d) in channels_last, as the weights."""
     if t is None:
         return None
+    non_blocking = device.type == "cuda"
     if t.dim() == 4:
-        return t.to(device, memory_format=torch.channels_last)
-    return t.to(device)
+        return t.to(device, memory_format=torch.channels_last, non_blocking=non_blocking)
+    return t.to(device, non_blocking=non_blocking)
 
 
 def pick_device(cfg: TrainConfig) -> torch.device:
@@ -308,7 +310,7 @@ class _Run:
             if self.step == 0 and self.epoch == first:
                 self.start_phase(phase)
             t0 = time.perf_counter()
-            batches = self.source.iterate(self.epoch, self.step, self.cfg.workers)
+            batches = self.source.iterate(self.epoch, self.step, self.cfg.workers, self.device.type == "cuda")
             while self.step < self.steps:
                 stats = self.train_step(next(batches), phase, index, (self.epoch - first) * self.steps + self.step, phase_steps)
                 n_img = self.cfg.batch_size * self.info.world

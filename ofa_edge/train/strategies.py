@@ -98,6 +98,11 @@ class StepBatch:
     u_weak: torch.Tensor | None = None
     u_strong: torch.Tensor | None = None
 
+    def pin_memory(self) -> "StepBatch":
+        """The same batch in page-locked memory (DataLoader calls this with ``pin_memory=True``)."""
+        return StepBatch(*(t.pin_memory() if t is not None else None
+                           for t in (self.x, self.y, self.u_weak, self.u_strong)))
+
 
 def at_resolution(x: torch.Tensor, r: int) -> torch.Tensor:
     """Resize a batch to r x r (bilinear, antialiased) unless it already is."""
