@@ -113,7 +113,8 @@ def main() -> None:
     args = ap.parse_args()
     from ofa_edge.pretrained import get_pretrained
     from ofa_edge.search.accuracy import read_accuracy_csv
-    from ofa_edge.search.pipeline import fit_from_checkpoint, open_run
+    from ofa_edge.pipelines.checkpoint import open_run
+    from ofa_edge.pipelines.predictor_fit import fit_from_checkpoint
 
     torch.set_num_threads(1)
     if args.quick:

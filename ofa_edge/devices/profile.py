@@ -10,11 +10,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ofa_edge.devices.runtimes import RUNTIMES
 from ofa_edge.errors import FileFormatError, OfaEdgeError
 
 PROFILE_FORMAT = 1
 TRANSPORTS = ("local", "ssh")
-RUNTIMES = ("onnxruntime", "tflite", "torch")
 #: Longest timeout or keep-alive a profile may set (one week, in seconds).
 MAX_SECONDS = 7 * 24 * 3600
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
@@ -112,7 +112,6 @@ _HELP = {
     "transport": f"one of {', '.join(TRANSPORTS)}",
     "host": "a host name or IP address, e.g. host = \"192.168.1.20\"",
     "port": "an integer 1-65535, e.g. port = 22",
-    "name": f"one of {', '.join(RUNTIMES)}",
 }
 
 
@@ -212,7 +211,7 @@ def _from_dict(data: Any, where: str, default_name: str) -> DeviceProfile:
         raise ValueError("connection.host is set but transport = \"local\"; set transport = \"ssh\"")
     rt: Runtime = parts["runtime"]
     if rt.name not in RUNTIMES:
-        raise ValueError(f"runtime.name {rt.name!r} is not {_HELP['name']}")
+        raise ValueError(f"runtime.name {rt.name!r} is not one of {', '.join(RUNTIMES)}")
     b: Benchmark = parts["benchmark"]
     for key, low, high in (("warmup", 0, 100000), ("repeats", 1, 100000), ("threads", 1, 256),
                            ("batch", 1, 4096), ("rounds", 1, 100)):

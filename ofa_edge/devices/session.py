@@ -9,8 +9,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Collection, Sequence
 
-from ofa_edge.devices.bundle import ModelFile, build_bundle, parse_line
+from ofa_edge.devices.bundle import ModelFile, build_bundle, check_result, parse_line
 from ofa_edge.devices.profile import DeviceProfile
+from ofa_edge.devices.runtimes import RuntimeSpec, get_runtime
 from ofa_edge.devices.transport import Transport, TransportError, open_transport
 
 ResultHandler = Callable[[dict[str, Any]], None]
@@ -98,6 +99,11 @@ def _measure(t: Transport, profile: DeviceProfile, models: list[ModelFile], on_r
     todo = [[m for m in round_order(models, k) if (m.name, k) not in done] for k in range(rounds)]
     if not any(todo):
         return report
+    spec = get_runtime(profile.runtime.name)
+    if spec.measure is not None:
+        for k, missing in enumerate(todo):
+            _measure_each(t, profile, spec, missing, k, report, deliver)
+        return report
     with tempfile.TemporaryDirectory(prefix="ofa-edge-bundle-") as tmp:
         bundle = build_bundle([m for m in models if any((m.name, k) not in done for k in range(rounds))],
                               profile, Path(tmp))
@@ -110,6 +116,27 @@ def _measure(t: Transport, profile: DeviceProfile, models: list[ModelFile], on_r
             _run_batch(t, profile, missing[start:start + batch_size], remote_bundle, results_path, k, report,
                        done, deliver)
     return report
+
+
+def _measure_each(t: Transport, profile: DeviceProfile, spec: RuntimeSpec, models: list[ModelFile], k: int,
+                  report: MeasureReport, deliver: Callable[[dict[str, Any], int], None]) -> None:
+    """Round ``k`` of a runtime that measures by itself (``RuntimeSpec.measure``), one model at a time."""
+    b = profile.benchmark
+    for m in models:
+        try:
+            stats = spec.measure(t, profile, m)
+        except TransportError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - a model that fails to run is reported, as the runner does
+            report.failed[m.name] = f"{type(exc).__name__}: {exc}"
+            continue
+        msg = check_result({"threads": b.threads, "batch": b.batch, "warmup": b.warmup, **stats, "type": "result",
+                            "name": m.name, "runtime": spec.name, "settings": profile.settings_id()})
+        if msg is None:
+            report.failed[m.name] = f"runtime {spec.name} returned implausible statistics {stats!r}"
+            continue
+        report.measured += 1
+        deliver(msg, k)
 
 
 def _run_batch(t: Transport, profile: DeviceProfile, batch: list[ModelFile], remote_bundle: str,
@@ -168,6 +195,8 @@ def check_device(profile: DeviceProfile, probe: ModelFile | None = None) -> dict
                "work_dir": work, **{k: v for k, v in info.items() if k != "type"},
                "runtime": profile.runtime.name, "runtime_version": (info.get("runtimes") or {}).get(
                    profile.runtime.name)}
+        if get_runtime(profile.runtime.name).measure is not None and not out["runtime_version"]:
+            out["runtime_version"] = "plug-in (measured by its RuntimeSpec)"
         out["runner_ok"] = False
         if probe is not None and out["runtime_version"]:
             got: list[dict[str, Any]] = []

@@ -11,7 +11,6 @@ import signal
 import subprocess
 import sys
 import threading
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Sequence
@@ -186,11 +185,3 @@ def resolve_remote(path: str, home: str) -> str:
         path = posixpath.join(home, path)
     return posixpath.normpath(path)
 
-
-def wait_until(predicate: Callable[[], bool], deadline: float, step: float = 0.05) -> bool:
-    """Poll ``predicate`` until it holds or ``deadline`` (monotonic) passes."""
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(step)
-    return predicate()
