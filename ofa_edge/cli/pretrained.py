@@ -23,14 +23,17 @@ def list_cmd(as_json: bool = typer.Option(False, "--json", help="Print the cards
     if not items:
         console.print("no pretrained supernets are packaged in this installation")
         return
-    table = Table("name", "space", "data", "max / min top-1", "predictor tau / RMSE", "MB")
+    table = Table("name", "space", "classes", "test top-1 max / min", "predictor tau / RMSE", "MB")
     for it in items:
         m, p = it["metrics"], it["predictor"]
-        table.add_row(it["name"], str(it["space"]), str(it["data"]),
+        table.add_row(it["name"], str(it["space"]), str(it["classes"]),
                       f"{m.get('max_top1', float('nan')):.2f} / {m.get('min_top1', float('nan')):.2f}",
                       f"{p.get('kendall_tau', float('nan')):.3f} / {p.get('rmse', float('nan')):.2f}",
                       f"{it['size_mb']}")
     console.print(table)
+    for it in items:
+        console.print(f"{it['name']}: {it['data']}; reproduce: {it['recipe'].get('command', '-')}",
+                      highlight=False, soft_wrap=True)
     console.print("use a name wherever a checkpoint is accepted, e.g. "
                   f"`ofa-edge eval --checkpoint {items[0]['name']} --subnet max`")
 
