@@ -102,6 +102,15 @@ def noise(run, task, subnets, bn_images: int) -> dict:
             "bn_seed_diff_max": round(max(abs(d) for d in diffs), 3)}
 
 
+def relative_meta(path: Path) -> None:
+    """Rewrite a packaged predictor's file references as names beside it (checkpoint, accuracy rows)."""
+    from ofa_edge.search.predictor import load_predictor
+
+    pred = load_predictor(path)
+    pred.meta.update(checkpoint="supernet.pt", accuracy_csv="accuracy.csv")
+    pred.save(path)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--checkpoint", default=NAME)
@@ -133,6 +142,8 @@ def main() -> None:
     info = fit_from_checkpoint(ckpt, args.samples, accuracy_csv=str(csv), out=str(pred_out), data=data,
                                bn_images=args.bn_images, epochs=args.epochs, seed=0)
     measure_s = time.perf_counter() - t0
+    if not args.quick:  # the packaged predictor names its files relative to its folder (no machine paths)
+        relative_meta(pred_out)
     run = open_run(ckpt)
     task = run.task(data)
     rows = read_accuracy_csv(csv, run.space)
