@@ -15,8 +15,9 @@ with these variants:
 
 Speed-up = static-fp32 / supernet (mean step time over the same steps). Prints a table and writes bench/results/train_speed.json.
 
-    python bench/train_speed.py            # full (~10 min on 2 quiet cores)
-    python bench/train_speed.py --quick    # smoke run
+    python bench/train_speed.py                         # full, without bf16 (~15 min on 2 quiet cores)
+    python bench/train_speed.py --bf16 --configs cifar-mbv3 --threads 1 --out bench/results/train_speed_bf16.json
+    python bench/train_speed.py --quick                 # smoke run
 """
 
 from __future__ import annotations
@@ -54,7 +55,7 @@ def step_subnets(space, strategy: str, rng: random.Random, r: int) -> list:
 class Runner:
     """One variant's models and optimizers; ``step(subnets)`` runs one timed training step."""
 
-    def __init__(self, variant: str, space, classes: int, steps: list[list]):
+    def __init__(self, variant: str, space, classes: int, steps: list[list]):  # noqa: D107
         torch.manual_seed(0)
         self.variant, self.space = variant, space
         self.cl = variant in ("supernet", "supernet-bf16")
@@ -90,16 +91,16 @@ class Runner:
 
 
 def measure(space_name: str, r: int, batch: int, classes: int, threads: int, strategy: str, steps: int,
-            warmup: int) -> dict:
+            warmup: int, variants: tuple[str, ...] = VARIANTS) -> dict:
     torch.set_num_threads(threads)
     space = get_space(space_name)
     rng = random.Random(1)
     plan = [step_subnets(space, strategy, rng, r) for _ in range(steps)]
-    runners = {v: Runner(v, space, classes, plan) for v in VARIANTS}
+    runners = {v: Runner(v, space, classes, plan) for v in variants}
     x, y = torch.randn(batch, 3, r, r), torch.randint(0, classes, (batch,))
-    times: dict[str, list[float]] = {v: [] for v in VARIANTS}
+    times: dict[str, list[float]] = {v: [] for v in variants}
     for i, subnets in enumerate([plan[0]] * warmup + plan):
-        order = VARIANTS if i % 2 == 0 else VARIANTS[::-1]
+        order = variants if i % 2 == 0 else variants[::-1]
         for v in order:
             dt = runners[v].step(subnets, x, y)
             if i >= warmup:
@@ -109,7 +110,7 @@ def measure(space_name: str, r: int, batch: int, classes: int, threads: int, str
     return {"space": space_name, "resolution": r, "batch": batch, "threads": threads, "strategy": strategy,
             "steps": steps, **{f"{v}_ms": round(m, 1) for v, m in mean.items()},
             "speedup": round(mean["static-fp32"] / mean["supernet"], 3),
-            "bf16_vs_fp32": round(mean["supernet"] / mean["supernet-bf16"], 3)}
+            "bf16_vs_fp32": round(mean["supernet"] / mean["supernet-bf16"], 3) if "supernet-bf16" in mean else None}
 
 
 def main() -> None:
@@ -117,9 +118,13 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true", help="tiny smoke run (cifar-tiny, 2 steps)")
     ap.add_argument("--steps", type=int, default=6, help="timed steps per variant (each a new set of subnets)")
     ap.add_argument("--threads", default="1,2")
+    ap.add_argument("--bf16", action="store_true", help="also time bf16 autocast (about 10x slower on CPUs)")
+    ap.add_argument("--configs", default=",".join(c[0] for c in CONFIGS), help="spaces to run")
+    ap.add_argument("--out", type=Path, default=OUT)
     args = ap.parse_args()
     threads = [int(t) for t in args.threads.split(",")]
-    configs = [("cifar-tiny", 32, 8, 10)] if args.quick else CONFIGS
+    configs = [("cifar-tiny", 32, 8, 10)] if args.quick else [c for c in CONFIGS if c[0] in args.configs.split(",")]
+    variants = VARIANTS if args.bf16 else VARIANTS[:3]
     steps, warmup = (2, 1) if args.quick else (args.steps, 1)
     rows = []
     load_before = os.getloadavg()
@@ -127,11 +132,12 @@ def main() -> None:
         for n in threads:
             for strategy in ("sandwich", "random"):
                 n_steps = steps * (2 if strategy == "random" else 1)  # one subnet per step: more steps
-                rows.append(measure(space_name, r, batch, classes, n, strategy, n_steps, warmup))
+                rows.append(measure(space_name, r, batch, classes, n, strategy, n_steps, warmup, variants))
                 row = rows[-1]
+                bf16 = f"{row['bf16_vs_fp32']:>7.2f}x" if row["bf16_vs_fp32"] is not None else ""
                 print(f"{row['space']:<12}{row['resolution']:>5}{row['batch']:>6}{n:>4} {strategy:<9}"
-                      + "".join(f"{row[v + '_ms']:>15.1f}" for v in VARIANTS)
-                      + f"{row['speedup']:>9.2f}x{row['bf16_vs_fp32']:>7.2f}x", flush=True)
+                      + "".join(f"{row[v + '_ms']:>15.1f}" for v in variants)
+                      + f"{row['speedup']:>9.2f}x{bf16}", flush=True)
     result = {"benchmark": "train_speed", "format": "ofa-edge-bench-train-speed-v1", "quick": args.quick,
               "torch": torch.__version__, "cpu": platform.processor() or platform.machine(),
               "cores": os.cpu_count(), "date": time.strftime("%Y-%m-%d"),
@@ -140,11 +146,11 @@ def main() -> None:
               "recommended_precision_cpu": resolve_precision("auto", torch.device("cpu")),
               "precision_accuracy_cost": "none: the recommended CPU precision is fp32, the same arithmetic as "
                                          "the baseline (channels_last changes only the memory layout)",
-              "variants": list(VARIANTS), "target_speedup": 1.5, "rows": rows}
-    print(f"columns: space r batch threads strategy | ms/step {' '.join(VARIANTS)} | speed-up | bf16 gain")
+              "variants": list(variants), "target_speedup": 1.5, "rows": rows}
+    print(f"columns: space r batch threads strategy | ms/step {' '.join(variants)} | speed-up | bf16 gain")
     if not args.quick:
-        OUT.write_text(json.dumps(result, indent=2) + "\n")
-        print(f"wrote {OUT}")
+        args.out.write_text(json.dumps(result, indent=2) + "\n")
+        print(f"wrote {args.out}")
 
 
 if __name__ == "__main__":

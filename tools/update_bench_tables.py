@@ -78,15 +78,25 @@ def int8_speed(d: dict) -> str:
     return "\n".join(rows)
 
 
+def _bf16(row: dict) -> str:
+    return "-" if row.get("bf16_vs_fp32") is None else f"x{row['bf16_vs_fp32']:.2f}"
+
+
 def train_speed(d: dict) -> str:
     rows = ["| space | r | batch | threads | step | static fp32 ms | supernet NCHW ms | supernet (ofa-edge) ms | "
             "speed-up vs static | bf16 / fp32 speed |", "|---|---|---|---|---|---|---|---|---|---|"]
     for r in d["rows"]:
         rows.append(f"| {r['space']} | {r['resolution']} | {r['batch']} | {r['threads']} | {r['strategy']} | "
                     f"{r['static-fp32_ms']:.0f} | {r['supernet-nchw_ms']:.0f} | {r['supernet_ms']:.0f} | "
-                    f"**x{r['speedup']:.2f}** | x{r['bf16_vs_fp32']:.2f} |")
+                    f"**x{r['speedup']:.2f}** | {_bf16(r)} |")
     rows.append(f"\nRecommended CPU precision: {d['recommended_precision_cpu']} ({d['precision_accuracy_cost']}). "
                 f"Load average before / after: {d['loadavg_before'][0]} / {d['loadavg_after'][0]}.")
+    bf16 = RESULTS / "train_speed_bf16.json"
+    if bf16.is_file():
+        b = json.loads(bf16.read_text())
+        parts = ", ".join(f"{r['strategy']} x{r['bf16_vs_fp32']:.2f}" for r in b["rows"] if r.get("bf16_vs_fp32"))
+        rows.append(f"bf16 autocast vs fp32 (supernet, channels_last, `--bf16` run, {b['rows'][0]['space']}, "
+                    f"{b['rows'][0]['threads']} thread): {parts}, i.e. slower on this CPU.")
     return "\n".join(rows)
 
 
