@@ -55,9 +55,12 @@ def demo_cmd(
     if lut:
         console.print(f"latency table: {lut.get('n', 0)} held-out subnets, MAPE {lut.get('mape', 0):.2f} %, "
                       f"within ±10 % {lut.get('within_10pct', 0):.2f}, Kendall tau {lut.get('kendall_tau', 0):.2f}")
-    source = "packaged pretrained supernet" if result["source"] == "pretrained" else "trained from scratch"
-    console.print(f"supernet: {result['checkpoint']} ({source}); max subnet {result['quality']['max_val_top1']:.1f} % "
-                  f"on the validation split")
+    if result["source"] == "pretrained":
+        source = f"{cfg.pretrained} (packaged pretrained supernet, no training)"
+    else:
+        source = f"{result['checkpoint']} (trained from scratch)"
+    console.print(f"supernet: {source}; max subnet {result['quality']['max_val_top1']:.1f} % on the validation "
+                  "split", highlight=False, soft_wrap=True)
     console.print(f"accuracy predictor: {pred['rows']} subnets, held-out RMSE {pred['rmse']:.2f} points, "
                   f"Kendall tau {pred['kendall_tau']:.2f}")
     console.print(f"plots: {result['pareto_png']}, {result['lut_scatter_png']}  ({result['seconds']:.0f} s)")
