@@ -234,6 +234,7 @@ class _Run:
                 "torch_rng": torch.get_rng_state(), "sampled": self.sampled, "metrics": self.metrics,
                 "acc": dict(self.acc), "world": self.info.world,
                 "scaler": self.scaler.state_dict() if self.scaler is not None else None,
+                "threads": torch.get_num_threads(),
                 "teacher": self.teacher.state_dict() if self.teacher is not None else None}
 
     def load_state(self, state: dict[str, Any]) -> None:
@@ -409,7 +410,13 @@ def train(cfg: TrainConfig | None = None, resume: str | Path | None = None,
         cfg = fill_space(cfg)
     device = pick_device(cfg)
     cfg = dataclasses.replace(cfg, precision=resolve_precision(cfg.precision, device))
-    choice = choose_threads(threads) if device.type == "cpu" else ThreadChoice(torch.get_num_threads(), "GPU run")
+    if device.type != "cpu":
+        choice = ThreadChoice(torch.get_num_threads(), "GPU run")
+    elif threads == "auto" and state is not None and isinstance(state.get("threads"), int) and state["threads"] >= 1:
+        torch.set_num_threads(state["threads"])  # float sums depend on the thread count: resume exactly
+        choice = ThreadChoice(state["threads"], "as the run started, for a bit-exact resume")
+    else:
+        choice = choose_threads(threads)
     info = distributed.setup("nccl" if device.type == "cuda" else "gloo")
     task = load_task(cfg.data, cfg.val_fraction, cfg.labels_per_class, cfg.seed)
     if state is not None and info.is_main:

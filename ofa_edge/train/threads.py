@@ -60,8 +60,9 @@ def probe_threads(candidates: tuple[int, ...], repeats: int = 5) -> dict[int, fl
 def choose_threads(request: int | str | None, gain: float = 1.25) -> ThreadChoice:
     """Apply ``request`` (a count, ``auto`` or None = torch's default) and say what was chosen.
 
-    ``auto`` probes 1 thread against all cores: more threads are used only when they are at least
-    ``gain`` times faster; on a busy (oversubscribed) CPU they are often several times slower.
+    ``auto`` keeps OMP_NUM_THREADS when it is set, else probes 1 thread against all cores: more threads
+    are used only when they are at least ``gain`` times faster; on a busy (oversubscribed) CPU they are
+    often several times slower.
     """
     if request is None:
         return ThreadChoice(torch.get_num_threads(), "torch default")
@@ -74,6 +75,10 @@ def choose_threads(request: int | str | None, gain: float = 1.25) -> ThreadChoic
             raise OfaEdgeError(f"threads: must be at least 1 or 'auto', got {n}")
         torch.set_num_threads(n)
         return ThreadChoice(n, "as asked")
+    env = os.environ.get("OMP_NUM_THREADS", "").strip()
+    if env.isdigit() and int(env) >= 1:  # the user (or a job scheduler) fixed the count: keep it
+        torch.set_num_threads(int(env))
+        return ThreadChoice(int(env), "OMP_NUM_THREADS")
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
     if cores <= 1:
         torch.set_num_threads(1)
