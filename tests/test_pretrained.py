@@ -61,7 +61,7 @@ def test_refitting_the_predictor_never_writes_into_the_package(tmp_path, monkeyp
     pack = get_pretrained(NAME)
     before = {p.name: p.stat().st_mtime_ns for p in pack.folder.iterdir()}
     monkeypatch.chdir(tmp_path)
-    assert main(["predictor", "fit", "--checkpoint", NAME, "--samples", "5", "--bn-images", "20", "--epochs", "5",
+    assert main(["predictor", "fit", "--checkpoint", NAME, "--samples", "10", "--bn-images", "20", "--epochs", "5",
                  "--json"]) == 0
     info = json.loads(capsys.readouterr().out)
     assert (tmp_path / "runs" / NAME / "predictor.pt").is_file()
