@@ -83,7 +83,7 @@ def parse_line(line: str) -> dict[str, Any] | None:
     if not isinstance(obj, dict) or obj.get("type") not in ("info", "result", "error", "fatal", "done"):
         return None
     if obj["type"] == "result":
-        return _check_result(obj)
+        return check_result(obj)
     if obj["type"] in ("error", "fatal"):
         msg = obj.get("message")
         out = {"type": obj["type"], "message": str(msg)[:2000] if msg is not None else "unknown error"}
@@ -96,7 +96,8 @@ def parse_line(line: str) -> dict[str, Any] | None:
     return obj
 
 
-def _check_result(obj: dict[str, Any]) -> dict[str, Any] | None:
+def check_result(obj: dict[str, Any]) -> dict[str, Any] | None:
+    """A result message with every field checked (plausible latencies, a safe name), or None."""
     name = obj.get("name")
     if not isinstance(name, str) or not MODEL_NAME_RE.match(name):
         return None

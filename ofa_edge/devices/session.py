@@ -10,7 +10,9 @@ from pathlib import Path
 from typing import Any, Callable, Collection, Sequence
 
 from ofa_edge.devices.bundle import ModelFile, build_bundle, parse_line
-from ofa_edge.devices.profile import DeviceProfile
+from ofa_edge.devices.profile import BINARY_RUNTIMES, DeviceProfile
+from ofa_edge.devices.shellwrap import crash_message, signal_of
+from ofa_edge.devices.tool_runtime import check_with_tool, measure_each
 from ofa_edge.devices.transport import Transport, TransportError, open_transport
 
 ResultHandler = Callable[[dict[str, Any]], None]
@@ -98,6 +100,10 @@ def _measure(t: Transport, profile: DeviceProfile, models: list[ModelFile], on_r
     todo = [[m for m in round_order(models, k) if (m.name, k) not in done] for k in range(rounds)]
     if not any(todo):
         return report
+    if profile.runtime.name in BINARY_RUNTIMES:
+        for k, missing in enumerate(todo):
+            measure_each(t, profile, missing, k, report, deliver)
+        return report
     with tempfile.TemporaryDirectory(prefix="ofa-edge-bundle-") as tmp:
         bundle = build_bundle([m for m in models if any((m.name, k) not in done for k in range(rounds))],
                               profile, Path(tmp))
@@ -138,6 +144,11 @@ def _run_batch(t: Transport, profile: DeviceProfile, batch: list[ModelFile], rem
     report.commands += 1
     if fatal:
         raise DeviceError(f"device {profile.name}: {fatal[0]}")
+    number = signal_of(result.exit_code)
+    if number is not None:
+        raise DeviceError(f"device {profile.name}: " + crash_message(
+            f"runtime {profile.runtime.name} (run by {t.python()})", number, result.stderr)
+            + f"; {report.measured} result(s) of this run are kept, a re-run measures the rest")
     if result.exit_code != 0:
         tail = result.stderr.strip().splitlines()[-1:] or ["no error output"]
         raise TransportError(f"device {profile.name}: the runner could not start with {t.python()!r} "
@@ -148,6 +159,8 @@ def _run_batch(t: Transport, profile: DeviceProfile, batch: list[ModelFile], rem
 def check_device(profile: DeviceProfile, probe: ModelFile | None = None) -> dict[str, Any]:
     """Connect, report python/runtime/CPU/governor/free disk, and run the runner on ``probe`` if given."""
     with open_transport(profile) as t:
+        if profile.runtime.name in BINARY_RUNTIMES:
+            return check_with_tool(t, profile, probe)
         work = t.work_dir()
         t.makedirs(work)
         lines: list[dict[str, Any]] = []

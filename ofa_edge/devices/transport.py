@@ -171,6 +171,10 @@ def open_transport(profile: DeviceProfile) -> Transport:
     """The transport the profile asks for (not yet connected)."""
     if profile.connection.transport == "local":
         return LocalTransport(profile)
+    if profile.connection.transport == "adb":
+        from ofa_edge.devices.adb import AdbTransport
+
+        return AdbTransport(profile)
     from ofa_edge.devices.ssh import SSHTransport
 
     return SSHTransport(profile)

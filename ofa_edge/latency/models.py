@@ -17,6 +17,8 @@ from ofa_edge.space import LayerSpec, SearchSpace, Subnet, layers
 #: Bump when the exported models change (their latency or their bytes).
 MODEL_VERSION = 5
 SUFFIX = {"onnxruntime": ".onnx", "tflite": ".tflite", "torch": ".pt"}
+#: Runtimes that run another runtime's model files (benchmark binaries): they share its exports and cache.
+FORMAT_OF = {"benchmark_model": "tflite", "trtexec": "onnxruntime"}
 
 
 def default_cache_dir() -> Path:
@@ -39,7 +41,8 @@ def subnet_name(subnet: Subnet, n_classes: int, space: SearchSpace) -> str:
 
 
 def exporter(runtime: str) -> Callable[[torch.nn.Module, Path, tuple[int, ...]], None]:
-    """The function writing a model for ``runtime`` (onnxruntime, tflite, torch)."""
+    """The function writing a model for ``runtime`` (onnxruntime, tflite, torch, or a benchmark binary's)."""
+    runtime = FORMAT_OF.get(runtime, runtime)
     if runtime == "onnxruntime":
         from ofa_edge.export.onnx import export_onnx
 
@@ -86,7 +89,8 @@ def compressible_weights(model: torch.nn.Module) -> torch.nn.Module:
 
 def _export_cached(name: str, build: Callable[[], torch.nn.Module], shape: tuple[int, ...], runtime: str,
                    cache_dir: Path, write) -> ModelFile:
-    path = Path(cache_dir) / runtime / f"{name}_bs{shape[0]}{SUFFIX[runtime]}"
+    fmt = FORMAT_OF.get(runtime, runtime)
+    path = Path(cache_dir) / fmt / f"{name}_bs{shape[0]}{SUFFIX[fmt]}"
     if not path.is_file() or path.stat().st_size == 0:
         path.parent.mkdir(parents=True, exist_ok=True)
         torch.manual_seed(0)
