@@ -90,8 +90,9 @@ class AdbTransport(Transport):
         proc = self._call(["get-state"])
         state = proc.stdout.decode("utf-8", "replace").strip()
         if proc.returncode != 0 or state != "device":
-            err = (proc.stderr.decode("utf-8", "replace").strip().splitlines() or [state or "no answer"])[-1]
-            hint = next((h for k, h in _STATE_HELP.items() if k in err or k == state), None)
+            text = proc.stderr.decode("utf-8", "replace").strip()
+            err = (text.splitlines() or [state or "no answer"])[0]
+            hint = next((h for k, h in _STATE_HELP.items() if k in text or k == state), None)
             raise TransportError(f"device {self.profile.name}: adb device {self.serial} is not ready ({err[:200]}); "
                                  + (hint or "`adb devices` lists the connected serials; check the cable and that "
                                     "USB debugging is on"))

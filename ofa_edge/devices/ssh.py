@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import getpass
 import hashlib
+import logging
 import os
 import posixpath
 import socket
@@ -19,6 +20,11 @@ from ofa_edge.devices.profile import DeviceProfile
 from ofa_edge.devices.shellwrap import MarkedLines, wrap
 from ofa_edge.devices.transport import (MAX_READ_BYTES, CommandResult, ConnectionLost, LineHandler, Transport,
                                         TransportError, quote_command, resolve_remote)
+
+
+# paramiko logs its transport thread's failures (a bad banner, a reset) with tracebacks; with no handler
+# Python prints them on stderr. The transport turns every such failure into one clear error instead.
+logging.getLogger("paramiko").addHandler(logging.NullHandler())
 
 
 def fingerprint(key: paramiko.PKey) -> str:
@@ -99,6 +105,10 @@ class SSHTransport(Transport):
                                  "connection.key_file, or load the key into ssh-agent") from None
         except (OSError, socket.timeout, paramiko.SSHException, EOFError) as exc:
             client.close()
+            if "banner" in str(exc).lower():
+                raise TransportError(f"device {self.profile.name}: {where} answered, but not as an SSH server "
+                                     f"({exc}); check the port (--port): sshd listens on 22, Termux's on 8022") \
+                    from None
             raise TransportError(f"device {self.profile.name}: cannot reach {where} ({exc or type(exc).__name__}); "
                                  "check the host and port (--host/--port) and that sshd runs there") from None
         transport = client.get_transport()
