@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import posixpath
+import weakref
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -28,6 +29,10 @@ _FACTS_SCRIPT = ("echo machine=$(uname -m); echo system=$(uname -s); "
                  "echo hostname=$(hostname 2>/dev/null)")
 
 
+#: Per open transport: binaries already pushed (hash -> device path) and whether models/ exists.
+_PUSHED: "weakref.WeakKeyDictionary[Transport, dict[str, str]]" = weakref.WeakKeyDictionary()
+
+
 def device_binary(t: Transport, local_or_remote: str, tool: str) -> str:
     """The binary's path on the device: a file on this machine is pushed once (named by its hash)."""
     local = Path(local_or_remote).expanduser()
@@ -35,7 +40,7 @@ def device_binary(t: Transport, local_or_remote: str, tool: str) -> str:
         return local_or_remote  # already on the device (e.g. /usr/src/tensorrt/bin/trtexec)
     data = local.read_bytes()
     digest = hashlib.sha256(data).hexdigest()[:12]
-    pushed = t.__dict__.setdefault("_ofa_edge_binaries", {})
+    pushed = _PUSHED.setdefault(t, {})
     if digest not in pushed:
         folder = posixpath.join(t.work_dir(), "bin")
         t.makedirs(folder)
@@ -52,9 +57,10 @@ def device_binary(t: Transport, local_or_remote: str, tool: str) -> str:
 def push_model(t: Transport, model: ModelFile) -> str:
     """Copy ``model`` into the work folder's ``models/`` on the device; its device path."""
     folder = posixpath.join(t.work_dir(), "models")
-    if not t.__dict__.get("_ofa_edge_models_dir"):
+    pushed = _PUSHED.setdefault(t, {})
+    if "models/" not in pushed:
         t.makedirs(folder)
-        t.__dict__["_ofa_edge_models_dir"] = folder
+        pushed["models/"] = folder
     remote = posixpath.join(folder, f"{model.name}{model.path.suffix}")
     t.put(model.path, remote)
     return remote
