@@ -5,11 +5,12 @@ from __future__ import annotations
 import os
 import platform
 import shutil
+import signal
 import subprocess
 import time
 from pathlib import Path
 
-from sshd import free_port
+from sshd import _descendants, free_port
 
 TOOL = Path(__file__).resolve().parents[1] / "tools" / "emulated-device" / "emulated-rpi"
 CACHE = Path(os.environ.get("OFA_EDGE_EMULATED_DIR") or Path.home() / ".cache" / "ofa-edge" / "emulated-rpi")
@@ -62,9 +63,17 @@ class EmulatedPi:
         self._tool("up", "--port", str(self.port), timeout=3600)  # builds the root if no cache holds it
         return self
 
-    def kill_sshd(self) -> None:
-        """Kill sshd and every session below it, as when the board drops off the network."""
-        self._tool("kill-sshd")
+    def kill_sshd(self) -> int:
+        """SIGKILL sshd and every process below it (sessions, the runner), as when the board drops off."""
+        pid = int((self.instance / "root" / "run" / "ofa-edge-sshd.pid").read_text())
+        victims = [pid] + _descendants(pid)
+        for p in victims:
+            try:
+                os.kill(p, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        LOG.append(f"killed the emulated sshd and {len(victims) - 1} process(es) below it")
+        return len(victims)
 
     def destroy(self) -> None:
         self._tool("destroy", timeout=300)

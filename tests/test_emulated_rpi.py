@@ -48,9 +48,9 @@ def write_profile(pi, folder: Path, name: str, runtime: str) -> Path:
     return path
 
 
-def opts(tables: Path, cache: Path) -> ProfileOptions:
+def opts(tables: Path, cache: Path, batch_size: int = 64) -> ProfileOptions:
     return ProfileOptions(space="cifar-tiny", resolutions=RES, n_classes=10, calibrate=4, validate=4,
-                          batch_size=64, tables_dir=tables, cache_dir=cache)
+                          batch_size=batch_size, tables_dir=tables, cache_dir=cache)
 
 
 @pytest.mark.parametrize("runtime, version", [("tflite", "ai_edge_litert 2.3.0"), ("onnxruntime", "1.32.0")])
@@ -81,16 +81,18 @@ def test_killing_sshd_mid_profile_then_rerun_measures_only_the_rest(pi, tmp_path
             killed.set()
             pi.kill_sshd()
 
-    with pytest.raises(ProfileInterrupted) as err:
-        profile_device(profile, opts(tables, cache), progress=progress)
+    with pytest.raises(ProfileInterrupted) as err:  # 8 models per runner command: 7 commands
+        profile_device(profile, opts(tables, cache, batch_size=8), progress=progress)
     journal = table_paths(tables, "rpi-emu", "onnxruntime")["journal"]
     kept = len(journal.read_text().splitlines())
-    assert killed.is_set() and err.value.kept == kept >= 12
+    total = err.value.kept + err.value.missing
+    assert killed.is_set() and err.value.kept == kept and 12 <= kept < total
     pi.start()  # the board is back (same root, same host key)
-    result = profile_device(profile, opts(tables, cache))
+    result = profile_device(profile, opts(tables, cache, batch_size=8))
     emulated_rpi.LOG.append(f"profile onnxruntime cifar-tiny r={RES[0]} after the sshd kill: {result.measured} "
                             f"models measured, {result.recovered} recovered, in {result.wall_s:.0f} s")
-    assert result.recovered == kept and result.measured == result.n_layers + result.n_subnets - kept
+    # the journal's results, plus any the runner wrote on the board but could not send, are not measured again
+    assert result.recovered >= kept and result.measured + result.recovered == total
     table = load_table(result.table)
     assert len(table) == result.n_layers and table.provenance["machine"] == "aarch64"
     assert not journal.exists()
