@@ -73,13 +73,16 @@ def time_search(space_name: str, n_classes: int, repeats: int, generations: int)
 
 
 def compare_selectors(args) -> list[dict]:
-    from ofa_edge.search.pipeline import specialize
+    from ofa_edge.pipelines import SpecializeRequest, specialize
 
     rows = []
-    for selector in ("evolution", "last-sampled", "random"):
-        manifests = specialize(args.checkpoint, args.device, parse_latencies(args.latency), selector=selector,
-                               out=Path(args.out) / selector, export=("pt",), tables_dir=args.tables,
-                               bn_images=args.bn_images, measure=not args.no_measure)
+    from ofa_edge.search.select import SELECTORS
+
+    for selector in SELECTORS:
+        manifests = specialize(SpecializeRequest(args.checkpoint, args.device, parse_latencies(args.latency),
+                                                 selector=selector, out=Path(args.out) / selector, export=("pt",),
+                                                 tables_dir=args.tables, bn_images=args.bn_images,
+                                                 measure=not args.no_measure))
         for m in manifests:
             rows.append({"selector": selector, "budget_ms": m["budget_ms"], "subnet": m["subnet_id"],
                          "r": m["resolution"], "macs": m["macs"],

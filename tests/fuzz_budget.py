@@ -25,7 +25,7 @@ FUZZ: dict[str, Fuzz] = {
     "validation-csv": Fuzz("ofa_edge.latency.validation.load_validation", "FileFormatError", 300),
     "predictor": Fuzz("ofa_edge.search.predictor.load_predictor", "FileFormatError", 150),
     "manifest": Fuzz("ofa_edge.export.manifest.read_manifest", "FileFormatError", 300),
-    "targets-toml": Fuzz("ofa_edge.export.matrix.load_targets", "FileFormatError", 200),
+    "targets-toml": Fuzz("ofa_edge.pipelines.build.load_targets", "FileFormatError", 200),
     "train-state": Fuzz("ofa_edge.train.checkpoint.read_train_checkpoint", "FileFormatError", 80),
     "train-resume": Fuzz("ofa_edge.train.train(resume=...) (whole resume path)", "FileFormatError", 12),
     "sampled-csv": Fuzz("ofa_edge.train.checkpoint.read_sampled", "FileFormatError", 200),

@@ -8,7 +8,7 @@ import json
 import pytest
 
 from ofa_edge.cli import main
-from ofa_edge.demo import DemoConfig, collect_rows, run_demo
+from ofa_edge.pipelines import DemoConfig, collect_rows, run_demo
 from ofa_edge.export.manifest import sha256_path
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"

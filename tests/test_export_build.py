@@ -16,7 +16,7 @@ import torch
 from ofa_edge.errors import FileFormatError
 from ofa_edge.export import BuildError, build_target, read_manifest
 from ofa_edge.export.manifest import MANIFEST_FORMAT, sha256_path
-from ofa_edge.export.matrix import Target, TargetsFile, load_targets, run_matrix
+from ofa_edge.pipelines.build import Target, TargetsFile, load_targets, run_matrix
 from ofa_edge.export.onnx import OnnxRunner, read_metadata
 from ofa_edge.space import get_space, max_subnet, min_subnet
 from ofa_edge.supernet import OFAMobileNetV3

@@ -17,7 +17,7 @@ import torch
 
 from ofa_edge.export import read_manifest
 from ofa_edge.export.manifest import Manifest, file_entry, sha256_path
-from ofa_edge.export.matrix import Target, TargetsFile, run_matrix
+from ofa_edge.pipelines.build import Target, TargetsFile, run_matrix
 from ofa_edge.latency import enumerate_blocks
 from ofa_edge.latency.profiler import table_paths
 from ofa_edge.latency.table import LatencyTable, Row

@@ -20,7 +20,7 @@ from fuzz_budget import FUZZ, fuzz_settings
 from ofa_edge.devices.profile import load_profile
 from ofa_edge.errors import FileFormatError, OfaEdgeError
 from ofa_edge.export.manifest import Manifest, read_manifest, summary_row
-from ofa_edge.export.matrix import budget_problem, load_targets
+from ofa_edge.pipelines.build import budget_problem, load_targets
 from ofa_edge.latency.ofa_yaml import read_ofa_yaml
 from ofa_edge.latency.table import MAX_MS
 from ofa_edge.latency.validation import Measured, load_validation, save_validation

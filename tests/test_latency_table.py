@@ -23,8 +23,8 @@ from fuzz_budget import fuzz_settings
 from ofa_edge.devices import get_device
 from ofa_edge.errors import FileFormatError, OfaEdgeError
 from ofa_edge.latency import (Correction, LatencyTable, ProfileOptions, Row, accuracy_metrics, enumerate_blocks,
-                              fit_correction, kendall_tau, load_table, parse_table, plan_subnets, predict_ofa,
-                              profile_device, read_ofa_yaml, read_ofa_yaml_dir)
+                              fit_correction, kendall_tau, load_table, parse_table, plan_calibration_subnets,
+                              predict_ofa, profile_device, read_ofa_yaml, read_ofa_yaml_dir)
 from ofa_edge.latency.lock import TableLocked, table_lock
 from ofa_edge.latency.profiler import table_paths
 from ofa_edge.space import Subnet, get_space, layers, lut_keys, sample
@@ -190,10 +190,10 @@ def test_read_ofa_yaml_and_predict_equals_sum_of_means(tmp_path, ofa_cases):
 
 def test_plan_subnets_distinct_and_prefix_stable():
     space = get_space("cifar-mbv3")
-    fit, test = plan_subnets(space, [28, 32], 10, 30, seed=4)
+    fit, test = plan_calibration_subnets(space, [28, 32], 10, 30, seed=4)
     ids = [s.id for s in fit + test]
     assert len(set(ids)) == 40 and {s.r for s in fit + test} <= {28, 32}
-    fit2, test2 = plan_subnets(space, [28, 32], 10, 50, seed=4)
+    fit2, test2 = plan_calibration_subnets(space, [28, 32], 10, 50, seed=4)
     assert fit2 == fit and test2[:30] == test
 
 

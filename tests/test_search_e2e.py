@@ -16,7 +16,7 @@ from ofa_edge.cli import main
 from ofa_edge.devices import get_device
 from ofa_edge.latency import ProfileOptions, load_table, profile_device, table_paths
 from ofa_edge.search import EvolutionConfig, load_predictor, read_accuracy_csv
-from ofa_edge.search.pipeline import fit_from_checkpoint, specialize
+from ofa_edge.pipelines import SpecializeRequest, fit_from_checkpoint, specialize
 from ofa_edge.space import layers, subnet_from_dict
 from ofa_edge.supernet import StaticMobileNetV3, load_supernet
 from ofa_edge.train import TrainConfig, train
@@ -65,8 +65,9 @@ def test_specialize_writes_a_manifest_whose_files_exist_and_match(run):
     lo = SearchSetup.build(net.space, 10, latency=lambda subs: [table.predict(net.space, s, 10) for s in subs])
     fastest, slowest = lo.latency.minimum()[0], lo.latency.maximum()[0]
     budgets = [fastest + 0.3 * (slowest - fastest), slowest]
-    manifests = specialize(ckpt, "x86-local", budgets, out=root / "builds", tables_dir=root / "tables",
-                           bn_images=50, config=EvolutionConfig(population=30, generations=30))
+    manifests = specialize(SpecializeRequest(ckpt, "x86-local", budgets, out=root / "builds",
+                                             tables_dir=root / "tables", bn_images=50,
+                                             config=EvolutionConfig(population=30, generations=30)))
     assert [m["budget_ms"] for m in manifests] == sorted(budgets)
     for m in manifests:
         folder = root / "builds" / "x86-local" / f"{m['budget_ms']:g}ms"

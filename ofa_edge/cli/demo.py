@@ -20,7 +20,7 @@ def demo_cmd(
 ) -> None:
     """Train a small supernet on the embedded CIFAR-10 set, profile this machine, fit the predictor,
     specialise three latency budgets, export ONNX + INT8 (TFLite/CoreML when installed), measure, report."""
-    from ofa_edge.demo import DemoConfig, collect_rows, describe_rows, render_table, run_demo
+    from ofa_edge.pipelines import DemoConfig, collect_rows, describe_rows, render_table, run_demo
 
     cfg = DemoConfig(out=str(out), minutes=minutes, space=space, device=device)
     columns = (TextColumn("[bold]{task.description:<10}"), BarColumn(), MofNCompleteColumn(),
@@ -56,7 +56,7 @@ def report_cmd(
     as_json: bool = typer.Option(False, "--json", help="Print JSON instead of the table."),
 ) -> None:
     """Print the budgets table (and list the plots) from files already on disk."""
-    from ofa_edge.demo import collect_rows, describe_rows, render_table
+    from ofa_edge.pipelines import collect_rows, describe_rows, render_table
 
     rows = collect_rows(folder)
     if as_json:

@@ -9,24 +9,17 @@ from pathlib import Path
 from typing import Iterator, List, Optional
 
 import typer
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from ofa_edge.cli.common import console, err_console, print_json
+from ofa_edge.cli.common import TABLES_OPTION, console, err_console, fail, print_json, progress_bar
 from ofa_edge.errors import OfaEdgeError
 
 devices_app = typer.Typer(help="List and check device profiles.", no_args_is_help=True)
 
-_TABLES = typer.Option(Path("latency_tables"), "--tables", help="Folder of latency tables (<device>/<runtime>.csv).")
 _CACHE = typer.Option(None, "--cache", help="Folder caching exported models (default ~/.cache/ofa-edge/models).")
 _HOST = typer.Option(None, "--host", help="Override the profile's host (switches it to SSH).")
 _PORT = typer.Option(None, "--port", help="Override the profile's SSH port.")
 _USER = typer.Option(None, "--user", help="Override the profile's SSH user.")
-
-
-def fail(message: str) -> None:
-    """A user error: one line on stderr, exit code 2 (raised, so ``cli.main`` returns 2)."""
-    raise OfaEdgeError(message)
 
 
 def _resolutions(text: Optional[str]) -> tuple[int, ...] | None:
@@ -41,26 +34,6 @@ def _resolutions(text: Optional[str]) -> tuple[int, ...] | None:
     return values
 
 
-@contextlib.contextmanager
-def _progress(enabled: bool) -> Iterator:
-    """A rich progress bar fed by the library's (device, phase, done, total) callback."""
-    if not enabled:
-        yield None
-        return
-    bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                   console=err_console, transient=False)
-    tasks: dict[tuple[str, str], int] = {}
-
-    def update(device: str, phase: str, done: int, total: int) -> None:
-        key = (device, phase)
-        if key not in tasks:
-            tasks[key] = bar.add_task(f"{device} {phase}", total=total)
-        bar.update(tasks[key], completed=done, total=total)
-
-    with bar:
-        yield update
-
-
 def profile_cmd(
     device: List[str] = typer.Option(..., "--device", "-d", help="Device profile name or .toml path; repeat "
                                      "for a fleet (profiled concurrently)."),
@@ -72,7 +45,7 @@ def profile_cmd(
     validate: int = typer.Option(0, "--validate", help="Held-out whole subnets measured to validate."),
     seed: int = typer.Option(0, "--seed", help="Seed of the subnet sample."),
     batch_size: int = typer.Option(256, "--batch-size", help="Models measured per remote command (each result is kept as it arrives, so a dropped connection loses only the model in flight)."),
-    tables: Path = _TABLES,
+    tables: Path = TABLES_OPTION,
     cache: Optional[Path] = _CACHE,
     host: Optional[str] = _HOST,
     port: Optional[int] = _PORT,
@@ -91,7 +64,7 @@ def profile_cmd(
     opts = ProfileOptions(space=space, resolutions=_resolutions(resolutions), n_classes=n_classes,
                           calibrate=calibrate, validate=validate, seed=seed, batch_size=batch_size,
                           tables_dir=tables, cache_dir=cache)
-    with _progress(not as_json) as progress, _stop_on_signals() as stopped:
+    with progress_bar(not as_json, transient=False) as progress, _stop_on_signals() as stopped:
         results = profile_fleet(profiles, opts, _stoppable(progress, stopped))
     ok = {n: r for n, r in results.items() if not isinstance(r, Exception)}
     errors = {n: r for n, r in results.items() if isinstance(r, Exception)}
@@ -165,7 +138,7 @@ def validate_cmd(
                                               "(default: the table's)."),
     calibrate: int = typer.Option(20, "--calibrate", help="Whole subnets used for the fit (as when profiled)."),
     seed: int = typer.Option(0, "--seed", help="Seed of the subnet sample (as when profiled)."),
-    tables: Path = _TABLES,
+    tables: Path = TABLES_OPTION,
     cache: Optional[Path] = _CACHE,
     host: Optional[str] = _HOST,
     port: Optional[int] = _PORT,
@@ -184,7 +157,7 @@ def validate_cmd(
                           n_classes=n_classes or int(prov.get("n_classes", 10)),
                           resolutions=_resolutions(resolutions) or tuple(prov.get("resolutions") or ()) or None,
                           calibrate=calibrate, seed=seed, tables_dir=tables, cache_dir=cache)
-    with _progress(not as_json) as progress:
+    with progress_bar(not as_json, transient=False) as progress:
         metrics = validate_device(profile, samples, opts, progress)
     if as_json:
         print_json(metrics)

@@ -16,7 +16,7 @@ def build_cmd(
     as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
 ) -> None:
     """Build every target of a targets.toml; exit 1 listing the failed targets (budget, parity, converter)."""
-    from ofa_edge.export.matrix import load_targets, run_matrix, specialize_builder
+    from ofa_edge.pipelines.build import load_targets, run_matrix, specialize_builder
 
     spec = load_targets(targets)
     builder = specialize_builder(spec)

@@ -2,41 +2,23 @@
 
 from __future__ import annotations
 
-import contextlib
 from pathlib import Path
-from typing import Iterator, Optional
+from typing import Optional
 
 import typer
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from ofa_edge.cli.common import console, err_console, print_json
+from ofa_edge.cli.common import TABLES_OPTION, console, print_json, progress_bar
+from ofa_edge.pipelines.specialization import exports
+from ofa_edge.search.select import SELECTORS
 
 predictor_app = typer.Typer(help="Fit the accuracy predictor of a trained supernet.", no_args_is_help=True)
 
 _CKPT = typer.Option(..., "--checkpoint", "-c", help="Trained supernet (runs/<run>/supernet.pt).")
-_TABLES = typer.Option(Path("latency_tables"), "--tables", help="Folder of latency tables (<device>/<runtime>.csv).")
 _PREDICTOR = typer.Option(None, "--predictor", help="Accuracy predictor (default: predictor.pt beside the "
                           "checkpoint).")
 _DATA = typer.Option(None, "--data", help="Data source (default: the one the checkpoint was trained on).")
 _JSON = typer.Option(False, "--json", help="Print JSON instead of tables.")
-
-
-@contextlib.contextmanager
-def _progress(enabled: bool) -> Iterator:
-    if not enabled:
-        yield None
-        return
-    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                  console=err_console, transient=True) as bar:
-        tasks: dict[str, int] = {}
-
-        def update(phase: str, done: int, total: int) -> None:
-            if phase not in tasks:
-                tasks[phase] = bar.add_task(phase, total=total)
-            bar.update(tasks[phase], completed=done, total=total)
-
-        yield update
 
 
 def _config(population: int, generations: int, seed: int):
@@ -61,11 +43,11 @@ def predictor_fit(
     as_json: bool = _JSON,
 ) -> None:
     """Measure sampled subnets (validation split, resumable) and fit the MLP accuracy predictor."""
-    from ofa_edge.search.pipeline import fit_from_checkpoint
+    from ofa_edge.pipelines import fit_from_checkpoint
 
     if samples < 5:
         raise typer.BadParameter(f"{samples}: need at least 5 subnets to fit and hold out", param_hint="--samples")
-    with _progress(not as_json) as progress:
+    with progress_bar(not as_json) as progress:
         info = fit_from_checkpoint(checkpoint, samples, accuracy_csv=str(accuracy_csv) if accuracy_csv else None,
                                    out=str(out) if out else None, data=data, bn_images=bn_images,
                                    epochs=epochs, seed=seed, progress=progress)
@@ -83,12 +65,13 @@ def specialize_cmd(
     device: str = typer.Option(..., "--device", "-d", help="Device profile name or .toml path."),
     latency: str = typer.Option(..., "--latency", "-l", help="Latency budget(s): 20ms, 0.02s, 20 (ms); "
                                 "comma-separated for several (10ms,20ms,40ms)."),
-    selector: str = typer.Option("evolution", "--selector", help="evolution | last-sampled | random."),
+    selector: str = typer.Option("evolution", "--selector", help=f"{' | '.join(SELECTORS)}."),
     predictor: Optional[Path] = _PREDICTOR,
-    export: str = typer.Option("pt,onnx", "--export", help="Comma-separated formats: pt, onnx, tflite."),
-    quantize: Optional[str] = typer.Option(None, "--quantize", help="int8 (with --export tflite)."),
+    export: str = typer.Option("pt,onnx", "--export", help=f"Comma-separated formats: {', '.join(exports())}."),
+    quantize: Optional[str] = typer.Option(None, "--quantize", help="int8 (INT8 variants of the --export "
+                                           "formats)."),
     out: Path = typer.Option(Path("builds"), "--out", "-o", help="Output folder (<out>/<device>/<budget>/)."),
-    tables: Path = _TABLES,
+    tables: Path = TABLES_OPTION,
     data: Optional[str] = _DATA,
     bn_images: int = typer.Option(500, "--bn-images", help="Training images for BN recalibration."),
     population: int = typer.Option(100, "--population", help="Evolution population."),
@@ -99,19 +82,19 @@ def specialize_cmd(
     as_json: bool = _JSON,
 ) -> None:
     """Pick the most accurate subnet per latency budget, extract, recalibrate, test, export, write a manifest."""
-    from ofa_edge.search import SELECTORS, parse_latencies
-    from ofa_edge.search.pipeline import specialize
+    from ofa_edge.pipelines import SpecializeRequest, specialize
+    from ofa_edge.search import parse_latencies
 
     budgets = parse_latencies(latency)
     if selector not in SELECTORS:
         raise typer.BadParameter(f"{selector!r} is not one of {', '.join(SELECTORS)}", param_hint="--selector")
     formats = tuple(f.strip() for f in export.split(",") if f.strip())
-    with _progress(not as_json) as progress:
-        manifests = specialize(checkpoint, device, budgets, selector=selector,
-                               predictor=str(predictor) if predictor else None, out=out, export=formats,
-                               quantize=quantize, tables_dir=tables, data=data, bn_images=bn_images,
-                               config=_config(population, generations, seed), random_n=random_n,
-                               measure=measure, progress=progress)
+    request = SpecializeRequest(checkpoint, device, tuple(budgets), selector=selector,
+                                predictor=str(predictor) if predictor else None, out=out, export=formats,
+                                quantize=quantize, tables_dir=tables, data=data, bn_images=bn_images,
+                                config=_config(population, generations, seed), random_n=random_n, measure=measure)
+    with progress_bar(not as_json) as progress:
+        manifests = specialize(request, progress=progress)
     if as_json:
         print_json(manifests)
         return
@@ -134,7 +117,7 @@ def pareto_cmd(
     predictor: Optional[Path] = _PREDICTOR,
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Folder for pareto.png and pareto.csv "
                                        "(default builds/<device>)."),
-    tables: Path = _TABLES,
+    tables: Path = TABLES_OPTION,
     n_random: int = typer.Option(200, "--random", help="Random subnets to plot."),
     population: int = typer.Option(100, "--population", help="Evolution population."),
     generations: int = typer.Option(500, "--generations", help="Evolution generations."),
@@ -142,8 +125,8 @@ def pareto_cmd(
     as_json: bool = _JSON,
 ) -> None:
     """Accuracy vs latency: the search's front, random subnets and measured points (PNG + CSV)."""
+    from ofa_edge.pipelines import pareto
     from ofa_edge.search import parse_latencies
-    from ofa_edge.search.pipeline import pareto
 
     budgets = parse_latencies(latency) if latency is not None else None
     info = pareto(checkpoint, device, budgets, predictor=str(predictor) if predictor else None, out=out,

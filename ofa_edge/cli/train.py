@@ -14,6 +14,8 @@ from rich.table import Table
 from ofa_edge.cli.common import console, err_console, fail, print_json
 from ofa_edge.train.config import STRATEGIES, TrainConfig
 
+_D = TrainConfig  # the defaults of every training flag are TrainConfig's
+
 
 def _progress_printer(quiet: bool):
     """A rich progress bar fed by the training loop's events; returns (callback, progress)."""
@@ -82,49 +84,49 @@ def _spawn_training(nproc: int, cfg, resume_arg, quiet: bool) -> None:
 
 
 def train_cmd(
-    strategy: str = typer.Option("sandwich", "--strategy", help=f"One of {', '.join(STRATEGIES)}."),
+    strategy: str = typer.Option(_D.strategy, "--strategy", help=f"One of {', '.join(STRATEGIES.list())}."),
     space: Optional[str] = typer.Option(None, "--space", "-s", help="Search space (default: the --init "
                                         "checkpoint's, else cifar-mbv3)."),
     data: Optional[str] = typer.Option(None, "--data", help="ImageFolder dir, torchvision CIFAR root or a folder "
                                        "with train.npz/test.npz (default: the embedded CIFAR-10 mini set)."),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Run folder (default runs/<name>)."),
     name: Optional[str] = typer.Option(None, "--name", help="Run name (default: the strategy)."),
-    epochs: int = typer.Option(10, "--epochs"),
-    batch_size: int = typer.Option(64, "--batch-size", help="Images per step and process."),
-    lr: float = typer.Option(0.05, "--lr", help="Base learning rate (x number of processes)."),
-    weight_decay: float = typer.Option(3e-5, "--weight-decay"),
-    warmup_epochs: int = typer.Option(0, "--warmup-epochs"),
-    label_smoothing: float = typer.Option(0.1, "--label-smoothing"),
-    kd_ratio: float = typer.Option(1.0, "--kd-ratio", help="Weight of distillation from the max net."),
-    n_random: int = typer.Option(2, "--n-random", help="sandwich/tofa: random subnets per step."),
-    heads: int = typer.Option(1, "--heads", help="SOLAR switchable heads (1 = shared head)."),
+    epochs: int = typer.Option(_D.epochs, "--epochs"),
+    batch_size: int = typer.Option(_D.batch_size, "--batch-size", help="Images per step and process."),
+    lr: float = typer.Option(_D.lr, "--lr", help="Base learning rate (x number of processes)."),
+    weight_decay: float = typer.Option(_D.weight_decay, "--weight-decay"),
+    warmup_epochs: int = typer.Option(_D.warmup_epochs, "--warmup-epochs"),
+    label_smoothing: float = typer.Option(_D.label_smoothing, "--label-smoothing"),
+    kd_ratio: float = typer.Option(_D.kd_ratio, "--kd-ratio", help="Weight of distillation from the max net."),
+    n_random: int = typer.Option(_D.n_random, "--n-random", help="sandwich/tofa: random subnets per step."),
+    heads: int = typer.Option(_D.heads, "--heads", help="SOLAR switchable heads (1 = shared head)."),
     init: Optional[Path] = typer.Option(None, "--init", help="OFA or ofa-edge checkpoint to start from."),
     labels_per_class: Optional[int] = typer.Option(None, "--labels-per-class",
                                                    help="Keep N labels per class; the rest are unlabelled."),
-    val_fraction: float = typer.Option(0.1, "--val-fraction"),
-    unlabelled_ratio: int = typer.Option(1, "--unlabelled-ratio", help="tofa: unlabelled batch / labelled batch."),
-    threshold: float = typer.Option(0.95, "--threshold", help="tofa: FixMatch confidence threshold."),
-    lambda_u: float = typer.Option(1.0, "--lambda-u", help="tofa: weight of the FixMatch term."),
-    fixmatch: bool = typer.Option(True, "--fixmatch/--no-fixmatch", help="tofa: pseudo-label term."),
-    kd_labelled: bool = typer.Option(True, "--kd-labelled/--no-kd-labelled", help="tofa: KD on labelled."),
-    kd_unlabelled: bool = typer.Option(True, "--kd-unlabelled/--no-kd-unlabelled", help="tofa: KD on unlabelled."),
+    val_fraction: float = typer.Option(_D.val_fraction, "--val-fraction"),
+    unlabelled_ratio: int = typer.Option(_D.unlabelled_ratio, "--unlabelled-ratio", help="tofa: unlabelled batch / labelled batch."),
+    threshold: float = typer.Option(_D.threshold, "--threshold", help="tofa: FixMatch confidence threshold."),
+    lambda_u: float = typer.Option(_D.lambda_u, "--lambda-u", help="tofa: weight of the FixMatch term."),
+    fixmatch: bool = typer.Option(_D.fixmatch, "--fixmatch/--no-fixmatch", help="tofa: pseudo-label term."),
+    kd_labelled: bool = typer.Option(_D.kd_labelled, "--kd-labelled/--no-kd-labelled", help="tofa: KD on labelled."),
+    kd_unlabelled: bool = typer.Option(_D.kd_unlabelled, "--kd-unlabelled/--no-kd-unlabelled", help="tofa: KD on unlabelled."),
     steps_per_epoch: Optional[int] = typer.Option(None, "--steps-per-epoch", help="Steps per epoch (default: one pass over the training set)."),
     phase_epochs: Optional[str] = typer.Option(None, "--phase-epochs",
                                                help="progressive: epochs per phase, e.g. 2,2,1,1."),
     phase_lr: Optional[str] = typer.Option(None, "--phase-lr",
                                            help="progressive: lr multiplier per phase, e.g. 1,1,0.08,0.25."),
-    dropout: float = typer.Option(0.1, "--dropout"),
-    bn_images: int = typer.Option(500, "--bn-images", help="BN recalibration images for validation."),
-    eval_every: int = typer.Option(1, "--eval-every", help="Validate max/min subnets every N epochs (0: never)."),
-    seed: int = typer.Option(0, "--seed"),
-    workers: int = typer.Option(0, "--workers", help="Batch-preparing worker processes."),
-    device: str = typer.Option("auto", "--device", help="auto (GPU if available), cpu or cuda."),
+    dropout: float = typer.Option(_D.dropout, "--dropout"),
+    bn_images: int = typer.Option(_D.bn_images, "--bn-images", help="BN recalibration images for validation."),
+    eval_every: int = typer.Option(_D.eval_every, "--eval-every", help="Validate max/min subnets every N epochs (0: never)."),
+    seed: int = typer.Option(_D.seed, "--seed"),
+    workers: int = typer.Option(_D.workers, "--workers", help="Batch-preparing worker processes."),
+    device: str = typer.Option(_D.device, "--device", help="auto (GPU if available), cpu or cuda."),
     resume: Optional[Path] = typer.Option(None, "--resume", help="Continue the run in this folder/checkpoint."),
     nproc: int = typer.Option(1, "--nproc", help="Processes for DDP training on this machine (gloo on CPU)."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
     as_json: bool = typer.Option(False, "--json", help="Print the final metrics as JSON."),
 ) -> None:
-    """Train a once-for-all supernet (progressive | random | sandwich | tofa)."""
+    """Train a once-for-all supernet with one of the registered strategies (see --strategy)."""
     if nproc < 1:
         fail(f"--nproc: must be at least 1, got {nproc}")
     if resume is not None:

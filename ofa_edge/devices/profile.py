@@ -10,13 +10,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ofa_edge.devices.runtimes import RUNTIMES
+from ofa_edge.devices.transports import TRANSPORTS
 from ofa_edge.errors import FileFormatError, OfaEdgeError
 
 PROFILE_FORMAT = 1
-TRANSPORTS = ("local", "ssh", "adb")
-RUNTIMES = ("onnxruntime", "tflite", "torch", "benchmark_model", "trtexec")
-#: Runtimes that are a benchmark binary on the device (no Python there); the rest run in the Python runner.
-BINARY_RUNTIMES = ("benchmark_model", "trtexec")
 #: Longest timeout or keep-alive a profile may set (one week, in seconds).
 MAX_SECONDS = 7 * 24 * 3600
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
@@ -120,10 +118,8 @@ class DeviceProfile:
 _SECTIONS = {"connection": Connection, "device": DeviceSide, "runtime": Runtime, "benchmark": Benchmark}
 _TOP = {"format", "name", "description", *_SECTIONS}
 _HELP = {
-    "transport": f"one of {', '.join(TRANSPORTS)}",
     "host": "a host name or IP address, e.g. host = \"192.168.1.20\"",
     "port": "an integer 1-65535, e.g. port = 22",
-    "name": f"one of {', '.join(RUNTIMES)}",
 }
 
 
@@ -168,7 +164,8 @@ def _coerce(where: str, key: str, value: Any, default: Any) -> Any:
 
 def _check_connection(c: Connection, where: str) -> None:
     if c.transport not in TRANSPORTS:
-        raise OfaEdgeError(f"{where}: connection.transport {c.transport!r} is not {_HELP['transport']}")
+        raise OfaEdgeError(f"{where}: connection.transport {c.transport!r} is not one of "
+                           f"{', '.join(TRANSPORTS)}")
     if c.transport == "adb":
         if not c.serial or c.serial.startswith("-") or any(ch.isspace() for ch in c.serial):
             raise OfaEdgeError(f"{where}: connection.serial {c.serial!r} is not an adb serial; set it to a serial "
@@ -228,7 +225,7 @@ def _from_dict(data: Any, where: str, default_name: str) -> DeviceProfile:
         raise ValueError("connection.host is set but transport = \"local\"; set transport = \"ssh\"")
     rt: Runtime = parts["runtime"]
     if rt.name not in RUNTIMES:
-        raise ValueError(f"runtime.name {rt.name!r} is not {_HELP['name']}")
+        raise ValueError(f"runtime.name {rt.name!r} is not one of {', '.join(RUNTIMES)}")
     _check_tool_runtime(rt, conn)
     b: Benchmark = parts["benchmark"]
     for key, low, high in (("warmup", 0, 100000), ("repeats", 1, 100000), ("threads", 1, 256),
@@ -247,7 +244,7 @@ def _from_dict(data: Any, where: str, default_name: str) -> DeviceProfile:
 
 
 def _check_tool_runtime(rt: Runtime, conn: Connection) -> None:
-    if conn.transport == "adb" and rt.name != "benchmark_model":
+    if conn.transport == "adb" and RUNTIMES.get(rt.name).measure is None:
         raise ValueError(f"runtime.name {rt.name!r} needs Python on the device, which adb does not give; use "
                          "runtime.name = \"benchmark_model\" over adb, or Termux's sshd (transport = \"ssh\", "
                          "port 8022) for onnxruntime / tflite")

@@ -265,7 +265,7 @@ def measure(call, warmup: int, repeats: int) -> dict:
 
 
 # -- bundle ----------------------------------------------------------------------------------------
-def read_manifest(bundle: zipfile.ZipFile) -> dict:
+def read_bundle_manifest(bundle: zipfile.ZipFile) -> dict:
     try:
         manifest = json.loads(bundle.read("manifest.json").decode("utf-8"))
     except (KeyError, ValueError) as exc:
@@ -284,7 +284,7 @@ def run_batch(bundle_path: str, results_path: str, only: Optional[List[str]]) ->
         raise Fatal(f"numpy is not importable by {sys.executable}; install it on the device "
                     "(pip install numpy)") from None
     with zipfile.ZipFile(bundle_path) as bundle:
-        manifest = read_manifest(bundle)
+        manifest = read_bundle_manifest(bundle)
         bench = manifest.get("bench", {})
         backend = Backend(manifest.get("runtime", {}), bench)
         models = manifest.get("models", [])

@@ -9,11 +9,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Collection, Sequence
 
-from ofa_edge.devices.bundle import ModelFile, build_bundle, parse_line
-from ofa_edge.devices.profile import BINARY_RUNTIMES, DeviceProfile
+from ofa_edge.devices.bundle import ModelFile, build_bundle, check_result, parse_line
+from ofa_edge.devices.profile import DeviceProfile
+from ofa_edge.devices.runtimes import RuntimeSpec, get_runtime
 from ofa_edge.devices.shellwrap import crash_message, signal_of
-from ofa_edge.devices.tool_runtime import check_with_tool, measure_each
+from ofa_edge.devices.tool_runtime import check_with_tool, shell_facts
 from ofa_edge.devices.transport import Transport, TransportError, open_transport
+from ofa_edge.errors import OfaEdgeError
 
 ResultHandler = Callable[[dict[str, Any]], None]
 
@@ -100,9 +102,10 @@ def _measure(t: Transport, profile: DeviceProfile, models: list[ModelFile], on_r
     todo = [[m for m in round_order(models, k) if (m.name, k) not in done] for k in range(rounds)]
     if not any(todo):
         return report
-    if profile.runtime.name in BINARY_RUNTIMES:
+    spec = get_runtime(profile.runtime.name)
+    if spec.measure is not None:
         for k, missing in enumerate(todo):
-            measure_each(t, profile, missing, k, report, deliver)
+            _measure_each(t, profile, spec, missing, k, report, deliver)
         return report
     with tempfile.TemporaryDirectory(prefix="ofa-edge-bundle-") as tmp:
         bundle = build_bundle([m for m in models if any((m.name, k) not in done for k in range(rounds))],
@@ -116,6 +119,35 @@ def _measure(t: Transport, profile: DeviceProfile, models: list[ModelFile], on_r
             _run_batch(t, profile, missing[start:start + batch_size], remote_bundle, results_path, k, report,
                        done, deliver)
     return report
+
+
+def _measure_each(t: Transport, profile: DeviceProfile, spec: RuntimeSpec, models: list[ModelFile], k: int,
+                  report: MeasureReport, deliver: Callable[[dict[str, Any], int], None]) -> None:
+    """Round ``k`` of a runtime that measures by itself (``RuntimeSpec.measure``), one model at a time."""
+    b = profile.benchmark
+    if not report.info:  # no Python runner reports the device's facts: read them with its shell
+        report.info = shell_facts(t)
+    for m in models:
+        try:
+            stats = spec.measure(t, profile, m)
+        except TransportError:
+            raise
+        except OfaEdgeError as exc:  # the tool's own words (a crash by signal, a refused model)
+            report.failed[m.name] = str(exc)
+            continue
+        except Exception as exc:  # noqa: BLE001 - a model that fails to run is reported, as the runner does
+            report.failed[m.name] = f"{type(exc).__name__}: {exc}"
+            continue
+        msg = check_result({"threads": b.threads, "batch": b.batch, "warmup": b.warmup, "runtime_version": spec.name,
+                            **stats, "type": "result", "name": m.name, "runtime": spec.name,
+                            "settings": profile.settings_id()})
+        if msg is None:
+            report.failed[m.name] = f"runtime {spec.name} returned implausible statistics {stats!r}"
+            continue
+        report.info.setdefault("runtime_version", msg["runtime_version"])
+        report.measured += 1
+        report.commands += 1
+        deliver(msg, k)
 
 
 def _run_batch(t: Transport, profile: DeviceProfile, batch: list[ModelFile], remote_bundle: str,
@@ -159,7 +191,7 @@ def _run_batch(t: Transport, profile: DeviceProfile, batch: list[ModelFile], rem
 def check_device(profile: DeviceProfile, probe: ModelFile | None = None) -> dict[str, Any]:
     """Connect, report python/runtime/CPU/governor/free disk, and run the runner on ``probe`` if given."""
     with open_transport(profile) as t:
-        if profile.runtime.name in BINARY_RUNTIMES:
+        if get_runtime(profile.runtime.name).measure is not None:
             return check_with_tool(t, profile, probe)
         work = t.work_dir()
         t.makedirs(work)

@@ -18,6 +18,7 @@ from ofa_edge.devices.bundle import ModelFile
 from ofa_edge.devices.shellwrap import crash_message, signal_of
 from ofa_edge.devices.toolout import ToolCrashed, last_lines
 from ofa_edge.devices.transport import Transport, TransportError
+from ofa_edge.errors import OfaEdgeError
 
 #: Shell facts of a device without Python: ``key=value`` lines (getprop exists on Android only).
 _FACTS_SCRIPT = ("echo machine=$(uname -m); echo system=$(uname -s); "
@@ -104,46 +105,10 @@ def shell_facts(t: Transport) -> dict[str, Any]:
     return facts
 
 
-def measurer(runtime: str):
-    """The ``measure(transport, profile, model)`` function of a benchmark-binary runtime."""
-    if runtime == "benchmark_model":
-        from ofa_edge.devices.benchmark_model import measure
-    else:
-        from ofa_edge.devices.trtexec import measure
-    return measure
-
-
-def measure_each(t: Transport, profile, models: Sequence[ModelFile], k: int, report, deliver) -> None:
-    """Round ``k`` with a benchmark binary, one model at a time; each result is delivered as it arrives."""
-    from ofa_edge.devices.bundle import check_result
-    from ofa_edge.devices.toolout import ToolOutputError
-
-    if not report.info:
-        report.info = {**shell_facts(t), "runtime_version": profile.runtime.name}
-    measure = measurer(profile.runtime.name)
-    b = profile.benchmark
-    for m in models:
-        try:
-            stats = measure(t, profile, m)
-        except (ToolOutputError, ToolCrashed) as exc:
-            report.failed[m.name] = str(exc)
-            continue
-        if stats.get("tensorrt"):
-            report.info["runtime_version"] = f"TensorRT {stats['tensorrt']}"
-        msg = check_result({**stats, "type": "result", "name": m.name, "runtime": profile.runtime.name,
-                            "runtime_version": report.info["runtime_version"], "threads": b.threads,
-                            "batch": b.batch, "settings": profile.settings_id()})
-        if msg is None:
-            report.failed[m.name] = f"{profile.runtime.name} printed implausible statistics {stats!r}"
-            continue
-        report.measured += 1
-        report.commands += 1
-        deliver(msg, k)
-
-
 def check_with_tool(t: Transport, profile, probe: ModelFile | None) -> dict[str, Any]:
-    """``devices check`` for a benchmark-binary runtime: shell facts, then the binary timing ``probe``."""
-    from ofa_edge.devices.toolout import ToolOutputError
+    """``devices check`` for a runtime that measures by itself (benchmark_model, trtexec, a plug-in): shell
+    facts, then the runtime timing ``probe``."""
+    from ofa_edge.devices.runtimes import get_runtime
 
     work = t.work_dir()
     t.makedirs(work)
@@ -155,10 +120,12 @@ def check_with_tool(t: Transport, profile, probe: ModelFile | None) -> dict[str,
     if probe is None:
         return out
     try:
-        stats = measurer(profile.runtime.name)(t, profile, probe)
-    except (ToolOutputError, ToolCrashed) as exc:
+        stats = get_runtime(profile.runtime.name).measure(t, profile, probe)
+    except OfaEdgeError as exc:
+        if isinstance(exc, TransportError):
+            raise
         out["runner_error"] = str(exc)
         return out
-    out.update(runner_ok=True, probe_ms=stats["median_ms"],
-               runtime_version=f"TensorRT {stats['tensorrt']}" if stats.get("tensorrt") else profile.runtime.name)
+    out.update(runner_ok=True, probe_ms=stats["median_ms"], runtime_version=stats.get("runtime_version",
+                                                                                     profile.runtime.name))
     return out

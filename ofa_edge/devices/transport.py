@@ -11,7 +11,6 @@ import signal
 import subprocess
 import sys
 import threading
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Sequence
@@ -168,16 +167,10 @@ def kill_group(proc: subprocess.Popen) -> None:
 
 
 def open_transport(profile: DeviceProfile) -> Transport:
-    """The transport the profile asks for (not yet connected)."""
-    if profile.connection.transport == "local":
-        return LocalTransport(profile)
-    if profile.connection.transport == "adb":
-        from ofa_edge.devices.adb import AdbTransport
+    """The transport the profile asks for (not yet connected), from the ``TRANSPORTS`` registry."""
+    from ofa_edge.devices.transports import TRANSPORTS
 
-        return AdbTransport(profile)
-    from ofa_edge.devices.ssh import SSHTransport
-
-    return SSHTransport(profile)
+    return TRANSPORTS.get(profile.connection.transport)(profile)
 
 
 def resolve_remote(path: str, home: str) -> str:
@@ -190,11 +183,3 @@ def resolve_remote(path: str, home: str) -> str:
         path = posixpath.join(home, path)
     return posixpath.normpath(path)
 
-
-def wait_until(predicate: Callable[[], bool], deadline: float, step: float = 0.05) -> bool:
-    """Poll ``predicate`` until it holds or ``deadline`` (monotonic) passes."""
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(step)
-    return predicate()

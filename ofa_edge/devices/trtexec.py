@@ -147,7 +147,7 @@ def _parse(text: str) -> dict[str, Any]:
         out["repeats"] = int(queries.group(1))
     version = tensorrt_version(text)
     if version:
-        out["tensorrt"] = version
+        out["runtime_version"] = f"TensorRT {version}"
     out["approximated"] = approximated
     return out
 

@@ -25,20 +25,22 @@ Library entry point (what ``specialize`` and ``ofa-edge build`` call)::
 - A missing back end raises ``MissingBackendError`` naming the extra: ``pip install 'ofa-edge[tflite]'``.
 
 Single exporters: ``export_onnx``, ``quantize_onnx``, ``export_tflite``, ``export_coreml``;
-runners ``OnnxRunner``, ``TFLiteRunner``; ``inspect_coreml``. Build matrices: ``ofa_edge.export.matrix``.
+runners ``OnnxRunner``, ``TFLiteRunner``; ``inspect_coreml``. Build matrices (targets.toml): ``ofa_edge.pipelines.build``.
 """
 
 from ofa_edge.export.backends import MissingBackendError, available, require, versions
-from ofa_edge.export.build import FORMATS, BuildError, build_target, plan
+from ofa_edge.export.build import BuildError, build_target, plan
+from ofa_edge.export.formats import EXPORTERS, Artifact, ExportContext, Exporter, get_exporter, register_exporter
 from ofa_edge.export.manifest import MANIFEST_FORMAT, Manifest, read_manifest, write_summary_for
 from ofa_edge.export.onnx import OnnxRunner, export_onnx, run_onnx
 from ofa_edge.export.onnx_int8 import quantize_onnx
 from ofa_edge.export.parity import ParityError
 
 __all__ = [
-    "FORMATS", "MANIFEST_FORMAT", "BuildError", "Manifest", "MissingBackendError", "OnnxRunner", "ParityError",
-    "available", "build_target", "export_onnx", "plan", "quantize_onnx", "read_manifest", "require", "run_onnx",
-    "versions", "write_summary_for",
+    "EXPORTERS", "MANIFEST_FORMAT", "Artifact", "BuildError", "ExportContext", "Exporter", "Manifest",
+    "MissingBackendError", "OnnxRunner", "ParityError", "available", "build_target", "export_onnx", "get_exporter",
+    "plan", "quantize_onnx", "read_manifest", "register_exporter", "require", "run_onnx", "versions",
+    "write_summary_for",
 ]
 
 

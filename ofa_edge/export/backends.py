@@ -10,7 +10,7 @@ from ofa_edge.errors import OfaEdgeError
 
 
 @dataclass(frozen=True)
-class Backend:
+class OptionalBackend:
     """One optional back end: the modules it needs and the ``ofa-edge`` extra that installs them."""
 
     name: str
@@ -19,12 +19,12 @@ class Backend:
     purpose: str
 
 
-BACKENDS: dict[str, Backend] = {
-    "tflite": Backend("tflite", ("litert_torch", "ai_edge_litert", "ai_edge_quantizer"), "tflite",
+BACKENDS: dict[str, OptionalBackend] = {
+    "tflite": OptionalBackend("tflite", ("litert_torch", "ai_edge_litert", "ai_edge_quantizer"), "tflite",
                       "TFLite export (litert-torch, ai-edge-litert)"),
-    "tflite-runtime": Backend("tflite-runtime", ("ai_edge_litert",), "tflite",
+    "tflite-runtime": OptionalBackend("tflite-runtime", ("ai_edge_litert",), "tflite",
                               "running TFLite models (ai-edge-litert)"),
-    "coreml": Backend("coreml", ("coremltools",), "coreml", "CoreML export (coremltools)"),
+    "coreml": OptionalBackend("coreml", ("coremltools",), "coreml", "CoreML export (coremltools)"),
 }
 
 

@@ -5,20 +5,17 @@ from __future__ import annotations
 import os
 import time
 import traceback
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 import torch
 
-from ofa_edge.errors import OfaEdgeError
+from ofa_edge.errors import InvalidValueError, OfaEdgeError
 from ofa_edge.export import parity
 from ofa_edge.export.backends import versions
+from ofa_edge.export.formats import TFLITE_INT8_MODES, Artifact, ExportContext, get_exporter
 from ofa_edge.export.manifest import MANIFEST_NAME, Manifest, file_entry
-
-FORMATS = ("onnx", "tflite", "coreml")
-TFLITE_INT8_MODES = ("int8", "dynamic")
 
 
 class BuildError(OfaEdgeError):
@@ -29,40 +26,13 @@ class BuildError(OfaEdgeError):
         self.manifest = manifest
 
 
-@dataclass(frozen=True)
-class Artifact:
-    """One file to produce: its format, precision and how to make and (optionally) run it."""
-
-    key: str          # e.g. "onnx", "onnx-int8" (also the top1 key in the manifest)
-    format: str       # onnx | tflite | coreml
-    precision: str    # fp32 | int8 | int8-dynamic | fp16 | int8-weights
-    filename: str
-    quantized: bool
-
-
 def plan(formats: Sequence[str], quantize: bool, tflite_quantize: str = "int8") -> list[Artifact]:
     """The artifacts a build makes for ``formats`` (fp32/fp16 always, int8 variants when ``quantize``)."""
-    bad = [f for f in formats if f not in FORMATS]
-    if bad:
-        raise ValueError(f"format {bad[0]!r} is not supported; use any of {', '.join(FORMATS)}")
+    exporters = [get_exporter(f) for f in dict.fromkeys(formats)]
     if tflite_quantize not in TFLITE_INT8_MODES:
-        raise ValueError(f"tflite_quantize={tflite_quantize!r}; use one of {', '.join(TFLITE_INT8_MODES)}")
-    out = []
-    for f in dict.fromkeys(formats):
-        if f == "onnx":
-            out.append(Artifact("onnx", "onnx", "fp32", "model.onnx", False))
-            if quantize:
-                out.append(Artifact("onnx-int8", "onnx", "int8", "model.int8.onnx", True))
-        elif f == "tflite":
-            out.append(Artifact("tflite", "tflite", "fp32", "model.tflite", False))
-            if quantize:
-                precision = "int8" if tflite_quantize == "int8" else "int8-dynamic"
-                out.append(Artifact("tflite-int8", "tflite", precision, "model.int8.tflite", True))
-        elif f == "coreml":
-            out.append(Artifact("coreml", "coreml", "fp16", "model.mlpackage", False))
-            if quantize:
-                out.append(Artifact("coreml-int8", "coreml", "int8-weights", "model.int8.mlpackage", True))
-    return out
+        raise InvalidValueError(f"tflite_quantize={tflite_quantize!r}; use one of {', '.join(TFLITE_INT8_MODES)}",
+                                "tflite_quantize")
+    return [art for e in exporters for art in e.artifacts(quantize, tflite_quantize)]
 
 
 def _as_array(x) -> np.ndarray:
@@ -82,60 +52,6 @@ def _torch_logits(model: torch.nn.Module, x: np.ndarray, batch: int = 256) -> np
         for i in range(0, len(x), batch):
             outs.append(model(torch.from_numpy(np.ascontiguousarray(x[i:i + batch]))).float().numpy())
     return np.concatenate(outs)
-
-
-def _export(art: Artifact, model, path: Path, shape, calibration, metadata, tflite_quantize, fp32_paths):
-    if art.format == "onnx":
-        if not art.quantized:
-            from ofa_edge.export.onnx import export_onnx
-
-            return export_onnx(model, path, shape, metadata=metadata)
-        from ofa_edge.export.onnx_int8 import quantize_onnx
-
-        if calibration is None:
-            raise OfaEdgeError("ONNX INT8 needs calibration images; pass calibration_images")
-        return quantize_onnx(fp32_paths["onnx"], path, calibration)
-    if art.format == "tflite":
-        from ofa_edge.export.tflite import export_tflite, quantize_tflite
-
-        if not art.quantized:
-            return export_tflite(model, path, shape)
-        if tflite_quantize == "int8" and calibration is None:
-            raise OfaEdgeError("TFLite INT8 needs calibration images; pass calibration_images")
-        return quantize_tflite(fp32_paths["tflite"], path, tflite_quantize, calibration)
-    from ofa_edge.export.coreml import export_coreml
-
-    return export_coreml(model, path, shape, precision=art.precision, metadata=metadata)
-
-
-def _runner(art: Artifact, path: Path) -> Callable[[np.ndarray], np.ndarray] | None:
-    if art.format == "onnx":
-        from ofa_edge.export.onnx import OnnxRunner
-
-        return OnnxRunner(path)
-    if art.format == "tflite":
-        from ofa_edge.export.tflite import TFLiteRunner
-
-        return TFLiteRunner(path)
-    return None
-
-
-def _check_coreml(path: Path, shape, n_classes: int) -> dict[str, Any]:
-    from ofa_edge.export.coreml import inspect_coreml
-
-    info = inspect_coreml(path)
-    problems = []
-    if info.inputs != {"input": tuple(shape)}:
-        problems.append(f"inputs {info.inputs}, expected {{'input': {tuple(shape)}}}")
-    if info.outputs != {"output": (shape[0], n_classes)}:
-        problems.append(f"outputs {info.outputs}, expected {{'output': {(shape[0], n_classes)}}}")
-    if info.op_count == 0:
-        problems.append("the program has no operations")
-    if problems:
-        raise parity.ParityError(f"{path.name}: " + "; ".join(problems))
-    return {"inputs": {k: list(v) for k, v in info.inputs.items()},
-            "outputs": {k: list(v) for k, v in info.outputs.items()}, "op_count": info.op_count,
-            "op_types": info.op_types}
 
 
 def build_target(static_model: torch.nn.Module, subnet, space, n_classes: int, out_dir: str | os.PathLike,
@@ -182,7 +98,7 @@ def build_target(static_model: torch.nn.Module, subnet, space, n_classes: int, o
     if ref_eval is not None:
         manifest.top1 = {"fp32": parity.accuracy(ref_eval, eval_y), "split": "test", "n_images": len(eval_y),
                          "drop_points": {}}
-    fp32_paths: dict[str, Path] = {}
+    ctx = ExportContext(model, shape, int(n_classes), calib, metadata, tflite_quantize)
     failed_formats: set[str] = set()
     for art in artifacts:
         entry: dict[str, Any] = {"key": art.key, "format": art.format, "precision": art.precision,
@@ -196,15 +112,16 @@ def build_target(static_model: torch.nn.Module, subnet, space, n_classes: int, o
             if log:
                 log(f"{art.key}: exporting")
             t0 = time.perf_counter()
-            _export(art, model, path, shape, calib, metadata, tflite_quantize, fp32_paths)
+            exporter = get_exporter(art.format)
+            exporter.export(art, path, ctx)
             entry["export_seconds"] = round(time.perf_counter() - t0, 3)
             if not art.quantized:
-                fp32_paths[art.format] = path
+                ctx.fp32_paths[art.format] = path
             manifest.files.append(file_entry(path, out_dir))
-            if art.format == "coreml":
-                entry["spec"] = _check_coreml(path, shape, n_classes)
+            run = exporter.runner(art, path)
+            if run is None:  # a format that cannot run here: its file's structure is checked instead
+                entry["spec"] = exporter.check(art, path, ctx)
                 continue
-            run = _runner(art, path)
             got = run(check_x)
             tol = None if art.quantized else tolerance
             entry["parity"] = parity.check(f"{art.filename}", ref_check, got, tol).to_dict()

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import math
 from typing import Sequence
 
 import numpy as np
 
 from ofa_edge.latency.table import Correction
+from ofa_edge.search.metrics import kendall_tau
 
 
 def fit_correction(raw_ms: Sequence[float], n_layers: Sequence[int], measured_ms: Sequence[float],
@@ -43,22 +43,6 @@ def fit_correction(raw_ms: Sequence[float], n_layers: Sequence[int], measured_ms
         if scale > 0 and offset >= 0 and per_layer >= -scale * min_layer_ms and np.all(pred > 0):
             return Correction(scale, per_layer, offset, len(y))
     return Correction(float(np.sum(y * w) / np.sum(raw * w)), 0.0, 0.0, len(y))
-
-
-def kendall_tau(a: Sequence[float], b: Sequence[float]) -> float:
-    """Kendall's tau-b rank correlation of two equally long sequences (ties handled)."""
-    x, y = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
-    if len(x) != len(y):
-        raise ValueError("kendall_tau needs sequences of the same length")
-    if len(x) < 2:
-        return float("nan")
-    dx = np.sign(x[:, None] - x[None, :])
-    dy = np.sign(y[:, None] - y[None, :])
-    iu = np.triu_indices(len(x), 1)
-    dx, dy = dx[iu], dy[iu]
-    num = float(np.sum(dx * dy))
-    den = math.sqrt(float(np.sum(dx != 0)) * float(np.sum(dy != 0)))
-    return num / den if den > 0 else float("nan")
 
 
 def accuracy_metrics(measured_ms: Sequence[float], predicted_ms: Sequence[float]) -> dict[str, float]:

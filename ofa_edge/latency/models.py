@@ -10,15 +10,12 @@ from typing import Callable
 import torch
 
 from ofa_edge.devices.bundle import ModelFile
-from ofa_edge.errors import OfaEdgeError
+from ofa_edge.devices.runtimes import get_runtime
 from ofa_edge.latency.blocks import input_shape
 from ofa_edge.space import LayerSpec, SearchSpace, Subnet, layers
 
 #: Bump when the exported models change (their latency or their bytes).
 MODEL_VERSION = 5
-SUFFIX = {"onnxruntime": ".onnx", "tflite": ".tflite", "torch": ".pt"}
-#: Runtimes that run another runtime's model files (benchmark binaries): they share its exports and cache.
-FORMAT_OF = {"benchmark_model": "tflite", "trtexec": "onnxruntime"}
 
 
 def default_cache_dir() -> Path:
@@ -41,28 +38,8 @@ def subnet_name(subnet: Subnet, n_classes: int, space: SearchSpace) -> str:
 
 
 def exporter(runtime: str) -> Callable[[torch.nn.Module, Path, tuple[int, ...]], None]:
-    """The function writing a model for ``runtime`` (onnxruntime, tflite, torch, or a benchmark binary's)."""
-    runtime = FORMAT_OF.get(runtime, runtime)
-    if runtime == "onnxruntime":
-        from ofa_edge.export.onnx import export_onnx
-
-        return lambda m, p, s: export_onnx(m, p, s, dynamic_batch=False)
-    if runtime == "tflite":
-        try:
-            from ofa_edge.export.tflite import export_tflite
-        except ImportError as exc:
-            raise OfaEdgeError(f"TFLite export is not available here ({exc}); install the extra: "
-                               "pip install 'ofa-edge[tflite]'") from None
-        return lambda m, p, s: export_tflite(m, p, s)
-    if runtime == "torch":
-        def save_ts(m: torch.nn.Module, p: Path, s: tuple[int, ...]) -> None:
-            from ofa_edge.io import atomic_save
-
-            traced = torch.jit.trace(m.eval(), torch.zeros(s))
-            atomic_save(p, lambda fh: torch.jit.save(traced, fh))
-
-        return save_ts
-    raise OfaEdgeError(f"unknown runtime {runtime!r}; use onnxruntime, tflite or torch")
+    """The function writing a model for ``runtime`` (any registered device runtime)."""
+    return get_runtime(runtime).write_model
 
 
 #: Length of the random pattern tiled over each weight tensor: a prime, so the tiling does not line up
@@ -89,8 +66,7 @@ def compressible_weights(model: torch.nn.Module) -> torch.nn.Module:
 
 def _export_cached(name: str, build: Callable[[], torch.nn.Module], shape: tuple[int, ...], runtime: str,
                    cache_dir: Path, write) -> ModelFile:
-    fmt = FORMAT_OF.get(runtime, runtime)
-    path = Path(cache_dir) / fmt / f"{name}_bs{shape[0]}{SUFFIX[fmt]}"
+    path = Path(cache_dir) / runtime / f"{name}_bs{shape[0]}{get_runtime(runtime).suffix}"
     if not path.is_file() or path.stat().st_size == 0:
         path.parent.mkdir(parents=True, exist_ok=True)
         torch.manual_seed(0)

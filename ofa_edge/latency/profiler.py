@@ -29,7 +29,7 @@ from ofa_edge.latency.models import (MODEL_VERSION, block_model, block_name, def
                                      subnet_name)
 from ofa_edge.latency.table import LatencyTable, Row, load_table
 from ofa_edge.latency.validation import Measured, load_validation, save_validation
-from ofa_edge.space import SearchSpace, Subnet, get_space, layers, sample, subnet_from_json
+from ofa_edge.space import SearchSpace, Subnet, get_space, layers, resolve_space, sample, subnet_from_json
 
 Progress = Callable[[str, str, int, int], None]  # (device, phase, done, total)
 #: The torch exporters are not thread-safe: fleet threads export one at a time (cache hits are instant).
@@ -40,7 +40,7 @@ _EXPORT_LOCK = threading.Lock()
 class ProfileOptions:
     """What to profile: space, resolutions, classes, how many whole subnets to fit and to validate."""
 
-    space: str | SearchSpace = "cifar-mbv3"  # a registered name or a SearchSpace
+    space: str | SearchSpace = "cifar-mbv3"  # a registered name, a .json space file or a SearchSpace
     resolutions: tuple[int, ...] | None = None
     n_classes: int = 10
     calibrate: int = 20
@@ -93,8 +93,8 @@ def table_paths(tables_dir: Path, device: str, runtime: str) -> dict[str, Path]:
             "journal": folder / f"{runtime}.journal.jsonl", "lock": folder / f"{runtime}.lock"}
 
 
-def plan_subnets(space: SearchSpace, resolutions: Sequence[int], calibrate: int, validate: int,
-                 seed: int = 0) -> tuple[list[Subnet], list[Subnet]]:
+def plan_calibration_subnets(space: SearchSpace, resolutions: Sequence[int], calibrate: int, validate: int,
+                             seed: int = 0) -> tuple[list[Subnet], list[Subnet]]:
     """Distinct random subnets: ``calibrate`` for the fit, then ``validate`` others for the held-out test.
 
     Deterministic in ``seed``, and prefix-stable: asking for more test subnets later keeps the first ones.
@@ -185,10 +185,10 @@ class _Plan:
 
 
 def _plan(opts: ProfileOptions) -> _Plan:
-    space = opts.space if isinstance(opts.space, SearchSpace) else get_space(opts.space)
+    space = resolve_space(opts.space)
     res = tuple(sorted(set(opts.resolutions or space.resolutions)))
     blocks = enumerate_blocks(space, res, opts.n_classes)
-    fit, test = plan_subnets(space, res, opts.calibrate, opts.validate, opts.seed)
+    fit, test = plan_calibration_subnets(space, res, opts.calibrate, opts.validate, opts.seed)
     return _Plan(space, res, blocks, fit, test)
 
 

@@ -1,4 +1,4 @@
-"""Rank and error metrics for predicted vs measured accuracy (no SciPy needed)."""
+"""Rank and error metrics for predicted vs measured values, accuracy or latency (no SciPy needed)."""
 
 from __future__ import annotations
 
@@ -36,8 +36,10 @@ def spearman(a, b) -> float:
 
 
 def kendall_tau(a, b) -> float:
-    """Kendall's tau-b over all pairs (O(n^2) memory in blocks; fine for a few thousand rows)."""
+    """Kendall's tau-b over all pairs, ties handled (O(n^2) time in blocks; fine for a few thousand rows)."""
     a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
+    if len(a) != len(b):
+        raise ValueError("kendall_tau needs sequences of the same length")
     n = len(a)
     conc = disc = ties_a = ties_b = 0
     for start in range(0, n, 512):

@@ -2,18 +2,19 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Callable
 
 import numpy as np
 
+from ofa_edge.errors import InvalidValueError
+from ofa_edge.registry import Registry
 from ofa_edge.search.cost import AdditiveCost, CallableCost, Constraint, batch_fn_of, cost_model, macs_cost, params_cost
 from ofa_edge.search.evolution import EvolutionConfig, ScoreFn, SearchResult, check_feasible, evolve, random_search
 from ofa_edge.search.genome import GenomeCodec
 from ofa_edge.search.selectors import SampledEntry, last_sampled
 from ofa_edge.space import SearchSpace
 
-SELECTORS = ("evolution", "last-sampled", "random")
 
 
 @dataclass
@@ -44,7 +45,7 @@ class SearchSetup:
         out = []
         if latency_ms is not None:
             if self.latency is None:
-                raise ValueError("a latency budget needs a latency table (give --device)")
+                raise InvalidValueError("a latency budget needs a latency table (name a device)", "device")
             out.append(Constraint(self.latency, float(latency_ms)))
         if max_macs is not None:
             out.append(Constraint(self.macs, float(max_macs)))
@@ -62,27 +63,89 @@ class SearchSetup:
         return out
 
 
+@dataclass
+class SelectOptions:
+    """Selector settings besides the bounds: evolution settings, the training log, random draws, progress."""
+
+    config: EvolutionConfig = field(default_factory=EvolutionConfig)
+    sampled: list[SampledEntry] | None = None
+    random_n: int = 1000
+    progress: Callable[[int, float], None] | None = None
+
+
+class Selector:
+    """Picks one subnet of a SearchSetup under constraints. Subclass, set the flags, register."""
+
+    name = ""
+    #: Whether it ranks by the accuracy predictor (else the predictor is optional).
+    needs_predictor = True
+    #: Whether it picks from the training log (``runs/<run>/sampled.csv``) instead of the whole space.
+    needs_training_log = False
+
+    def select(self, setup: SearchSetup, constraints: list[Constraint], opts: SelectOptions) -> SearchResult:
+        """The chosen subnet and the ranking it was chosen from."""
+        raise NotImplementedError
+
+
+#: Selectors by name (the names ``select`` and ``specialize`` accept).
+SELECTORS: Registry[Selector] = Registry("selector", "selector")
+
+
+def register_selector(cls: type[Selector]) -> type[Selector]:
+    """Class decorator: register an instance of ``cls`` under ``cls.name`` (a taken name is refused)."""
+    SELECTORS.add(cls.name, cls())
+    return cls
+
+
+@register_selector
+class Evolution(Selector):
+    """OFA's evolutionary search, maximising the predicted accuracy."""
+
+    name = "evolution"
+
+    def select(self, setup, constraints, opts):
+        return evolve(setup.codec, setup.score, constraints, opts.config, opts.progress)
+
+
+@register_selector
+class LastSampled(Selector):
+    """TOFA's rule: of the subnets the training log holds, the one sampled last that meets the bounds."""
+
+    name = "last-sampled"
+    needs_predictor = False
+    needs_training_log = True
+
+    def select(self, setup, constraints, opts):
+        if opts.sampled is None:
+            raise InvalidValueError("the last-sampled selector needs the training log (sampled.csv)", "selector")
+        return last_sampled(setup.codec, opts.sampled, constraints, setup.score)
+
+
+@register_selector
+class RandomDraw(Selector):
+    """The best predicted of ``random_n`` uniformly drawn feasible subnets."""
+
+    name = "random"
+
+    def select(self, setup, constraints, opts):
+        return random_search(setup.codec, setup.score, constraints, opts.random_n, opts.config.seed,
+                             opts.config.max_retries)
+
+
 def select(setup: SearchSetup, selector: str = "evolution", *, latency_ms: float | None = None,
            max_macs: float | None = None, max_params: float | None = None,
            config: EvolutionConfig = EvolutionConfig(), sampled: list[SampledEntry] | None = None,
            random_n: int = 1000, progress: Callable[[int, float], None] | None = None) -> SearchResult:
-    """Pick one subnet under the bounds with ``selector`` (evolution | last-sampled | random)."""
+    """Pick one subnet under the bounds with a registered ``selector`` (evolution | last-sampled | random)."""
+    chosen = SELECTORS.get(selector)
     cons = setup.constraints(latency_ms, max_macs, max_params)
-    if selector == "evolution":
-        return evolve(setup.codec, setup.score, cons, config, progress)
-    if selector == "random":
-        return random_search(setup.codec, setup.score, cons, random_n, config.seed, config.max_retries)
-    if selector == "last-sampled":
-        if sampled is None:
-            raise ValueError("--selector last-sampled needs the training log (sampled.csv)")
-        return last_sampled(setup.codec, sampled, cons, setup.score)
-    raise ValueError(f"--selector: {selector!r} is not one of {', '.join(SELECTORS)}")
+    return chosen.select(setup, cons, SelectOptions(config, sampled, random_n, progress))
 
 
 def select_budgets(setup: SearchSetup, budgets_ms: list[float], selector: str = "evolution",
                    **kwargs: Any) -> list[SearchResult]:
     """One result per latency budget (ascending); an infeasible budget fails before any search runs."""
     budgets = sorted(budgets_ms)
-    if selector != "last-sampled":
+    if not SELECTORS.get(selector).needs_training_log:
         check_feasible(setup.codec, setup.constraints(budgets[0], kwargs.get("max_macs"), kwargs.get("max_params")))
     return [select(setup, selector, latency_ms=b, **kwargs) for b in budgets]

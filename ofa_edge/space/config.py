@@ -15,6 +15,8 @@ OFA_STAGE_ACTS = ("relu", "relu", "h_swish", "h_swish", "h_swish")
 OFA_STAGE_SE = (False, True, False, True, True)
 
 STEMS = {"imagenet": 2, "cifar": 1}
+#: The supernet family of every built-in space; files of spaces of this family do not store it.
+DEFAULT_FAMILY = "mobilenetv3"
 
 
 def make_divisible(v: float, divisor: int = 8, min_value: int | None = None) -> int:
@@ -42,11 +44,12 @@ class SearchSpace:
     stage_strides: tuple[int, ...] = OFA_STAGE_STRIDES
     stage_acts: tuple[str, ...] = OFA_STAGE_ACTS
     stage_se: tuple[bool, ...] = OFA_STAGE_SE
+    family: str = DEFAULT_FAMILY  # the supernet family that builds it (``ofa_edge.supernet.create_supernet``)
     extra: dict[str, Any] = field(default_factory=dict, compare=False, hash=False)
 
     def __post_init__(self) -> None:
-        if not isinstance(self.name, str) or not isinstance(self.stem, str):
-            raise ValueError("name and stem must be strings")
+        if not isinstance(self.name, str) or not isinstance(self.stem, str) or not isinstance(self.family, str):
+            raise ValueError("name, stem and family must be strings")
         if isinstance(self.width_mult, bool) or not isinstance(self.width_mult, (int, float)) \
                 or not math.isfinite(self.width_mult):
             raise ValueError(f"width_mult: must be a finite number, got {self.width_mult!r}")
@@ -106,10 +109,6 @@ class SearchSpace:
     def stem_stride(self) -> int:
         return STEMS[self.stem]
 
-    def stage_of(self, block: int) -> int:
-        """Stage index of elastic block slot ``block`` (0-based)."""
-        return block // self.max_depth
-
     @property
     def n_subnets(self) -> int:
         """Number of distinct architectures (active blocks only) times resolutions."""
@@ -121,6 +120,8 @@ class SearchSpace:
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
         d.pop("extra")
+        if d["family"] == DEFAULT_FAMILY:  # keeps files and fingerprints of the built-in family unchanged
+            d.pop("family")
         for k, v in d.items():
             if isinstance(v, tuple):
                 d[k] = list(v)
@@ -150,9 +151,6 @@ class SearchSpace:
     def describe(self) -> str:
         return (f"{self.name}: stem={self.stem} width={self.width_mult} ks={list(self.ks_list)} "
                 f"e={list(self.expand_list)} d={list(self.depth_list)} r={list(self.resolutions)}")
-
-    def log10_subnets(self) -> float:
-        return math.log10(self.n_subnets)
 
 
 def _int_list(name: str, values: Any) -> list[int]:

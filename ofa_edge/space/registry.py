@@ -4,31 +4,27 @@ from __future__ import annotations
 
 from typing import Callable
 
+from ofa_edge.errors import FileFormatError, UnknownNameError
+from ofa_edge.registry import Registry
 from ofa_edge.space.config import SearchSpace
 
-_SPACES: dict[str, Callable[[], SearchSpace]] = {}
+#: Named search spaces: zero-argument factories returning a :class:`SearchSpace`.
+SPACES: Registry[Callable[[], SearchSpace]] = Registry("search space", "space")
 
 
 def register_space(name: str):
-    """Decorator: register a zero-argument factory under ``name``."""
-
-    def wrap(fn: Callable[[], SearchSpace]) -> Callable[[], SearchSpace]:
-        _SPACES[name] = fn
-        return fn
-
-    return wrap
+    """Decorator: register a zero-argument factory under ``name`` (a name already taken is refused)."""
+    return SPACES.register(name)
 
 
 def list_spaces() -> list[str]:
-    return sorted(_SPACES)
+    """The registered space names, sorted."""
+    return SPACES.list()
 
 
 def get_space(name: str) -> SearchSpace:
     """Return the registered space ``name``; unknown names list the known ones."""
-    try:
-        return _SPACES[name]()
-    except KeyError:
-        raise ValueError(f"unknown search space {name!r}; known: {', '.join(list_spaces())}") from None
+    return SPACES.get(name)()
 
 
 @register_space("ofa-mbv3-w1")
@@ -63,15 +59,15 @@ def resolve_space(spec: "str | SearchSpace") -> SearchSpace:
 
     if isinstance(spec, SearchSpace):
         return spec
-    if spec in _SPACES:
+    if spec in SPACES:
         return get_space(spec)
     path = Path(spec)
     if path.suffix == ".json" or path.is_file():
         if not path.is_file():
-            raise ValueError(f"search space file {spec!r} does not exist")
+            raise FileFormatError(path, "search space file does not exist", "space")
         try:
             return SearchSpace.from_dict(json.loads(path.read_text()))
-        except (json.JSONDecodeError, TypeError, ValueError) as exc:
-            raise ValueError(f"{spec}: not a valid search space file: {exc}") from None
-    raise ValueError(f"unknown search space {spec!r}; known: {', '.join(list_spaces())} "
-                     "(or the path of a .json space file)")
+        except (json.JSONDecodeError, TypeError, ValueError, UnicodeDecodeError) as exc:
+            raise FileFormatError(path, f"not a valid search space file: {exc}", "space") from None
+    raise UnknownNameError("search space", spec, list_spaces(), "space",
+                           "(or the path of a .json space file)")

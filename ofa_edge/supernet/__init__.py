@@ -2,11 +2,13 @@
 
 from ofa_edge.supernet.checkpoint import (load_any, load_ofa_checkpoint, load_supernet, read_supernet_file,
                                           save_supernet)
+from ofa_edge.supernet.factory import SUPERNETS, create_supernet, register_supernet
 from ofa_edge.supernet.heads import HeadMap, SwitchableHead
 from ofa_edge.supernet.mobilenetv3 import OFAMobileNetV3
 from ofa_edge.supernet.static import StaticMobileNetV3, build_layer
 
 __all__ = [
-    "HeadMap", "OFAMobileNetV3", "StaticMobileNetV3", "SwitchableHead", "build_layer", "load_any",
-    "load_ofa_checkpoint", "load_supernet", "read_supernet_file", "save_supernet",
+    "SUPERNETS", "HeadMap", "OFAMobileNetV3", "StaticMobileNetV3", "SwitchableHead", "build_layer",
+    "create_supernet", "load_any", "load_ofa_checkpoint", "load_supernet", "read_supernet_file",
+    "register_supernet", "save_supernet",
 ]

@@ -10,7 +10,8 @@ import torch
 
 from ofa_edge.errors import FileFormatError
 from ofa_edge.io import atomic_save
-from ofa_edge.space import SearchSpace, get_space
+from ofa_edge.space import SearchSpace, get_space, resolve_space
+from ofa_edge.supernet.factory import create_supernet
 from ofa_edge.supernet.heads import HeadMap
 from ofa_edge.supernet.mobilenetv3 import OFAMobileNetV3
 
@@ -111,7 +112,7 @@ def load_ofa_checkpoint(path: str | os.PathLike, space: SearchSpace | str | None
     if space is None:
         space = _guess_ofa_space(path, sd)
     elif isinstance(space, str):
-        space = get_space(space)
+        space = resolve_space(space)
     head = sd.get("classifier.heads.0.linear.weight")
     if head is None:
         raise FileFormatError(path, "not an OFA MobileNetV3 state dict (no classifier.linear.weight)")
@@ -171,7 +172,7 @@ def supernet_from_payload(path: str | os.PathLike, obj: dict[str, Any]) -> OFAMo
             raise ValueError(f"n_classes must be positive, got {n_classes}")
     except (KeyError, TypeError, ValueError) as exc:
         raise FileFormatError(path, f"bad checkpoint header: {exc}") from None
-    net = OFAMobileNetV3(space, n_classes, head_map, dropout)
+    net = create_supernet(space, n_classes, head_map, dropout)
     load_state_into(net, _state_dict_of(Path(path), obj), path, allow_missing=())
     return net
 

@@ -6,9 +6,10 @@ import math
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
-from ofa_edge.errors import OfaEdgeError
+from ofa_edge.errors import InvalidValueError
+from ofa_edge.train.strategies import STRATEGIES
 
-STRATEGIES = ("progressive", "random", "sandwich", "tofa")
+DEVICES = ("auto", "cpu", "cuda")
 
 
 @dataclass(frozen=True)
@@ -56,37 +57,34 @@ class TrainConfig:
         self.validate()
 
     def validate(self) -> None:
-        """Raise OfaEdgeError naming the bad field and its allowed values."""
+        """Raise InvalidValueError naming the bad field (``.field``) and its allowed values."""
         for name in ("lr", "momentum", "weight_decay", "label_smoothing", "kd_ratio", "dropout", "val_fraction",
                      "threshold", "lambda_u"):
             if not math.isfinite(getattr(self, name)):
-                raise OfaEdgeError(f"{name.replace('_', ' ')}: must be a finite number, got {getattr(self, name)}")
-        if self.strategy not in STRATEGIES:
-            raise OfaEdgeError(f"strategy: {self.strategy!r} is not one of {list(STRATEGIES)}")
+                _bad(name, f"must be a finite number, got {getattr(self, name)}")
+        strategy = STRATEGIES.get(self.strategy)
         for name in ("epochs", "batch_size", "heads", "unlabelled_ratio"):
             if getattr(self, name) < 1:
-                raise OfaEdgeError(f"{name.replace('_', ' ')}: must be at least 1, got {getattr(self, name)}")
+                _bad(name, f"must be at least 1, got {getattr(self, name)}")
         if self.lr <= 0:
-            raise OfaEdgeError(f"lr: must be positive, got {self.lr}")
+            _bad("lr", f"must be positive, got {self.lr}")
         if not 0 <= self.label_smoothing < 1:
-            raise OfaEdgeError(f"label smoothing: must be in [0, 1), got {self.label_smoothing}")
+            _bad("label_smoothing", f"must be in [0, 1), got {self.label_smoothing}")
         if not 0 <= self.threshold <= 1:
-            raise OfaEdgeError(f"threshold: must be in [0, 1], got {self.threshold}")
+            _bad("threshold", f"must be in [0, 1], got {self.threshold}")
         if self.n_random < 0:
-            raise OfaEdgeError(f"n random: must be >= 0, got {self.n_random}")
+            _bad("n_random", f"must be >= 0, got {self.n_random}")
         if self.steps_per_epoch is not None and self.steps_per_epoch < 1:
-            raise OfaEdgeError(f"steps per epoch: must be at least 1, got {self.steps_per_epoch}")
-        if self.strategy == "tofa" and self.labels_per_class is None and self.fixmatch:
-            raise OfaEdgeError("strategy tofa: needs unlabelled images; pass --labels-per-class N "
-                               "(N labelled per class, the rest unlabelled)")
-        if self.device not in ("auto", "cpu", "cuda"):
-            raise OfaEdgeError(f"device: {self.device!r} is not one of ['auto', 'cpu', 'cuda']")
+            _bad("steps_per_epoch", f"must be at least 1, got {self.steps_per_epoch}")
+        strategy.check_config(self)
+        if self.device not in DEVICES:
+            _bad("device", f"{self.device!r} is not one of {list(DEVICES)}")
         if self.workers < 0:
-            raise OfaEdgeError(f"workers: must be >= 0, got {self.workers}")
+            _bad("workers", f"must be >= 0, got {self.workers}")
         if self.phase_lr is not None and any(p <= 0 for p in self.phase_lr):
-            raise OfaEdgeError(f"phase lr: multipliers must be positive, got {list(self.phase_lr)}")
+            _bad("phase_lr", f"multipliers must be positive, got {list(self.phase_lr)}")
         if self.phase_epochs is not None and any(p < 0 for p in self.phase_epochs):
-            raise OfaEdgeError(f"phase epochs: must be >= 0, got {list(self.phase_epochs)}")
+            _bad("phase_epochs", f"must be >= 0, got {list(self.phase_epochs)}")
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -105,6 +103,10 @@ class TrainConfig:
             if f.name in data and not _fits(data[f.name], str(f.type)):
                 raise ValueError(f"train config: {f.name} = {data[f.name]!r} is not of type {f.type}")
         return cls(**data)
+
+
+def _bad(name: str, problem: str) -> None:
+    raise InvalidValueError(f"{name.replace('_', ' ')}: {problem}", name)
 
 
 def _fits(value: Any, annotation: str) -> bool:

@@ -18,15 +18,16 @@ from torch.utils.data import DataLoader, Dataset
 
 from ofa_edge.data import Loader, TaskData, load_task, make_loader
 from ofa_edge.errors import FileFormatError, OfaEdgeError
-from ofa_edge.space import get_space, max_subnet, min_subnet
-from ofa_edge.supernet import HeadMap, OFAMobileNetV3
+from ofa_edge.space import max_subnet, min_subnet, resolve_space
+from ofa_edge.supernet import HeadMap, OFAMobileNetV3, create_supernet
 from ofa_edge.supernet.sort import sort_channels
 from ofa_edge.train import distributed
 from ofa_edge.train.checkpoint import (CHECKPOINT_NAME, load_init, read_train_checkpoint, resume_net,
                                        save_train_checkpoint, write_metrics, write_sampled)
 from ofa_edge.train.config import TrainConfig
 from ofa_edge.train.evaluate import evaluate_subnet
-from ofa_edge.train.strategies import Phase, StepBatch, plan_phases, run_step, subnets_for_step
+from ofa_edge.train.strategies import (Phase, StepBatch, make_strategy, plan_phases, run_step,
+                                        subnets_for_step)
 
 
 class TrainingInterrupted(OfaEdgeError):
@@ -89,7 +90,7 @@ class _StopFlag:
 
 @dataclass
 class BatchSource:
-    """Step batches of a run: labelled (and, for tofa, unlabelled weak/strong) views, by (epoch, step)."""
+    """Step batches of a run: labelled (and, for strategies that need them, unlabelled weak/strong) views."""
 
     lab: Loader
     unl: Loader | None
@@ -154,7 +155,7 @@ class _Run:
         w, r = info.world, info.rank
         self.lab = make_loader(task.train, self.res, cfg.batch_size, True, cfg.seed, rank=r, world=w)
         self.unl = None
-        if cfg.strategy == "tofa" and task.unlabelled is not None and (cfg.fixmatch or cfg.kd_unlabelled):
+        if make_strategy(cfg).needs_unlabelled and task.unlabelled is not None:
             self.unl = make_loader(task.unlabelled, self.res, cfg.batch_size * cfg.unlabelled_ratio, True,
                                    cfg.seed + 1, views=("weak", "strong"), rank=r, world=w)
         driver = self.unl if self.unl is not None else self.lab
@@ -252,7 +253,7 @@ class _Run:
             group["lr"] = lr
         batch = StepBatch(*(t.to(self.device) if t is not None else None
                             for t in (batch.x, batch.y, batch.u_weak, batch.u_strong)))
-        subnets = subnets_for_step(self.cfg.strategy, phase, self.cfg.seed, self.iteration)
+        subnets = subnets_for_step(self.cfg, phase, self.cfg.seed, self.iteration)
         self.optimizer.zero_grad(set_to_none=True)
         stats = run_step(self.cfg, phase, self.net, self.model, subnets, batch, self.teacher)
         self.optimizer.step()
@@ -338,15 +339,15 @@ def remove_stale_temps(out: Path) -> list[str]:
 
 def build_net(cfg: TrainConfig, task: TaskData) -> tuple[OFAMobileNetV3, dict | None]:
     """A fresh supernet for the task (seeded), optionally initialised from ``cfg.init``."""
-    space = get_space(cfg.space)
+    space = resolve_space(cfg.space)
     head_map = HeadMap.from_space(space, cfg.heads, task.n_classes)
     torch.manual_seed(cfg.seed)
-    net = OFAMobileNetV3(space, task.n_classes, head_map, cfg.dropout)
+    net = create_supernet(space, task.n_classes, head_map, cfg.dropout)
     report = load_init(net, cfg.init) if cfg.init else None
     return net.train(), report
 
 
-def resolve_space(cfg: TrainConfig) -> TrainConfig:
+def fill_space(cfg: TrainConfig) -> TrainConfig:
     """Fill in ``space`` from the --init checkpoint when it was not given."""
     if cfg.space:
         return cfg
@@ -379,7 +380,7 @@ def train(cfg: TrainConfig | None = None, resume: str | Path | None = None,
         if (Path(cfg.out) / CHECKPOINT_NAME).is_file():
             raise OfaEdgeError(f"out: {cfg.out} already holds a training run; continue it with "
                                f"--resume {cfg.out}, or pass another --out")
-        cfg = resolve_space(cfg)
+        cfg = fill_space(cfg)
     device = pick_device(cfg)
     info = distributed.setup("nccl" if device.type == "cuda" else "gloo")
     task = load_task(cfg.data, cfg.val_fraction, cfg.labels_per_class, cfg.seed)

@@ -11,16 +11,19 @@ import dataclasses
 import math
 import random
 from dataclasses import dataclass
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 import torch
 import torch.nn.functional as F
 
 from ofa_edge.data import derive_seed
-from ofa_edge.errors import OfaEdgeError
+from ofa_edge.errors import InvalidValueError, OfaEdgeError
+from ofa_edge.registry import Registry
 from ofa_edge.space import SearchSpace, Subnet, max_subnet, min_subnet, sample
-from ofa_edge.train.config import TrainConfig
 from ofa_edge.train.losses import TofaTerms, kd_loss, pseudo_labels, smooth_ce, tofa_loss
+
+if TYPE_CHECKING:
+    from ofa_edge.train.config import TrainConfig
 
 
 @dataclass(frozen=True)
@@ -110,60 +113,101 @@ def _rngs(seed: int, iteration: int, n: int) -> list[random.Random]:
     return [random.Random(derive_seed(seed, iteration, k)) for k in range(n)]
 
 
+@dataclass(frozen=True)
+class StrategyParams:
+    """A strategy's own settings; ``from_config`` takes each field from the TrainConfig field of that name."""
+
+    label_smoothing: float = 0.1
+
+    @classmethod
+    def from_config(cls, cfg: "TrainConfig") -> "StrategyParams":
+        """The params of ``cfg`` (fields TrainConfig lacks keep their defaults)."""
+        return cls(**{f.name: getattr(cfg, f.name) for f in dataclasses.fields(cls) if hasattr(cfg, f.name)})
+
+    def get_state(self) -> dict:
+        """The params as a plain dict (for logs and checkpoints)."""
+        return dataclasses.asdict(self)
+
+
 class Strategy:
-    """How a run is split into phases, which subnets a step trains, and each subnet's loss."""
+    """How a run is split into phases, which subnets a step trains, and each subnet's loss.
+
+    A new strategy is one subclass registered with ``@register_strategy("name")``: it declares its
+    ``Params`` dataclass, whether it trains on unlabelled images (``needs_unlabelled``) and overrides
+    ``subnets`` and/or ``subnet_loss``.
+    """
 
     name = ""
+    Params: type[StrategyParams] = StrategyParams
+    #: Whether the step wants an unlabelled batch (``StepBatch.u_weak``/``u_strong``).
+    needs_unlabelled = False
 
-    def phases(self, cfg: TrainConfig, space: SearchSpace) -> list[Phase]:
-        return [Phase(self.name, cfg.epochs, space, 1.0, self.subnets_per_step(cfg))]
+    def __init__(self, params: StrategyParams | None = None):
+        self.params = params if params is not None else self.Params()
 
-    def subnets_per_step(self, cfg: TrainConfig) -> int:
+    @classmethod
+    def from_config(cls, cfg: "TrainConfig") -> "Strategy":
+        """The strategy with the params of ``cfg``."""
+        return cls(cls.Params.from_config(cfg))
+
+    @classmethod
+    def check_config(cls, cfg: "TrainConfig") -> None:
+        """Raise InvalidValueError (naming the field) if ``cfg`` cannot run this strategy."""
+
+    def phases(self, cfg: "TrainConfig", space: SearchSpace) -> list[Phase]:
+        """The run's phases (default: one phase over the whole space)."""
+        return [Phase(self.name, cfg.epochs, space, 1.0, self.subnets_per_step())]
+
+    def subnets_per_step(self) -> int:
+        """Subnets trained per step."""
         return 1
 
     def subnets(self, phase: Phase, seed: int, iteration: int) -> list[tuple[str, Subnet]]:
         """(role, subnet) pairs of a step; every process draws the same ones."""
         return [("random", sample(phase.space, rng)) for rng in _rngs(seed, iteration, phase.n_subnets)]
 
-    def step(self, cfg: TrainConfig, phase: Phase, net, model: Callable, subnets: list[tuple[str, Subnet]],
+    def step(self, phase: Phase, net, model: Callable, subnets: list[tuple[str, Subnet]],
              batch: StepBatch, teacher=None) -> dict[str, float]:
         """Forward and backward every subnet (gradients accumulate); returns the loss parts."""
         stats: dict[str, float] = {}
         context: dict = {}
         for role, subnet in subnets:
             net.set_subnet(subnet)
-            loss = self.subnet_loss(cfg, phase, model, role, subnet.r, batch, teacher, context, stats)
+            loss = self.subnet_loss(phase, model, role, subnet.r, batch, teacher, context, stats)
             loss.backward()
             value = float(loss.detach())
             stats[f"{role}_loss"] = stats.get(f"{role}_loss", 0.0) + value
             stats["loss"] = stats.get("loss", 0.0) + value / len(subnets)
         return stats
 
-    def subnet_loss(self, cfg, phase, model, role, r, batch, teacher, context, stats) -> torch.Tensor:
+    def subnet_loss(self, phase, model, role, r, batch, teacher, context, stats) -> torch.Tensor:
         """Label-smoothed CE on the labelled batch."""
-        return smooth_ce(model(at_resolution(batch.x, r)), batch.y, cfg.label_smoothing)
+        return smooth_ce(model(at_resolution(batch.x, r)), batch.y, self.params.label_smoothing)
 
 
-_STRATEGIES: dict[str, type[Strategy]] = {}
+#: Training strategies by name (the names ``TrainConfig.strategy`` accepts).
+STRATEGIES: Registry[type[Strategy]] = Registry("training strategy", "strategy")
 
 
 def register_strategy(name: str):
-    """Class decorator: make a Strategy available as ``--strategy name``."""
+    """Class decorator: make a Strategy available as ``TrainConfig(strategy=name)``; a taken name is refused."""
 
     def wrap(cls: type[Strategy]) -> type[Strategy]:
+        STRATEGIES.add(name, cls)
         cls.name = name
-        _STRATEGIES[name] = cls
         return cls
 
     return wrap
 
 
-def get_strategy(name: str) -> Strategy:
-    """The strategy registered as ``name``."""
-    try:
-        return _STRATEGIES[name]()
-    except KeyError:
-        raise OfaEdgeError(f"strategy: {name!r} is not one of {sorted(_STRATEGIES)}") from None
+def get_strategy(name: str) -> type[Strategy]:
+    """The strategy class registered as ``name`` (UnknownNameError lists the known ones)."""
+    return STRATEGIES.get(name)
+
+
+def make_strategy(cfg: "TrainConfig") -> Strategy:
+    """The strategy ``cfg.strategy`` with its params taken from ``cfg``."""
+    return get_strategy(cfg.strategy).from_config(cfg)
 
 
 @register_strategy("random")
@@ -171,31 +215,54 @@ class RandomSampling(Strategy):
     """One uniformly sampled subnet per step, label-smoothed CE (random subnet sampling)."""
 
 
+@dataclass(frozen=True)
+class ProgressiveParams(StrategyParams):
+    """Progressive shrinking: distillation weight, explicit phase lengths and lr multipliers."""
+
+    kd_ratio: float = 1.0
+    phase_epochs: tuple[int, ...] | None = None
+    phase_lr: tuple[float, ...] | None = None
+
+
 @register_strategy("progressive")
 class ProgressiveShrinking(Strategy):
     """OFA: full net, then elastic kernel, depth, expand; later phases distil from the full net."""
 
-    def phases(self, cfg: TrainConfig, space: SearchSpace) -> list[Phase]:
-        return progressive_phases(space, cfg.epochs, cfg.phase_epochs, cfg.phase_lr)
+    Params = ProgressiveParams
 
-    def subnet_loss(self, cfg, phase, model, role, r, batch, teacher, context, stats) -> torch.Tensor:
+    def phases(self, cfg: "TrainConfig", space: SearchSpace) -> list[Phase]:
+        p = self.params
+        return progressive_phases(space, cfg.epochs, p.phase_epochs, p.phase_lr)
+
+    def subnet_loss(self, phase, model, role, r, batch, teacher, context, stats) -> torch.Tensor:
+        p = self.params
         logits = model(at_resolution(batch.x, r))
-        loss = smooth_ce(logits, batch.y, cfg.label_smoothing)
-        if phase.teacher and teacher is not None and cfg.kd_ratio > 0:
+        loss = smooth_ce(logits, batch.y, p.label_smoothing)
+        if phase.teacher and teacher is not None and p.kd_ratio > 0:
             cache = context.setdefault("teacher", {})
             if r not in cache:  # the teacher runs in train mode under no-grad, as OFA's
                 with torch.no_grad():
                     cache[r] = teacher(at_resolution(batch.x, r)).detach()
-            loss = loss + cfg.kd_ratio * kd_loss(logits, cache[r])
+            loss = loss + p.kd_ratio * kd_loss(logits, cache[r])
         return loss
+
+
+@dataclass(frozen=True)
+class SandwichParams(StrategyParams):
+    """Sandwich rule: distillation weight and random subnets per step besides max and min."""
+
+    kd_ratio: float = 1.0
+    n_random: int = 2
 
 
 @register_strategy("sandwich")
 class Sandwich(Strategy):
     """Max + min + n random subnets per step; the max net learns from labels, the others distil from it."""
 
-    def subnets_per_step(self, cfg: TrainConfig) -> int:
-        return 2 + cfg.n_random
+    Params = SandwichParams
+
+    def subnets_per_step(self) -> int:
+        return 2 + self.params.n_random
 
     def subnets(self, phase: Phase, seed: int, iteration: int) -> list[tuple[str, Subnet]]:
         space = phase.space
@@ -203,13 +270,26 @@ class Sandwich(Strategy):
         return [("max", max_subnet(space)), ("min", min_subnet(space))] + \
                [("random", sample(space, rng)) for rng in rngs[:phase.n_subnets - 2]]
 
-    def subnet_loss(self, cfg, phase, model, role, r, batch, teacher, context, stats) -> torch.Tensor:
+    def subnet_loss(self, phase, model, role, r, batch, teacher, context, stats) -> torch.Tensor:
+        p = self.params
         logits = model(at_resolution(batch.x, r))
         if role == "max":
             context["max_logits"] = logits.detach()
-        if role != "max" and cfg.kd_ratio > 0:
-            return cfg.kd_ratio * kd_loss(logits, context["max_logits"])
-        return smooth_ce(logits, batch.y, cfg.label_smoothing)
+        if role != "max" and p.kd_ratio > 0:
+            return p.kd_ratio * kd_loss(logits, context["max_logits"])
+        return smooth_ce(logits, batch.y, p.label_smoothing)
+
+
+@dataclass(frozen=True)
+class TofaParams(SandwichParams):
+    """TOFA: FixMatch threshold and weight, which distillation terms, unlabelled batch ratio."""
+
+    threshold: float = 0.95
+    lambda_u: float = 1.0
+    fixmatch: bool = True
+    kd_labelled: bool = True
+    kd_unlabelled: bool = True
+    unlabelled_ratio: int = 1
 
 
 @register_strategy("tofa")
@@ -217,9 +297,22 @@ class Tofa(Sandwich):
     """Sandwich + TOFA's semi-supervised loss (see ``losses.tofa_loss``); each subnet sees the labelled
     batch and both views of the unlabelled batch in one forward pass."""
 
-    def subnet_loss(self, cfg, phase, model, role, r, batch, teacher, context, stats) -> torch.Tensor:
-        terms = TofaTerms(cfg.label_smoothing, cfg.fixmatch, cfg.threshold, cfg.lambda_u, cfg.kd_labelled,
-                          cfg.kd_unlabelled, cfg.kd_ratio)
+    Params = TofaParams
+
+    @property
+    def needs_unlabelled(self) -> bool:  # type: ignore[override]
+        return self.params.fixmatch or self.params.kd_unlabelled
+
+    @classmethod
+    def check_config(cls, cfg: "TrainConfig") -> None:
+        if cfg.labels_per_class is None and cfg.fixmatch:
+            raise InvalidValueError("strategy tofa needs unlabelled images: set labels_per_class to N "
+                                    "(N labelled images per class, the rest unlabelled)", "labels_per_class")
+
+    def subnet_loss(self, phase, model, role, r, batch, teacher, context, stats) -> torch.Tensor:
+        p = self.params
+        terms = TofaTerms(p.label_smoothing, p.fixmatch, p.threshold, p.lambda_u, p.kd_labelled,
+                          p.kd_unlabelled, p.kd_ratio)
         nl = batch.x.size(0)
         nu = batch.u_weak.size(0) if batch.u_weak is not None else 0
         parts_in = [batch.x] + ([batch.u_weak, batch.u_strong] if nu else [])
@@ -231,7 +324,7 @@ class Tofa(Sandwich):
             context["max_l"] = logits_l.detach()
             context["max_uw"] = logits_uw.detach() if nu else None
             if nu:
-                context["pseudo"] = pseudo_labels(logits_uw, cfg.threshold)
+                context["pseudo"] = pseudo_labels(logits_uw, p.threshold)
                 stats["mask"] = float(context["pseudo"][1].mean())
         terms = dataclasses.replace(terms, fixmatch=terms.fixmatch and nu > 0)
         student = role != "max"
@@ -243,17 +336,17 @@ class Tofa(Sandwich):
         return loss
 
 
-def plan_phases(cfg: TrainConfig, space: SearchSpace) -> list[Phase]:
+def plan_phases(cfg: "TrainConfig", space: SearchSpace) -> list[Phase]:
     """The phases of a run (one phase for every strategy except progressive)."""
-    return get_strategy(cfg.strategy).phases(cfg, space)
+    return make_strategy(cfg).phases(cfg, space)
 
 
-def subnets_for_step(strategy: str, phase: Phase, seed: int, iteration: int) -> list[tuple[str, Subnet]]:
-    """The (role, subnet) pairs ``strategy`` trains at ``iteration`` (identical on every process)."""
-    return get_strategy(strategy).subnets(phase, seed, iteration)
+def subnets_for_step(cfg: "TrainConfig", phase: Phase, seed: int, iteration: int) -> list[tuple[str, Subnet]]:
+    """The (role, subnet) pairs ``cfg.strategy`` trains at ``iteration`` (identical on every process)."""
+    return make_strategy(cfg).subnets(phase, seed, iteration)
 
 
-def run_step(cfg: TrainConfig, phase: Phase, net, model: Callable, subnets: list[tuple[str, Subnet]],
+def run_step(cfg: "TrainConfig", phase: Phase, net, model: Callable, subnets: list[tuple[str, Subnet]],
              batch: StepBatch, teacher=None) -> dict[str, float]:
     """One step of ``cfg.strategy``: ``net`` selects subnets, ``model`` (the DDP wrapper or ``net``) runs."""
-    return get_strategy(cfg.strategy).step(cfg, phase, net, model, subnets, batch, teacher)
+    return make_strategy(cfg).step(phase, net, model, subnets, batch, teacher)

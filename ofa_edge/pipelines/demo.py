@@ -12,8 +12,27 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-from ofa_edge.errors import OfaEdgeError
+import dataclasses
+import random
+
+import torch
+
+from ofa_edge.devices import get_device
+from ofa_edge.errors import InvalidValueError
+from ofa_edge.export.backends import available
+from ofa_edge.export.manifest import MANIFEST_NAME, write_summary_for
 from ofa_edge.io import atomic_write_text
+from ofa_edge.latency import ProfileOptions, profile_device
+from ofa_edge.pipelines.checkpoint import open_run
+from ofa_edge.pipelines.front import pareto
+from ofa_edge.pipelines.predictor_fit import fit_from_checkpoint
+from ofa_edge.pipelines.report import collect_rows, lut_scatter, write_rows_json
+from ofa_edge.pipelines.specialization import SpecializeRequest, build_folder, device_latency, specialize
+from ofa_edge.search.evolution import EvolutionConfig
+from ofa_edge.search.select import SearchSetup
+from ofa_edge.space import resolve_space, sample
+from ofa_edge.supernet import create_supernet
+from ofa_edge.train import TrainConfig, train
 
 #: (stage, done, total, note) -> None
 Progress = Callable[[str, int, int, str], None]
@@ -43,9 +62,9 @@ class DemoConfig:
 
     def __post_init__(self) -> None:
         if not self.minutes > 0:
-            raise OfaEdgeError(f"--minutes: must be positive, got {self.minutes}")
+            raise InvalidValueError(f"minutes: must be positive, got {self.minutes}", "minutes")
         if self.budgets < 1:
-            raise OfaEdgeError(f"budgets: must be at least 1, got {self.budgets}")
+            raise InvalidValueError(f"budgets: must be at least 1, got {self.budgets}", "budgets")
 
 
 def _time_share(cfg: DemoConfig) -> dict[str, float]:
@@ -56,15 +75,8 @@ def _time_share(cfg: DemoConfig) -> dict[str, float]:
 
 def probe_step_seconds(cfg: DemoConfig) -> float:
     """Seconds of one training step of the strategy (max + min + one random subnet) on random images."""
-    import random
-
-    import torch
-
-    from ofa_edge.space import get_space, sample
-    from ofa_edge.supernet import OFAMobileNetV3
-
-    space = get_space(cfg.space)
-    net = OFAMobileNetV3(space, 10).train()
+    space = resolve_space(cfg.space)
+    net = create_supernet(space, 10).train()
     opt = torch.optim.SGD(net.parameters(), lr=0.01, momentum=0.9)
     r = max(space.resolutions)
     x, y = torch.randn(cfg.batch_size, 3, r, r), torch.randint(0, 10, (cfg.batch_size,))
@@ -88,8 +100,8 @@ def _plan(cfg: DemoConfig, out: Path) -> dict[str, Any]:
         plan = json.loads(path.read_text())
         if plan.get("config") == json.loads(json.dumps(asdict(cfg))):
             return plan
-        raise OfaEdgeError(f"{out} holds a demo run with other settings ({path}); pass another --out "
-                           "or the same options to resume it")
+        raise InvalidValueError(f"{out} holds a demo run with other settings ({path}); use another output "
+                                "folder or the same options to resume it", "out")
     step_s = probe_step_seconds(cfg)
     steps = max(cfg.steps_per_epoch, int(_time_share(cfg)["train"] / step_s))
     epochs = max(1, round(steps / cfg.steps_per_epoch))
@@ -100,8 +112,6 @@ def _plan(cfg: DemoConfig, out: Path) -> dict[str, Any]:
 
 
 def _train(cfg: DemoConfig, out: Path, plan: dict[str, Any], progress: Progress) -> Path:
-    from ofa_edge.train import TrainConfig, train
-
     run = out / "run"
     tcfg = TrainConfig(strategy=cfg.strategy, space=cfg.space, out=str(run), epochs=plan["epochs"],
                        batch_size=cfg.batch_size, steps_per_epoch=cfg.steps_per_epoch, n_random=1, lr=0.1,
@@ -120,11 +130,6 @@ def _train(cfg: DemoConfig, out: Path, plan: dict[str, Any], progress: Progress)
 
 
 def _profile(cfg: DemoConfig, out: Path, progress: Progress):
-    import dataclasses
-
-    from ofa_edge.devices import get_device
-    from ofa_edge.latency import ProfileOptions, profile_device
-
     profile = get_device(cfg.device)
     profile = dataclasses.replace(profile, benchmark=dataclasses.replace(profile.benchmark, warmup=cfg.warmup,
                                                                          repeats=cfg.repeats))
@@ -135,9 +140,6 @@ def _profile(cfg: DemoConfig, out: Path, progress: Progress):
 
 def _budgets(ckpt: Path, device: str, tables: Path, n: int) -> list[float]:
     """``n`` budgets spread over the table's range (from just above the fastest subnet to the slowest)."""
-    from ofa_edge.search.pipeline import device_latency, open_run
-    from ofa_edge.search.select import SearchSetup
-
     run = open_run(ckpt)
     _, _, _, latency = device_latency(device, tables, run.space, run.n_classes)
     setup = SearchSetup.build(run.space, run.n_classes, None, latency)
@@ -147,30 +149,22 @@ def _budgets(ckpt: Path, device: str, tables: Path, n: int) -> list[float]:
 
 
 def _specialize(cfg: DemoConfig, out: Path, ckpt: Path, budgets: list[float], progress: Progress) -> None:
-    from ofa_edge.export.backends import available
-    from ofa_edge.search.budget import format_ms
-    from ofa_edge.search.pipeline import specialize
-
     def done(b: float) -> bool:
-        manifest = out / "builds" / cfg.device / format_ms(b) / "manifest.json"
+        manifest = build_folder(out / "builds", cfg.device, b) / MANIFEST_NAME
         return manifest.is_file() and json.loads(manifest.read_text()).get("status") == "ok"
 
     todo = [b for b in budgets if not done(b)]
     formats = cfg.formats or ("pt", "onnx") + tuple(f for f in ("tflite", "coreml") if available(f))
     if todo:
-        specialize(ckpt, cfg.device, todo, out=out / "builds", tables_dir=out / "latency_tables",
-                   export=formats, quantize="int8", bn_images=cfg.bn_images, measure=True,
-                   cache_dir=str(out / "cache"),
+        specialize(SpecializeRequest(ckpt, cfg.device, tuple(todo), out=out / "builds",
+                                     tables_dir=out / "latency_tables", export=formats, quantize="int8",
+                                     bn_images=cfg.bn_images, measure=True, cache_dir=str(out / "cache")),
                    progress=lambda phase, i, n: progress("specialize", i, n, phase))
     progress("specialize", len(budgets), len(budgets), "done")
 
 
 def run_demo(cfg: DemoConfig = DemoConfig(), progress: Progress | None = None) -> dict[str, Any]:
     """Run (or resume) the whole pipeline into ``cfg.out``; returns paths and the report rows."""
-    from ofa_edge.demo.report import collect_rows, lut_scatter, write_rows_json
-    from ofa_edge.export.manifest import write_summary_for
-    from ofa_edge.search.pipeline import fit_from_checkpoint, pareto
-
     progress = progress or (lambda *a: None)
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -198,7 +192,5 @@ def run_demo(cfg: DemoConfig = DemoConfig(), progress: Progress | None = None) -
             "seconds": round(time.perf_counter() - t0, 1)}
 
 
-def _search_config():
-    from ofa_edge.search import EvolutionConfig
-
+def _search_config() -> EvolutionConfig:
     return EvolutionConfig(population=60, generations=60)

@@ -1,4 +1,4 @@
-"""Build matrices for CI: ``targets.toml`` (devices x budgets x formats), a resumable runner, a summary.
+"""``ofa-edge build``: CI build matrices from ``targets.toml`` (devices x budgets x formats), resumably, with a summary.
 
 ``targets.toml`` (format ``ofa-edge-targets/1``)::
 
@@ -27,14 +27,17 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable
 
-from ofa_edge.errors import FileFormatError, OfaEdgeError
-from ofa_edge.export.build import FORMATS
+from ofa_edge.errors import FileFormatError
+from ofa_edge.export.formats import EXPORTERS
 from ofa_edge.export.manifest import MANIFEST_NAME, Manifest, read_manifest, write_summary_for
+from ofa_edge.pipelines.specialization import SpecializeRequest, build_folder, specialize
+from ofa_edge.search.budget import parse_latency
 
 TARGETS_FORMAT = "ofa-edge-targets/1"
 _TOP_KEYS = {"format", "checkpoint", "out", "tables", "formats", "quantize", "devices", "budgets", "target",
@@ -112,15 +115,13 @@ def _formats(path: Path, value: Any, where: str) -> tuple[str, ...]:
         value = [value]
     if not isinstance(value, list) or not value or not all(isinstance(v, str) for v in value):
         raise _bad(path, f"{where}formats must be a non-empty list such as [\"onnx\", \"tflite\"]")
-    bad = [v for v in value if v not in FORMATS]
+    bad = [v for v in value if v not in EXPORTERS]
     if bad:
-        raise _bad(path, f"{where}formats: {bad[0]!r} is not one of {', '.join(FORMATS)}")
+        raise _bad(path, f"{where}formats: {bad[0]!r} is not one of {', '.join(EXPORTERS)}")
     return tuple(dict.fromkeys(value))
 
 
 def _budget(path: Path, value: Any, where: str) -> float:
-    from ofa_edge.search.budget import parse_latency
-
     try:
         return parse_latency(value if isinstance(value, (int, float, str)) else str(value))
     except ValueError as exc:
@@ -200,7 +201,7 @@ def load_targets(path: str | os.PathLike) -> TargetsFile:
 
 def target_folder(out: Path, target: Target) -> Path:
     """``<out>/<device>/<budget>ms``."""
-    return Path(out) / target.device / f"{target.budget_ms:g}ms"
+    return build_folder(out, target.device, target.budget_ms)
 
 
 def budget_problem(manifest: Manifest, budget_ms: float) -> str | None:
@@ -267,8 +268,6 @@ def run_matrix(spec: TargetsFile, builder: Builder, resume: bool = True,
 
 def remove_stale_temps(folder: Path) -> list[str]:
     """Delete the temp files and folders an interrupted build left in a target folder; returns their names."""
-    import shutil
-
     gone = []
     if not folder.is_dir():
         return gone
@@ -286,18 +285,16 @@ def _extra(target: Target, key: str) -> dict[str, Any]:
 
 
 def specialize_builder(spec: TargetsFile, bn_images: int = 500) -> Builder:
-    """A builder that runs ``ofa_edge.search`` specialize (search, extract, BN recalibration, test accuracy,
-    :func:`ofa_edge.export.build_target` for the target's formats) for the target's device and budget."""
-    from ofa_edge.search.pipeline import specialize
-
+    """A builder that runs :func:`ofa_edge.pipelines.specialize` (search, extract, BN recalibration,
+    test accuracy, :func:`ofa_edge.export.build_target` for the target's formats) for its device and budget."""
     if spec.checkpoint is None:
         raise FileFormatError(spec.path, "checkpoint = \"runs/<run>/supernet.pt\" is required for ofa-edge build")
 
     def build(target: Target, folder: Path) -> Manifest:
-        (found,) = specialize(spec.checkpoint, target.device, [target.budget_ms], selector=target.selector,
-                              out=folder.parent.parent, export=("pt",) + tuple(target.formats),
-                              quantize="int8" if target.quantize else None, tables_dir=spec.tables,
-                              data=spec.data, bn_images=bn_images, measure=target.measure)
+        (found,) = specialize(SpecializeRequest(
+            spec.checkpoint, target.device, (target.budget_ms,), selector=target.selector, out=folder.parent.parent,
+            export=("pt",) + tuple(target.formats), quantize="int8" if target.quantize else None,
+            tables_dir=spec.tables, data=spec.data, bn_images=bn_images, measure=target.measure))
         return read_manifest(Path(found["folder"]))
 
     return build

@@ -1,0 +1,54 @@
+"""A trained run as the flows see it: the supernet checkpoint, its hash and its training config."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ofa_edge.data import TaskData, load_task
+from ofa_edge.errors import InvalidValueError
+from ofa_edge.export.manifest import sha256_path
+from ofa_edge.space import SearchSpace
+from ofa_edge.supernet import load_any
+from ofa_edge.supernet.checkpoint import FORMAT, read_torch_file
+
+
+@dataclass
+class TrainedRun:
+    """A trained supernet checkpoint with what it was trained on."""
+
+    path: Path
+    net: Any
+    sha256: str
+    config: dict[str, Any]
+
+    @property
+    def space(self) -> SearchSpace:
+        """The supernet's search space."""
+        return self.net.space
+
+    @property
+    def n_classes(self) -> int:
+        """Classes the supernet's classifier predicts."""
+        return self.net.n_classes
+
+    def task(self, data: str | None = None) -> TaskData:
+        """The training run's data splits (or those of ``data``), checked against the class count."""
+        cfg = self.config
+        task = load_task(data if data is not None else cfg.get("data"), cfg.get("val_fraction", 0.1),
+                         cfg.get("labels_per_class"), cfg.get("seed", 0))
+        if task.n_classes != self.n_classes:
+            raise InvalidValueError(f"{self.path} classifies {self.n_classes} classes but the data has "
+                                    f"{task.n_classes}; give the data it was trained on", "data")
+        return task
+
+
+def open_run(checkpoint: str | os.PathLike) -> TrainedRun:
+    """Load a supernet checkpoint (ofa-edge or OFA format) in eval mode."""
+    path = Path(checkpoint)
+    net = load_any(path).eval()
+    obj = read_torch_file(path)
+    cfg = ((obj.get("meta") or {}).get("config") or {}) if isinstance(obj, dict) and obj.get("format") == FORMAT else {}
+    return TrainedRun(path, net, sha256_path(path), cfg)

@@ -1,0 +1,63 @@
+"""``pareto`` as a library call: the search's front over several budgets, random and measured subnets."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ofa_edge.pipelines.checkpoint import open_run
+from ofa_edge.pipelines.specialization import device_latency, resolve_predictor, search_setup
+from ofa_edge.search.accuracy import read_accuracy_csv
+from ofa_edge.search.evolution import EvolutionConfig
+from ofa_edge.search.pareto import ParetoPoint, pareto_front, plot_pareto, write_pareto_csv
+from ofa_edge.search.select import select_budgets
+
+
+def pareto(checkpoint: str | os.PathLike, device: str, budgets_ms: list[float] | None = None, *,
+           predictor: str | None = None, out: str | os.PathLike | None = None,
+           tables_dir: str | os.PathLike = "latency_tables", n_random: int = 200, n_budgets: int = 8,
+           config: EvolutionConfig = EvolutionConfig(), seed: int = 0) -> dict[str, Any]:
+    """The search's front over several budgets, random subnets and the measured accuracy rows: PNG + CSV."""
+    run = open_run(checkpoint)
+    profile, _, _, latency = device_latency(device, tables_dir, run.space, run.n_classes)
+    pred = resolve_predictor(run, predictor, required=True)
+    setup = search_setup(run, pred, latency)
+    if not budgets_ms:
+        lo, hi = setup.latency.minimum()[0], setup.latency.maximum()[0]
+        budgets_ms = list(np.round(np.linspace(lo, hi, n_budgets + 1)[1:], 4))
+    results = select_budgets(setup, budgets_ms, "evolution", config=config)
+    points = []
+    front_subnets = [r.best.subnet for r in results]
+    info = setup.describe(front_subnets)
+    lat, acc = info["latency_ms"], info["predicted_top1"]
+    for j in pareto_front(lat, acc):
+        r = results[j]
+        points.append(ParetoPoint("front", r.best.subnet.to_dict(), r.best.subnet.id, float(lat[j]),
+                                  float(acc[j]), int(info["macs"][j]), int(info["params"][j]), "evolution",
+                                  r.bounds["latency_ms"]))
+    g = setup.codec.sample(np.random.default_rng(seed), n_random)
+    rand = setup.codec.to_subnets(g)
+    rinfo = setup.describe(rand)
+    for j, s in enumerate(rand):
+        if rinfo["latency_ms"][j] < 1e8:
+            points.append(ParetoPoint("random", s.to_dict(), s.id, float(rinfo["latency_ms"][j]),
+                                      float(rinfo["predicted_top1"][j]), int(rinfo["macs"][j]),
+                                      int(rinfo["params"][j])))
+    csv_rows = pred.meta.get("accuracy_csv")
+    if csv_rows and Path(csv_rows).is_file():
+        rows = read_accuracy_csv(csv_rows, run.space)
+        minfo = setup.describe([r.subnet for r in rows])
+        for j, row in enumerate(rows):
+            if minfo["latency_ms"][j] < 1e8:
+                points.append(ParetoPoint("measured", row.subnet.to_dict(), row.subnet.id,
+                                          float(minfo["latency_ms"][j]), float(minfo["predicted_top1"][j]),
+                                          int(minfo["macs"][j]), int(minfo["params"][j]), measured_top1=row.top1))
+    folder = Path(out) if out else Path("builds") / profile.name
+    png = plot_pareto(folder / "pareto.png", points, f"{run.space.name} on {profile.name}")
+    csv_path = write_pareto_csv(folder / "pareto.csv", points)
+    return {"png": str(png), "csv": str(csv_path), "front": [p.__dict__ for p in points if p.kind == "front"],
+            "n_random": sum(p.kind == "random" for p in points),
+            "n_measured": sum(p.kind == "measured" for p in points)}

@@ -1,0 +1,58 @@
+"""``predictor fit`` as a library call: measure sampled subnets of a checkpoint, fit the accuracy predictor."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Callable
+
+from ofa_edge.pipelines.checkpoint import open_run
+from ofa_edge.search.accuracy import collect_accuracy
+from ofa_edge.search.predictor import fit_predictor
+from ofa_edge.train.evaluate import evaluate_subnet
+
+
+def fit_from_checkpoint(checkpoint: str | os.PathLike, samples: int, *, accuracy_csv: str | None = None,
+                        out: str | None = None, data: str | None = None, bn_images: int = 500,
+                        epochs: int = 200, seed: int = 0, holdout: float = 0.2,
+                        progress: Callable[[str, int, int], None] | None = None) -> dict[str, Any]:
+    """Measure ``samples`` subnets on the validation split (resumable CSV), fit and save the predictor.
+
+    Args:
+        checkpoint: The trained supernet.
+        samples: Subnets to measure in all (rows already in the CSV count and are not measured again).
+        accuracy_csv: The (arch, accuracy) rows (default: ``accuracy.csv`` beside the checkpoint).
+        out: The predictor file (default: ``predictor.pt`` beside the checkpoint).
+        data: Data source (default: the one the checkpoint was trained on).
+        bn_images: Training images for BN recalibration per subnet.
+        epochs: Predictor training epochs.
+        seed: Seed of the subnet sample and of the fit.
+        holdout: Fraction of rows held out for the rank metrics.
+        progress: Called with (stage, done, total).
+
+    Returns:
+        Paths, row counts and the held-out metrics (RMSE, Kendall tau, Spearman).
+
+    Raises:
+        FileFormatError: an unreadable checkpoint or accuracy CSV.
+        InvalidValueError: data with another number of classes than the checkpoint.
+    """
+    run = open_run(checkpoint)
+    csv_path = Path(accuracy_csv) if accuracy_csv else run.path.parent / "accuracy.csv"
+    out_path = Path(out) if out else run.path.parent / "predictor.pt"
+    task = run.task(data)
+    evaluate = lambda s: evaluate_subnet(run.net, s, task, bn_images, split="val")["top1"]  # noqa: E731
+    report = (lambda i, n, row: progress("measure", i, n)) if progress else None
+    res = collect_accuracy(run.space, evaluate, csv_path, samples, seed=seed, split="val",
+                           source=run.sha256[:16], progress=report)
+    rows = res.rows
+    fit_progress = (lambda e, _: progress("fit", e, epochs)) if progress else None
+    pred = fit_predictor(run.space, [r.subnet for r in rows], [r.top1 for r in rows], epochs=epochs,
+                         seed=seed, holdout=holdout, progress=fit_progress,
+                         meta={"checkpoint_sha256": run.sha256, "checkpoint": str(run.path),
+                               "accuracy_csv": str(csv_path), "rows": len(rows)})
+    pred.save(out_path)
+    m = pred.metrics
+    return {"predictor": str(out_path), "accuracy_csv": str(csv_path), "rows": len(rows),
+            "evaluated": res.evaluated, "skipped": res.skipped, "rmse": m.rmse, "kendall_tau": m.kendall_tau,
+            "spearman": m.spearman, "train_rmse": m.train_rmse, "n_train": m.n_train, "n_holdout": m.n_holdout}

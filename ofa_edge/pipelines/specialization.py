@@ -1,0 +1,241 @@
+"""``specialize`` as a library call: search per budget, extract, recalibrate BN, test, export, write manifests."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import torch
+
+from ofa_edge.data import make_loader
+from ofa_edge.devices import get_device
+from ofa_edge.devices.session import measure_models
+from ofa_edge.errors import InvalidValueError, MissingStepError, OfaEdgeError, UnknownNameError
+from ofa_edge.export import EXPORTERS, build_target
+from ofa_edge.export.manifest import file_entry
+from ofa_edge.io import atomic_save, atomic_write_text
+from ofa_edge.latency import enumerate_blocks, load_table, table_paths
+from ofa_edge.latency.models import default_cache_dir, subnet_model
+from ofa_edge.pipelines.checkpoint import TrainedRun, open_run
+from ofa_edge.search.budget import format_ms
+from ofa_edge.search.evolution import EvolutionConfig, SearchResult
+from ofa_edge.search.predictor import Predictor, load_predictor
+from ofa_edge.search.select import SELECTORS, SearchSetup, select_budgets
+from ofa_edge.search.selectors import read_sampled_log
+from ofa_edge.space import SearchSpace, Subnet
+from ofa_edge.supernet.bn_calib import recalibrate_bn
+from ofa_edge.train.evaluate import calibration_batches, evaluate
+
+
+def build_folder(out: str | os.PathLike, device: str, budget_ms: float) -> Path:
+    """Where the build of ``device`` at ``budget_ms`` lives: ``<out>/<device>/<budget>ms``."""
+    return Path(out) / device / format_ms(budget_ms)
+
+
+def device_latency(device: str, tables_dir: str | os.PathLike, space: SearchSpace, n_classes: int):
+    """(profile, table, batched latency fn) for ``device``; clear errors for unknown devices or no table."""
+    profile = get_device(device)
+    path = table_paths(Path(tables_dir), profile.name, profile.runtime.name)["table"]
+    step = {"device": device, "space": space.name, "classes": n_classes}
+    if not path.is_file():
+        raise MissingStepError(f"device {profile.name!r} has no latency table ({path}); profile the device "
+                               "first", "profile", step, "device")
+    table = load_table(path)
+    covered = [r for r in space.resolutions
+               if not table.missing([b.lut_key() for b in enumerate_blocks(space, [r], n_classes)])]
+    if not covered:
+        raise MissingStepError(f"{path} has no complete rows for space {space.name!r} with {n_classes} classes "
+                               f"at any of the resolutions {list(space.resolutions)}; profile the device for it",
+                               "profile", step, "device")
+    unusable = 1e9  # resolutions the table lacks are priced out of every budget
+
+    def latency(subnets: list[Subnet]) -> list[float]:
+        return [table.predict(space, s, n_classes) if s.r in covered else unusable for s in subnets]
+
+    return profile, table, path, latency
+
+
+def measure_on_device(profile, space: SearchSpace, subnet: Subnet, n_classes: int,
+                      cache_dir: str | None = None) -> tuple[float | None, str]:
+    """Median latency (ms) of the whole subnet measured on the device, or (None, why not)."""
+    try:
+        model = subnet_model(space, subnet, n_classes, profile.runtime.name,
+                             Path(cache_dir) if cache_dir else default_cache_dir(), profile.benchmark.batch)
+        got: list[float] = []
+        report = measure_models(profile, [model], lambda msg: got.append(float(msg["median_ms"])))
+    except (OfaEdgeError, OSError) as exc:
+        return None, f"not measured: {str(exc).splitlines()[0]}"
+    if not got:
+        return None, f"not measured: {next(iter(report.failed.values()), 'no result')}"
+    return got[0], "measured on the device"
+
+
+def search_setup(run: TrainedRun, predictor: Predictor | None, latency) -> SearchSetup:
+    """The run's search setup: the predictor's score (else MACs) and the device's latency."""
+    score = predictor.score_genomes if predictor is not None else None
+    return SearchSetup.build(run.space, run.n_classes, score, latency)
+
+
+def resolve_predictor(run: TrainedRun, predictor: str | None, required: bool) -> Predictor | None:
+    """The run's predictor (default: predictor.pt beside the checkpoint), refused if of another run."""
+    path = Path(predictor) if predictor else run.path.parent / "predictor.pt"
+    if not path.is_file():
+        if required:
+            raise MissingStepError(f"no accuracy predictor at {path}; fit one first (or use a selector that "
+                                   "needs none, such as last-sampled)", "predictor fit", {"checkpoint": run.path},
+                                   "predictor")
+        return None
+    return load_predictor(path, run.space, checkpoint_sha256=run.sha256)
+
+
+@dataclass(frozen=True)
+class SpecializeRequest:
+    """What ``specialize`` builds: a trained checkpoint for one device at one or more latency budgets.
+
+    Args:
+        checkpoint: The trained supernet (``runs/<run>/supernet.pt``).
+        device: A device profile name or ``.toml`` path; its latency table must exist in ``tables_dir``.
+        budgets_ms: Latency budgets in milliseconds (one build each).
+        selector: A registered selector (``SELECTORS``).
+        predictor: The accuracy predictor (default: ``predictor.pt`` beside the checkpoint).
+        out: Builds go to ``<out>/<device>/<budget>ms``.
+        export: ``pt`` and/or registered export formats.
+        quantize: None or ``"int8"`` (INT8 variants of the exported formats).
+        tables_dir: Folder of latency tables.
+        data: Data source (default: the one the checkpoint was trained on).
+        bn_images: Training images for BN recalibration.
+        config: Evolution settings.
+        random_n: Subnets drawn by the random selector.
+        measure: Also measure the chosen subnet on the device.
+        cache_dir: Cache of exported measurement models.
+    """
+
+    checkpoint: str | os.PathLike
+    device: str
+    budgets_ms: tuple[float, ...]
+    selector: str = "evolution"
+    predictor: str | None = None
+    out: str | os.PathLike = "builds"
+    export: tuple[str, ...] = ("pt", "onnx")
+    quantize: str | None = None
+    tables_dir: str | os.PathLike = "latency_tables"
+    data: str | None = None
+    bn_images: int = 500
+    config: EvolutionConfig = field(default_factory=EvolutionConfig)
+    random_n: int = 1000
+    measure: bool = False
+    cache_dir: str | None = None
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "budgets_ms", tuple(float(b) for b in self.budgets_ms))
+        object.__setattr__(self, "export", tuple(self.export))
+        SELECTORS.get(self.selector)
+        known = exports()
+        bad = [f for f in self.export if f not in known]
+        if bad:
+            raise UnknownNameError("export format", bad[0], known, "export")
+        if self.quantize not in (None, "int8"):
+            raise InvalidValueError(f"quantize: {self.quantize!r} is not supported; use int8", "quantize")
+        if self.quantize and not set(self.export) - {"pt"}:
+            raise InvalidValueError(f"quantize: int8 needs an export format to quantise "
+                                    f"({', '.join(EXPORTERS)})", "quantize")
+
+
+def exports() -> tuple[str, ...]:
+    """What ``specialize`` can write: ``pt`` (the static subnet's state dict) and every export format."""
+    return ("pt",) + EXPORTERS.names()
+
+
+def specialize(request: SpecializeRequest,
+               progress: Callable[[str, int, int], None] | None = None) -> list[dict[str, Any]]:
+    """Search -> extract -> BN recalibration -> test accuracy -> export -> manifest, per budget.
+
+    Args:
+        request: The checkpoint, device, budgets and build settings.
+        progress: Called with (stage, done, total) while building.
+
+    Returns:
+        One manifest dict per budget (ascending), each with ``folder``, ``budget_ms``, ``device``, ``selector``.
+
+    Raises:
+        MissingStepError: no latency table for the device, or no predictor where the selector needs one.
+        InfeasibleBudgetError: a budget below the fastest subnet.
+        OfaEdgeError: any other bad input (device, checkpoint, data).
+    """
+    r = request
+    run = open_run(r.checkpoint)
+    profile, table, table_path, latency = device_latency(r.device, r.tables_dir, run.space, run.n_classes)
+    selector = SELECTORS.get(r.selector)
+    pred = resolve_predictor(run, r.predictor, required=selector.needs_predictor)
+    sampled = read_sampled_log(run.path.parent / "sampled.csv", run.space) if selector.needs_training_log else None
+    setup = search_setup(run, pred, latency)
+    results = select_budgets(setup, list(r.budgets_ms), r.selector, config=r.config, sampled=sampled,
+                             random_n=r.random_n)
+    task = run.task(r.data)
+    manifests = []
+    for i, res in enumerate(results):
+        if progress:
+            progress("build", i, len(results))
+        manifests.append(_build(run, profile, table_path, setup, res, pred, task, r))
+    if progress:
+        progress("build", len(results), len(results))
+    return manifests
+
+
+def _test_arrays(task, r: int):
+    """The test split at resolution ``r`` as (float32 images, int labels) tensors."""
+    xs, ys = [], []
+    for x, y in make_loader(task.test, r, 200, train=False):
+        xs.append(x)
+        ys.append(y)
+    return torch.cat(xs), torch.cat(ys)
+
+
+def _build(run: TrainedRun, profile, table_path, setup: SearchSetup, res: SearchResult, pred, task,
+           r: SpecializeRequest) -> dict[str, Any]:
+    """Extract, recalibrate, test, export and describe the subnet ``res`` chose; returns its manifest dict."""
+    export, quantize, bn_images = r.export, r.quantize, r.bn_images
+    subnet = res.best.subnet
+    budget = res.bounds["latency_ms"]
+    folder = build_folder(r.out, profile.name, budget)
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "manifest.json").unlink(missing_ok=True)  # never describes the files about to be replaced
+    run.net.set_subnet(subnet)
+    static = run.net.get_active_subnet().eval()
+    calib = calibration_batches(task.train, subnet.r, bn_images) if bn_images > 0 else []
+    if calib:
+        recalibrate_bn(static, calib, mode="ofa")
+    atomic_write_text(folder / "subnet.json", subnet.to_json() + "\n")
+    own_files = [folder / "subnet.json"]
+    if "pt" in export:
+        atomic_save(folder / "model.pt", lambda fh: torch.save(static.state_dict(), fh))
+        own_files.append(folder / "model.pt")
+    info = setup.describe([subnet])
+    measured_ms, note = (None, "not measured (ask for a measurement when the device is reachable)")
+    if r.measure:
+        measured_ms, note = measure_on_device(profile, run.space, subnet, run.n_classes, r.cache_dir)
+    predicted_ms = float(info["latency_ms"][0])
+    latency = {"predicted": predicted_ms, "measured": measured_ms,
+               "error_pct": None if measured_ms is None else 100 * (predicted_ms - measured_ms) / measured_ms,
+               "note": note, "table": str(table_path)}
+    extra = {"target": f"{profile.name}/{format_ms(budget)}", "device": profile.name,
+             "runtime": profile.runtime.name, "budget_ms": budget, "selector": res.selector,
+             "space_fingerprint": run.space.fingerprint(), "bn_images": bn_images,
+             "checkpoint": {"path": str(run.path), "sha256": run.sha256},
+             "search": {"selector": res.selector, "seconds": res.seconds, "evaluated": res.evaluated}}
+    test_x, test_y = _test_arrays(task, subnet.r)
+    calib_x = torch.cat(calib)[:256] if calib else None
+    formats = tuple(f for f in export if f != "pt")
+    manifest = build_target(static, subnet, run.space, run.n_classes, folder, formats, bool(quantize), calib_x,
+                            (test_x, test_y), extra, latency_ms=latency, raise_on_failure=False)
+    if not formats:  # nothing exported: the fp32 accuracy still comes from PyTorch
+        manifest.top1 = {"fp32": evaluate(static, make_loader(task.test, subnet.r, 200, train=False))["top1"],
+                         "split": "test", "n_images": int(test_y.numel()), "drop_points": {}}
+    manifest.top1["predicted"] = None if pred is None else float(info["predicted_top1"][0])
+    manifest.top1["measured"] = manifest.top1.get("fp32")
+    manifest.files = [file_entry(f, folder) for f in own_files] + manifest.files
+    manifest.write(folder)
+    return manifest.to_dict() | {"folder": str(folder), "budget_ms": budget, "device": profile.name,
+                                 "selector": res.selector}
