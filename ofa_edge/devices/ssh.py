@@ -103,7 +103,7 @@ class SSHTransport(Transport):
         except (OSError, socket.timeout, paramiko.SSHException, EOFError) as exc:
             client.close()
             raise TransportError(f"device {self.profile.name}: cannot reach {where} ({exc or type(exc).__name__}); "
-                                 "check the host and port (--host/--port) and that sshd runs there") from None
+                                 "check the host and port and that sshd runs there") from None
         transport = client.get_transport()
         assert transport is not None
         transport.set_keepalive(max(1, int(c.keepalive)))
