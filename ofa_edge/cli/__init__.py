@@ -22,7 +22,7 @@ def _register() -> None:
 
     for module in (space_cmds,):
         module.register(app)
-    for name in ("train", "devices", "search", "export", "demo"):
+    for name in ("train", "devices", "search", "export", "demo", "pretrained"):
         try:
             module = __import__(f"ofa_edge.cli.{name}", fromlist=["register"])
         except ModuleNotFoundError as exc:

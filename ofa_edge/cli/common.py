@@ -101,7 +101,7 @@ def run(app: typer.Typer, argv: list[str]) -> int:
         return code if isinstance(code, int) else (0 if code is None else 1)
     except OfaEdgeError as exc:
         err_console.print(f"[bold red]error:[/] {user_message(exc)}", highlight=False, soft_wrap=True)
-        return exc.exit_code if isinstance(exc, CommandLineError) else 2
+        return exc.exit_code if isinstance(exc, OfaEdgeError) else 2
     except KeyboardInterrupt:
         err_console.print("interrupted")
         return 130

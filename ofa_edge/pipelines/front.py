@@ -66,6 +66,8 @@ def pareto(checkpoint: str | os.PathLike, device: str, budgets_ms: list[float] |
                                       float(rinfo["predicted_top1"][j]), int(rinfo["macs"][j]),
                                       int(rinfo["params"][j])))
     csv_rows = pred.meta.get("accuracy_csv")
+    if csv_rows and not Path(csv_rows).is_file() and (run.path.parent / csv_rows).is_file():
+        csv_rows = run.path.parent / csv_rows  # a packaged predictor names its rows relative to its folder
     if csv_rows and Path(csv_rows).is_file():
         rows = read_accuracy_csv(csv_rows, run.space)
         minfo = setup.describe([r.subnet for r in rows])

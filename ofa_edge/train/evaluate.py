@@ -41,7 +41,8 @@ def evaluate(model: nn.Module, loader: Iterable) -> dict:
     all_logits, all_labels = [], []
     try:
         for x, y in loader:
-            all_logits.append(model(x.to(device)).float().cpu())
+            x = x.to(device, memory_format=torch.channels_last) if x.dim() == 4 else x.to(device)
+            all_logits.append(model(x).float().cpu())
             all_labels.append(y)
     finally:
         model.train(was_training)
@@ -79,10 +80,10 @@ def evaluate_subnet(net, subnet: Subnet, task: TaskData, bn_images: int = 2000, 
     if split not in ("val", "test"):
         raise InvalidValueError(f"split: {split!r} is not one of ['val', 'test']", "split")
     net.set_subnet(subnet)
-    static = net.get_active_subnet()
+    static = net.get_active_subnet().to(memory_format=torch.channels_last)
     if bn_images > 0:
         device = next(static.parameters()).device
-        batches = [b.to(device) for b in calibration_batches(task.train, subnet.r, bn_images, batch_size)]
+        batches = [b.to(device, memory_format=torch.channels_last) for b in calibration_batches(task.train, subnet.r, bn_images, batch_size)]
         recalibrate_bn(static, batches, mode=bn_mode)
     data = task.val if split == "val" else task.test
     result = evaluate(static, make_loader(data, subnet.r, batch_size, train=False))

@@ -7,11 +7,12 @@ smoothing + FixMatch pseudo-labels + distillation on labelled and unlabelled ima
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import math
 import random
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING, Callable, ContextManager
 
 import torch
 import torch.nn.functional as F
@@ -101,6 +102,11 @@ class StepBatch:
     u_weak: torch.Tensor | None = None
     u_strong: torch.Tensor | None = None
 
+    def pin_memory(self) -> "StepBatch":
+        """The same batch in page-locked memory (DataLoader calls this with ``pin_memory=True``)."""
+        return StepBatch(*(t.pin_memory() if t is not None else None
+                           for t in (self.x, self.y, self.u_weak, self.u_strong)))
+
 
 def at_resolution(x: torch.Tensor, r: int) -> torch.Tensor:
     """Resize a batch to r x r (bilinear, antialiased) unless it already is."""
@@ -168,14 +174,17 @@ class Strategy:
         return [("random", sample(phase.space, rng)) for rng in _rngs(seed, iteration, phase.n_subnets)]
 
     def step(self, phase: Phase, net, model: Callable, subnets: list[tuple[str, Subnet]],
-             batch: StepBatch, teacher=None) -> dict[str, float]:
-        """Forward and backward every subnet (gradients accumulate); returns the loss parts."""
+             batch: StepBatch, teacher=None, amp: Callable[[], ContextManager] = contextlib.nullcontext,
+             scaler=None) -> dict[str, float]:
+        """Forward (under ``amp``) and backward every subnet (gradients accumulate, scaled by ``scaler``
+        when given); returns the loss parts."""
         stats: dict[str, float] = {}
         context: dict = {}
         for role, subnet in subnets:
             net.set_subnet(subnet)
-            loss = self.subnet_loss(phase, model, role, subnet.r, batch, teacher, context, stats)
-            loss.backward()
+            with amp():
+                loss = self.subnet_loss(phase, model, role, subnet.r, batch, teacher, context, stats)
+            (scaler.scale(loss) if scaler is not None else loss).backward()
             value = float(loss.detach())
             stats[f"{role}_loss"] = stats.get(f"{role}_loss", 0.0) + value
             stats["loss"] = stats.get("loss", 0.0) + value / len(subnets)
@@ -348,6 +357,7 @@ def subnets_for_step(cfg: "TrainConfig", phase: Phase, seed: int, iteration: int
 
 
 def run_step(cfg: "TrainConfig", phase: Phase, net, model: Callable, subnets: list[tuple[str, Subnet]],
-             batch: StepBatch, teacher=None) -> dict[str, float]:
+             batch: StepBatch, teacher=None, amp: Callable[[], ContextManager] = contextlib.nullcontext,
+             scaler=None) -> dict[str, float]:
     """One step of ``cfg.strategy``: ``net`` selects subnets, ``model`` (the DDP wrapper or ``net``) runs."""
-    return make_strategy(cfg).step(phase, net, model, subnets, batch, teacher)
+    return make_strategy(cfg).step(phase, net, model, subnets, batch, teacher, amp, scaler)
