@@ -136,6 +136,7 @@ def build_target(static_model: torch.nn.Module, subnet, space, n_classes: int, o
             if not art.quantized:
                 ctx.fp32_paths[art.format] = path
             manifest.files.append(file_entry(path, out_dir))
+            entry.update(exporter.describe(art, path))
             run = exporter.runner(art, path)
             if run is None:  # a format that cannot run here: its file's structure is checked instead
                 entry["spec"] = exporter.check(art, path, ctx)
