@@ -8,8 +8,9 @@ both runs time measuring only).
 
     python bench/lut_accuracy.py --quick             # cifar-tiny, seconds
     python bench/lut_accuracy.py --ssh               # default space cifar-mbv3, 100 held-out subnets
+    python bench/lut_accuracy.py --precision int8 --tables latency_tables   # the INT8 table of x86-local
 
-Writes bench/results/lut_accuracy.json (or --out).
+Writes bench/results/lut_accuracy.json (lut_accuracy_int8.json with --precision int8; or --out).
 """
 
 from __future__ import annotations
@@ -40,12 +41,13 @@ def run(args: argparse.Namespace) -> dict:
     res = tuple(int(r) for r in args.resolutions.split(",")) if args.resolutions else None
     opts = ProfileOptions(space=args.space, resolutions=res, n_classes=args.classes, calibrate=args.calibrate,
                           validate=args.samples, seed=args.seed, tables_dir=Path(args.tables or work / "tables"),
-                          cache_dir=Path(args.cache) if args.cache else None)
+                          cache_dir=Path(args.cache) if args.cache else None, precision=args.precision)
     t0 = time.monotonic()
     prepare_models(profile, opts)
     export_s = time.monotonic() - t0
     local = profile_device(profile, opts)
-    out = {"device": profile.name, "runtime": profile.runtime.name, "space": args.space, "quick": args.quick,
+    out = {"device": profile.name, "runtime": profile.runtime.name, "precision": args.precision,
+           "space": args.space, "quick": args.quick,
            "n_layers": local.n_layers, "calibrate": args.calibrate, "export_s": round(export_s, 2),
            "local": {"wall_s": round(local.wall_s, 2), **(local.metrics or {})},
            "provenance": {k: v for k, v in __import__("ofa_edge.latency", fromlist=["load_table"]).load_table(
@@ -86,13 +88,17 @@ def main() -> None:
     ap.add_argument("--tables", default=None, help="write the local table here (default: a temp folder)")
     ap.add_argument("--cache", default=None, help="exported-model cache folder")
     ap.add_argument("--quick", action="store_true", help="cifar-tiny at 24 px, 10 held-out subnets, few repeats")
-    ap.add_argument("--out", default=str(ROOT / "bench" / "results" / "lut_accuracy.json"))
+    ap.add_argument("--precision", default="fp32", choices=("fp32", "int8"),
+                    help="int8: the layers and subnets quantised as the exported INT8 artefacts")
+    ap.add_argument("--out", default=None, help="JSON results (default bench/results/lut_accuracy[_int8].json)")
     args = ap.parse_args()
+    args.out = args.out or str(ROOT / "bench" / "results" / ("lut_accuracy.json" if args.precision == "fp32"
+                                                             else f"lut_accuracy_{args.precision}.json"))
     if args.quick:
         args.space, args.resolutions, args.samples, args.calibrate = "cifar-tiny", "24", 10, 8
     out = run(args)
     rows = [("local", out["local"])] + ([("ssh", out["ssh"])] if "ssh" in out else [])
-    print(f"{out['device']} {out['runtime']} space={out['space']} layers={out['n_layers']} "
+    print(f"{out['device']} {out['runtime']} {out['precision']} space={out['space']} layers={out['n_layers']} "
           f"fit on {out['calibrate']} subnets; {out['provenance']}")
     print(f"{'path':6} {'n':>4} {'MAPE %':>8} {'within10':>9} {'tau':>7} {'wall s':>8}")
     for name, m in rows:
