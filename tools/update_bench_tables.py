@@ -25,7 +25,8 @@ def lut_accuracy(d: dict) -> str:
     for name in ("local", "noise", "ssh"):
         if name in d:
             m = d[name]
-            rows.append(f"| {labels[name]} | {m['n']} | {m['mape']:.2f} | {m['within_10pct']:.2f} | {m['kendall_tau']:.3f} "
+            label = labels[name] + (f", {d['precision']}" if "precision" in d else "")
+            rows.append(f"| {label} | {m['n']} | {m['mape']:.2f} | {m['within_10pct']:.2f} | {m['kendall_tau']:.3f} "
                         f"| {m['wall_s']:.1f} |")
     if "ssh_over_local_wall" in d:
         rows.append(f"\nSSH / local wall time: **{d['ssh_over_local_wall']:.3f}x**.")
