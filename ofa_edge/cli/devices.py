@@ -184,9 +184,13 @@ def devices_list(as_json: bool = typer.Option(False, "--json", help="Print JSON.
     if as_json:
         print_json(rows)
         return
-    table = Table("name", "transport", "target", "runtime", "threads", "source")
+    table = Table("name", "runtime", "threads", "target", "source")  # readable at 80 columns
+    for col in table.columns:
+        col.no_wrap = col.header != "target"
+    table.columns[3].overflow = "fold"
     for r in rows:
-        table.add_row(r["name"], r["transport"], r["target"], r["runtime"], str(r["threads"]), r["source"])
+        target = "local" if r["transport"] == "local" else r["target"]
+        table.add_row(r["name"], r["runtime"], str(r["threads"]), target, r["source"])
     console.print(table)
 
 
