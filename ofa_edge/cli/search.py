@@ -79,6 +79,8 @@ def specialize_cmd(
     random_n: int = typer.Option(1000, "--random-samples", help="Subnets drawn by --selector random."),
     seed: int = typer.Option(0, "--seed", help="Search seed."),
     measure: bool = typer.Option(False, "--measure", help="Also measure the chosen subnet on the device."),
+    precision: str = typer.Option("fp32", "--precision", help="fp32 | int8: search (and --measure) with the "
+                                  "device's INT8 table and models; implies --quantize int8."),
     as_json: bool = _JSON,
 ) -> None:
     """Pick the most accurate subnet per latency budget, extract, recalibrate, test, export, write a manifest."""
@@ -92,7 +94,8 @@ def specialize_cmd(
     request = SpecializeRequest(checkpoint, device, tuple(budgets), selector=selector,
                                 predictor=str(predictor) if predictor else None, out=out, export=formats,
                                 quantize=quantize, tables_dir=tables, data=data, bn_images=bn_images,
-                                config=_config(population, generations, seed), random_n=random_n, measure=measure)
+                                config=_config(population, generations, seed), random_n=random_n, measure=measure,
+                                precision=precision)
     with progress_bar(not as_json) as progress:
         manifests = specialize(request, progress=progress)
     if as_json:
