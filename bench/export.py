@@ -113,7 +113,8 @@ def tflite_case(space: str, r: int, rounds: int, seconds: float, calib_n: int, t
         row = {"runtime": "tflite", "space": space, "r": r, "batch": 1, "subnet": which, "subnet_id": subnet.id,
                "fp32_ms": round(ms["fp32"], 4), "int8_ms": round(ms["int8"], 4),
                "speedup": round(ms["fp32"] / ms["int8"], 3), "target": TARGETS[("tflite", space)],
-               "partitions_fp32": rep["fp32"]["delegate_partitions"], "partitions_int8": rep["int8"]["delegate_partitions"],
+               "partitions_fp32": rep["fp32"]["delegate_partitions"],
+               "partitions_int8": rep["int8"]["delegate_partitions"],
                "other_int8_ops": rep["int8"]["other_int8_ops"], "int8_graph_ops": _int8_ops(int8),
                "repeats": ms["repeats"], "rounds": rounds, "export_s": round(export_s, 1),
                "bytes_fp32": fp32.stat().st_size, "bytes_int8": int8.stat().st_size}

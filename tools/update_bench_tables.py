@@ -156,8 +156,8 @@ def predictor(d: dict) -> str:
     return "\n".join(rows)
 
 
-RENDER = {"search": search, "export": export, "int8_accuracy": int8_accuracy, "supernet_overhead": supernet_overhead, "lut_accuracy": lut_accuracy,
-          "train_strategies": train_strategies, "int8_speed": int8_speed, "train_speed": train_speed,
+RENDER = {"search": search, "export": export, "int8_accuracy": int8_accuracy, "supernet_overhead": supernet_overhead,
+          "lut_accuracy": lut_accuracy, "train_strategies": train_strategies, "int8_speed": int8_speed, "train_speed": train_speed,
           "convergence": convergence, "predictor": predictor}
 
 

@@ -27,12 +27,12 @@ def time_artifacts(profile, folder: str | Path, manifest: Manifest, max_drop: fl
     note in ``latency_ms.artifacts_note`` and no recommendation."""
     folder = Path(folder)
     sha = {f["path"]: f["sha256"] for f in manifest.files}
-    batch = profile.benchmark.batch
+    r, batch = manifest.resolution, profile.benchmark.batch
     models: dict[str, tuple[dict, ModelFile]] = {}
     for art in runnable_artifacts(manifest, profile.runtime.name):
         # named by content, so a rebuilt file is never matched with an older file's journalled result
         name = f"a{sha[art['file']][:16]}"
-        models[name] = (art, ModelFile(name, folder / art["file"], (batch, 3, manifest.resolution, manifest.resolution)))
+        models[name] = (art, ModelFile(name, folder / art["file"], (batch, 3, r, r)))
     latencies: dict[str, list[float]] = defaultdict(list)
     note = f"{len(models)} artefact(s) timed on {profile.name} ({profile.runtime.name}, median over " \
            f"{profile.benchmark.rounds} round(s))"
