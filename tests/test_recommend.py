@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import pytest
@@ -76,3 +77,21 @@ def test_manifest_keeps_and_validates_the_recommendation(tmp_path):
     (tmp_path / "manifest.json").write_text(json.dumps({**data, "latency_ms": {"artifacts": {"onnx": -1}}}))
     with pytest.raises(FileFormatError, match="latency_ms.artifacts"):
         read_manifest(tmp_path)
+
+
+def test_targets_toml_max_drop(tmp_path):
+    from ofa_edge.pipelines.build import load_targets
+
+    path = tmp_path / "targets.toml"
+    head = 'format = "ofa-edge-targets/1"\ncheckpoint = "c.pt"\nmeasure = true\ndevices = ["x86-local"]\n' \
+           'budgets = ["1ms"]\n'
+    path.write_text(head + 'max_drop = 0.5\n[[target]]\ndevice = "x86-local"\nbudget = "2ms"\nmax_drop = 2\n')
+    spec = load_targets(path)
+    assert [(t.measure, t.max_drop) for t in spec.targets] == [(True, 0.5), (True, 2.0)]
+    # a changed limit rebuilds the target instead of resuming it
+    first = spec.targets[0]
+    assert first.settings_key() != dataclasses.replace(first, max_drop=1.0).settings_key()
+    for bad in ("-1", '"1.0"', "true"):
+        path.write_text(head + f"max_drop = {bad}\n")
+        with pytest.raises(FileFormatError, match="max_drop must be a top-1 drop"):
+            load_targets(path)
