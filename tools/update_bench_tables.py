@@ -21,10 +21,12 @@ def supernet_overhead(d: dict) -> str:
 
 def lut_accuracy(d: dict) -> str:
     rows = ["| path | subnets | MAPE % | within ±10 % | Kendall tau | wall s |", "|---|---|---|---|---|---|"]
-    for name in ("local", "ssh"):
+    labels = {"local": "local", "noise": "local, measured again (noise floor)", "ssh": "ssh"}
+    for name in ("local", "noise", "ssh"):
         if name in d:
             m = d[name]
-            rows.append(f"| {name} | {m['n']} | {m['mape']:.2f} | {m['within_10pct']:.2f} | {m['kendall_tau']:.3f} "
+            label = labels[name] + (f", {d['precision']}" if "precision" in d else "")
+            rows.append(f"| {label} | {m['n']} | {m['mape']:.2f} | {m['within_10pct']:.2f} | {m['kendall_tau']:.3f} "
                         f"| {m['wall_s']:.1f} |")
     if "ssh_over_local_wall" in d:
         rows.append(f"\nSSH / local wall time: **{d['ssh_over_local_wall']:.3f}x**.")
@@ -157,7 +159,9 @@ def predictor(d: dict) -> str:
 
 
 RENDER = {"search": search, "export": export, "int8_accuracy": int8_accuracy, "supernet_overhead": supernet_overhead,
-          "lut_accuracy": lut_accuracy, "train_strategies": train_strategies, "int8_speed": int8_speed, "train_speed": train_speed,
+          "lut_accuracy": lut_accuracy,
+          "lut_accuracy_int8": lut_accuracy, "lut_accuracy_fp32_loaded": lut_accuracy,
+          "train_strategies": train_strategies, "int8_speed": int8_speed, "train_speed": train_speed,
           "convergence": convergence, "predictor": predictor}
 
 

@@ -82,6 +82,8 @@ def specialize_cmd(
                                  "every exported artefact its runtime runs to recommend the fastest."),
     max_drop: float = typer.Option(1.0, "--max-drop", help="Largest top-1 drop (points, test split) of a "
                                    "recommended INT8 artefact."),
+    precision: str = typer.Option("fp32", "--precision", help="fp32 | int8: search (and --measure) with the "
+                                  "device's INT8 table and models; implies --quantize int8."),
     as_json: bool = _JSON,
 ) -> None:
     """Pick the most accurate subnet per latency budget, extract, recalibrate, test, export, write a manifest."""
@@ -96,7 +98,7 @@ def specialize_cmd(
                                 predictor=str(predictor) if predictor else None, out=out, export=formats,
                                 quantize=quantize, tables_dir=tables, data=data, bn_images=bn_images,
                                 config=_config(population, generations, seed), random_n=random_n, measure=measure,
-                                max_drop=max_drop)
+                                max_drop=max_drop, precision=precision)
     with progress_bar(not as_json) as progress:
         manifests = specialize(request, progress=progress)
     if as_json:
