@@ -15,9 +15,11 @@ from ofa_edge.devices.session import measure_models
 from ofa_edge.errors import InvalidValueError, MissingStepError, OfaEdgeError, UnknownNameError
 from ofa_edge.export import EXPORTERS, build_target
 from ofa_edge.export.manifest import file_entry
+from ofa_edge.export.recommend import DEFAULT_MAX_DROP
 from ofa_edge.io import atomic_save, atomic_write_text
 from ofa_edge.latency import check_precision, enumerate_blocks, load_table, table_paths
 from ofa_edge.latency.models import default_cache_dir, subnet_model
+from ofa_edge.pipelines.artifact_timing import time_artifacts
 from ofa_edge.pipelines.checkpoint import TrainedRun, open_run
 from ofa_edge.search.budget import format_ms
 from ofa_edge.search.evolution import EvolutionConfig, SearchResult
@@ -115,7 +117,9 @@ class SpecializeRequest:
         bn_images: Training images for BN recalibration.
         config: Evolution settings.
         random_n: Subnets drawn by the random selector.
-        measure: Also measure the chosen subnet on the device.
+        measure: Also measure the chosen subnet on the device, and time every exported artefact the device's
+            runtime runs to recommend one (``manifest["recommended"]``).
+        max_drop: Largest top-1 drop (points, test split) a recommended INT8 artefact may have.
         cache_dir: Cache of exported measurement models.
         precision: The deployment's precision: ``fp32``, or ``int8`` (search and measure with the device's INT8
             table and models; the exported formats get their INT8 variants).
@@ -137,11 +141,14 @@ class SpecializeRequest:
     measure: bool = False
     cache_dir: str | None = None
     precision: str = "fp32"
+    max_drop: float = DEFAULT_MAX_DROP
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "budgets_ms", tuple(float(b) for b in self.budgets_ms))
         object.__setattr__(self, "export", tuple(self.export))
         SELECTORS.get(self.selector)
+        if not 0.0 <= self.max_drop <= 100.0:
+            raise InvalidValueError(f"max drop: {self.max_drop:g} is not a top-1 drop in points (0-100)", "max_drop")
         known = exports()
         bad = [f for f in self.export if f not in known]
         if bad:
@@ -250,6 +257,8 @@ def _build(run: TrainedRun, profile, table_path, setup: SearchSetup, res: Search
     manifest.top1["predicted"] = None if pred is None else float(info["predicted_top1"][0])
     manifest.top1["measured"] = manifest.top1.get("fp32")
     manifest.files = [file_entry(f, folder) for f in own_files] + manifest.files
+    if r.measure and formats:
+        time_artifacts(profile, folder, manifest, r.max_drop)
     manifest.write(folder)
     return manifest.to_dict() | {"folder": str(folder), "budget_ms": budget, "device": profile.name,
                                  "selector": res.selector}
