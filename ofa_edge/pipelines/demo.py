@@ -231,7 +231,18 @@ def _specialize(cfg: DemoConfig, out: Path, ckpt: Path, budgets: list[float], pr
 
 
 def run_demo(cfg: DemoConfig = DemoConfig(), progress: Progress | None = None) -> dict[str, Any]:
-    """Run (or resume) the whole pipeline into ``cfg.out``; returns paths and the report rows."""
+    """Run (or resume) the whole pipeline into ``cfg.out``: train, profile, predictor, specialize, report.
+
+    Args:
+        cfg: What to run and the time budget; the same ``cfg`` resumes an interrupted demo.
+        progress: Called with (stage, done, total, note).
+
+    Returns:
+        The paths written (checkpoint, table, plots), the budgets, the metrics and the report rows.
+
+    Raises:
+        InvalidValueError: ``cfg.out`` holds a demo run with other settings.
+    """
     progress = progress or (lambda *a: None)
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
