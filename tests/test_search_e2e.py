@@ -188,3 +188,38 @@ def test_cli_build_matrix_builds_both_and_fails_the_impossible_target(run, capsy
         assert {"model.onnx", "model.int8.onnx", "subnet.json"} <= names
         assert "onnx-int8" in manifest["top1"]["drop_points"]
         assert manifest["latency_ms"]["predicted"] <= manifest["extra"]["budget_ms"]
+
+
+def test_specialize_as_typed_uses_the_workspace_supernet_and_every_table(run, capsys, tmp_path, monkeypatch):
+    """`ofa-edge use CKPT` then `ofa-edge specialize --latency ...` with no --checkpoint and no --device."""
+    root, _ = run
+    monkeypatch.chdir(tmp_path)
+    shutil.copytree(root / "tables", tmp_path / "latency_tables")
+    assert main(["use", str(root / "run" / "supernet.pt")]) == 0
+    capsys.readouterr()
+    code = main(["specialize", "--latency", "1000ms", "--selector", "last-sampled", "--export", "pt",
+                 "--bn-images", "20", "--json"])
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    manifests = json.loads(out)
+    assert [m["device"] for m in manifests] == ["x86-local"]
+    assert (tmp_path / "builds" / "x86-local").is_dir()
+    assert all((tmp_path / m["folder"] / "manifest.json").is_file() for m in manifests)
+    said = " ".join(err.split())
+    assert f"supernet {root / 'run' / 'supernet.pt'} (from ofa-edge.toml)" in said and "device x86-local" in said
+    assert main(["status", "--json"]) == 0
+    status = json.loads(capsys.readouterr().out)
+    assert status["supernet"]["source"] == "ofa-edge.toml" and status["supernet"]["exists"]
+    assert status["predictor"].endswith("predictor.pt")
+    assert [t["device"] for t in status["tables"]] == ["x86-local"] and len(status["builds"]) == 1
+    # an explicit flag wins over the workspace file
+    assert main(["specialize", "--checkpoint", str(tmp_path / "nope.pt"), "--latency", "1000ms"]) == 2
+    assert "nope.pt" in capsys.readouterr().err
+
+
+def test_a_predictor_given_as_checkpoint_is_named(run, capsys):
+    root, _ = run
+    assert main(["specialize", "--checkpoint", str(root / "run" / "predictor.pt"), "--device", "x86-local",
+                 "--tables", str(root / "tables"), "--latency", "1000ms"]) == 2
+    err = " ".join(capsys.readouterr().err.split())
+    assert "this is a predictor file, not a supernet checkpoint" in err and "Traceback" not in err
