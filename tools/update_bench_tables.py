@@ -78,8 +78,17 @@ def int8_speed(d: dict) -> str:
     return "\n".join(rows)
 
 
+def cli_startup(d: dict) -> str:
+    rows = ["| command | wall s (median) | CPU s (median) | heavy imports |", "|---|---|---|---|"]
+    for r in d["rows"]:
+        rows.append(f"| `{r['command']}` | {r['median_s']:.2f} | {r['median_cpu_s']:.2f} | "
+                    f"{', '.join(r['heavy_imports']) or 'none'} |")
+    return "\n".join(rows)
+
+
 RENDER = {"search": search, "export": export, "supernet_overhead": supernet_overhead, "lut_accuracy": lut_accuracy,
-          "train_strategies": train_strategies, "int8_speed": int8_speed}
+          "train_strategies": train_strategies, "int8_speed": int8_speed,
+          "cli_startup": cli_startup}
 
 
 def main() -> None:

@@ -185,10 +185,26 @@ def devices_list(as_json: bool = typer.Option(False, "--json", help="Print JSON.
     if as_json:
         print_json(rows)
         return
-    table = Table("name", "transport", "target", "runtime", "threads", "profile")
+    table = Table("name", "runtime", "threads", "target", "profile")  # readable at 80 columns
+    for col in table.columns:
+        col.no_wrap = col.header != "target"
+    table.columns[3].overflow = "fold"
     for r in rows:
-        table.add_row(r["name"], r["transport"], r["target"], r["runtime"], str(r["threads"]), r["path"])
+        target = "local" if r["transport"] == "local" else r["target"]
+        table.add_row(r["name"], r["runtime"], str(r["threads"]), target, _source(Path(r["path"])))
     console.print(table)
+
+
+def _source(path: Path) -> str:
+    """Where a profile comes from, short: ``packaged``, or its path (relative to here when below it)."""
+    import ofa_edge
+
+    package = Path(ofa_edge.__file__).resolve().parent
+    resolved = path.resolve()
+    if resolved.is_relative_to(package):
+        return "packaged"
+    return str(resolved.relative_to(Path.cwd().resolve())) if resolved.is_relative_to(Path.cwd().resolve()) \
+        else str(path)
 
 
 @devices_app.command("check")
