@@ -40,7 +40,7 @@ class Supernet:
     """The supernet a command uses: the checkpoint as given and where that choice came from."""
 
     checkpoint: str
-    source: str  # "ofa-edge.toml", "packaged" or "--checkpoint"
+    source: str  # "given" (passed explicitly), "ofa-edge.toml" or "packaged"
 
 
 def load_workspace(root: str | os.PathLike | None = None) -> Workspace:
@@ -100,7 +100,7 @@ def current_supernet(ws: Workspace, checkpoint: str | os.PathLike | None = None)
         MissingStepError: none of the three exists; the message names ``ofa-edge train``.
     """
     if checkpoint is not None:
-        return Supernet(str(checkpoint), "--checkpoint")
+        return Supernet(str(checkpoint), "given")
     if ws.supernet is not None:
         path = Path(ws.supernet)
         if not path.is_absolute() and (ws.root / path).exists():
@@ -109,9 +109,8 @@ def current_supernet(ws: Workspace, checkpoint: str | os.PathLike | None = None)
     packaged = packaged_supernet()
     if packaged is not None:
         return Supernet(packaged, "packaged")
-    raise MissingStepError(f"no supernet: no --checkpoint, no {FILE} in {ws.root} and no packaged supernet "
-                           "(set one with `ofa-edge use CHECKPOINT`, or train one)", step="train",
-                           field="checkpoint")
+    raise MissingStepError(f"no supernet: none given, none set in {ws.root / FILE} and no packaged supernet",
+                           step="train", field="checkpoint")
 
 
 def table_devices(tables_dir: str | os.PathLike) -> list[str]:

@@ -57,3 +57,14 @@ def pytest_collectreport(report):
 
     if os.environ.get("OFA_EDGE_STRICT_TESTS") == "1" and report.skipped:
         report.outcome = "failed"
+
+
+def pytest_terminal_summary(terminalreporter):
+    """Print how long the emulated Raspberry Pi took to start and to profile (its tests log them)."""
+    import sys
+
+    module = sys.modules.get("emulated_rpi")
+    if module is not None and module.LOG:
+        terminalreporter.section("emulated Raspberry Pi timings")
+        for line in module.LOG:
+            terminalreporter.write_line(line)

@@ -30,6 +30,8 @@ FUZZ: dict[str, Fuzz] = {
     "train-resume": Fuzz("ofa_edge.train.train(resume=...) (whole resume path)", "FileFormatError", 12),
     "sampled-csv": Fuzz("ofa_edge.train.checkpoint.read_sampled", "FileFormatError", 200),
     "sampled-log": Fuzz("ofa_edge.search.selectors.read_sampled_log", "FileFormatError", 200),
+    "benchmark-model-output": Fuzz("ofa_edge.devices.benchmark_model.parse_output", "ToolOutputError", 200),
+    "trtexec-output": Fuzz("ofa_edge.devices.trtexec.parse_output", "ToolOutputError", 200),
 }
 
 

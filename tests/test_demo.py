@@ -19,7 +19,8 @@ def demo(tmp_path_factory):
     out = tmp_path_factory.mktemp("demo")
     cfg = DemoConfig(out=str(out), minutes=0.2, space="cifar-tiny", steps_per_epoch=4, batch_size=32, budgets=2,
                      predictor_samples=10, bn_images=64, warmup=1, repeats=3, calibrate=4, validate=4,
-                     formats=("pt", "onnx"))
+                     formats=("pt", "onnx"), from_scratch=True,
+                     chance_margin=-100.0)  # these tests check the artefacts; the quality check has its own test
     stages = []
     result = run_demo(cfg, lambda stage, done, total, note: stages.append(stage))
     return out, cfg, result, stages
@@ -27,7 +28,8 @@ def demo(tmp_path_factory):
 
 def test_demo_writes_every_artefact_consistently(demo):
     out, cfg, result, stages = demo
-    assert [s for s in dict.fromkeys(stages)] == ["plan", "train", "profile", "predictor", "specialize", "report"]
+    assert [s for s in dict.fromkeys(stages)] == ["plan", "train", "check", "profile", "predictor", "specialize",
+                                                       "report"]
     for name in ("run/supernet.pt", "run/sampled.csv", "run/metrics.csv", "run/accuracy.csv", "run/predictor.pt",
                  "latency_tables/x86-local/onnxruntime.csv", "latency_tables/x86-local/onnxruntime.validation.csv",
                  "builds/summary.csv", "pareto.csv", "report.json"):
@@ -74,8 +76,29 @@ def test_report_command_prints_the_table_from_disk(demo, capsys):
         assert row["subnet_id"] in text
 
 
-def test_demo_refuses_other_settings_in_the_same_folder(demo):
-    out, cfg, _, _ = demo
-    with pytest.raises(Exception, match="other settings"):
-        run_demo(DemoConfig(**{**cfg.__dict__, "budgets": 3}))
+def test_demo_refuses_a_model_near_chance_and_replans(tmp_path, monkeypatch, capsys):
+    import ofa_edge.pipelines.demo as demo_module
+
+    # a CPU so busy that the timing probe says a step takes 20 s: the plan gets one training step
+    monkeypatch.setattr(demo_module, "probe_step_seconds", lambda cfg: 20.0)
+    args = ["demo", "--from-scratch", "--space", "cifar-tiny", "--minutes", "0.1", "--out", str(tmp_path / "d")]
+    assert main(args) == 1
+    err = capsys.readouterr().err
+    assert "near chance" in err and "too few training steps (1 planned" in err and "CPU was busy" in err
+    plan = json.loads((tmp_path / "d" / "demo_plan.json").read_text())
+    assert plan["failed"].startswith("max subnet") and plan["epochs"] * plan["steps_per_epoch"] == 1
+    assert not (tmp_path / "d" / "builds").exists()  # nothing was presented
+    notes = []
+    cfg = DemoConfig(out=str(tmp_path / "d"), minutes=0.1, space="cifar-tiny", from_scratch=True)
+    with pytest.raises(demo_module.DemoQualityError):  # the same settings again: re-planned, not reprinted
+        run_demo(cfg, lambda stage, done, total, note: notes.append(note))
+    assert "re-planning: the last run failed its quality check" in " ".join(notes)
+    notes.clear()
+    with pytest.raises(demo_module.DemoQualityError):
+        run_demo(DemoConfig(**{**cfg.__dict__, "budgets": 2}), lambda stage, done, total, note: notes.append(note))
+    assert "re-planning: the settings changed" in " ".join(notes)
+
+
+def test_report_of_a_missing_folder_is_a_user_error(demo):
+    out, _, _, _ = demo
     assert main(["report", str(out / "nope")]) == 2

@@ -19,7 +19,8 @@ from ofa_edge.devices.registry import PACKAGE_DIR
 from ofa_edge.devices.transport import quote_command
 from ofa_edge.errors import OfaEdgeError
 
-REQUIRED = {"jetson-xavier", "jetson-orin-nano", "raspberry-pi-4", "raspberry-pi-5", "android", "x86-ssh", "x86-local"}
+REQUIRED = {"jetson-nano", "jetson-xavier", "jetson-orin-nano", "raspberry-pi-4", "raspberry-pi-5",
+            "raspberry-pi-emulated", "android", "android-adb", "x86-ssh", "x86-local"}
 
 
 def test_packaged_profiles_load_and_cover_the_devices():
@@ -31,7 +32,17 @@ def test_packaged_profiles_load_and_cover_the_devices():
         assert p.connection.trust_on_first_use is False
         assert (p.connection.transport == "local") == (name == "x86-local")
     assert load_profile(PACKAGE_DIR / "raspberry-pi-4.toml").runtime.name == "tflite"
-    assert load_profile(PACKAGE_DIR / "android.toml").connection.port == 8022
+    android = load_profile(PACKAGE_DIR / "android.toml")
+    assert android.connection.port == 8022 and android.runtime.name == "tflite"
+    assert "python-tflite-runtime" in (PACKAGE_DIR / "android.toml").read_text()
+    adb = load_profile(PACKAGE_DIR / "android-adb.toml")
+    assert (adb.connection.transport, adb.runtime.name) == ("adb", "benchmark_model")
+    assert [load_profile(PACKAGE_DIR / f"{n}.toml").runtime.name for n in ("jetson-nano", "jetson-orin-nano")] \
+        == ["trtexec", "trtexec"]
+    assert "TensorrtExecutionProvider" in load_profile(PACKAGE_DIR / "jetson-xavier.toml").runtime.providers
+    for name, text in (("jetson-nano", "Python 3.6"), ("jetson-xavier", "Python 3.8"),
+                       ("jetson-orin-nano", "Python 3.10"), ("raspberry-pi-emulated", "timings meaningless")):
+        assert text in load_profile(PACKAGE_DIR / f"{name}.toml").description
 
 
 GOOD = """format = 1
@@ -131,8 +142,8 @@ def test_runner_imports_only_stdlib_numpy_and_runtimes():
             names |= {a.name.split(".")[0] for a in node.names}
         elif isinstance(node, ast.ImportFrom):
             names.add((node.module or "").split(".")[0])
-    allowed = {"__future__", "argparse", "io", "json", "os", "platform", "shutil", "statistics", "sys", "time",
-               "zipfile", "importlib", "numpy", "onnxruntime", "ai_edge_litert", "tflite_runtime", "torch"}
+    allowed = {"argparse", "io", "json", "os", "platform", "shutil", "statistics", "sys", "time", "typing",
+               "zipfile", "importlib", "pkg_resources", "numpy", "onnxruntime", "ai_edge_litert", "tflite_runtime", "torch"}
     assert names <= allowed, names - allowed
 
 

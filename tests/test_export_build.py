@@ -68,6 +68,20 @@ def test_build_target_onnx_manifest_files_and_metadata(tmp_path):
     assert read_manifest(tmp_path).subnet_id == subnet.id
 
 
+def test_build_target_tflite_manifest_counts_delegate_partitions(tmp_path):
+    pytest.importorskip("litert_torch")
+    subnet = max_subnet(SPACE)
+    m = build_target(_static(subnet), subnet, SPACE, 10, tmp_path, formats=["tflite"], quantize=True,
+                     calibration_images=_images(16, subnet.r))
+    art = {a["key"]: a for a in json.loads((tmp_path / "manifest.json").read_text())["artifacts"]}
+    assert m.ok and set(art) == {"tflite", "tflite-int8"}
+    for key in art:
+        report = art[key]["tflite"]
+        assert report["delegate_partitions"] == 1 and report["delegated_ops"] > 20, (key, report)
+        assert report["other_ops"] == {} and report["other_int8_ops"] == {}, (key, report)
+    assert art["tflite-int8"]["tflite"]["delegated_ops"] > art["tflite"]["tflite"]["delegated_ops"]  # + DQ/Q
+
+
 class _DataDependent(torch.nn.Module):
     """A model with a Python branch on its input: tracing freezes one path, so the export drifts."""
 

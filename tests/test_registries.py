@@ -12,6 +12,7 @@ import torch
 
 from ofa_edge.devices import runner
 from ofa_edge.devices.runtimes import RUNTIMES, RuntimeSpec
+from ofa_edge.devices.transports import TRANSPORTS
 from ofa_edge.errors import OfaEdgeError, UnknownNameError
 from ofa_edge.export import EXPORTERS, Exporter, plan
 from ofa_edge.registry import Registry
@@ -48,7 +49,8 @@ def test_register_space_refuses_a_taken_name():
 
 @pytest.mark.parametrize("kind,registry", [("spaces", SPACES), ("supernet families", SUPERNETS),
                                            ("strategies", STRATEGIES), ("runtimes", RUNTIMES),
-                                           ("formats", EXPORTERS), ("selectors", SELECTORS)])
+                                           ("formats", EXPORTERS), ("selectors", SELECTORS),
+                                           ("transports", TRANSPORTS)])
 def test_every_registry_has_entries_and_lists_them_on_a_miss(kind, registry):
     assert len(registry) >= 1, kind
     with pytest.raises(UnknownNameError) as err:
@@ -136,12 +138,14 @@ def test_every_runtime_writes_a_model_the_runner_loads(name, tmp_path):
     from ofa_edge.export.backends import available
     from ofa_edge.latency.models import block_model
 
-    if name == "tflite" and not available("tflite"):
+    if RUNTIMES.get(name).suffix == ".tflite" and not available("tflite"):
         pytest.skip("TFLite converter (litert-torch) not installed")
     spec = LayerSpec("stem", 8, 8, 3, 8, kernel=3, stride=1, act="h_swish")
     model = block_model(spec, name, tmp_path)
     assert model.path.suffix == RUNTIMES.get(name).suffix and model.path.stat().st_size > 0
-    backend = runner.Backend({"name": name, "providers": ["CPUExecutionProvider"]}, {"threads": 1})
+    # benchmark binaries (benchmark_model, trtexec) run the files of a runtime the runner knows
+    loader = name if name in runner.RUNTIMES else {".tflite": "tflite", ".onnx": "onnxruntime"}[model.path.suffix]
+    backend = runner.Backend({"name": loader, "providers": ["CPUExecutionProvider"]}, {"threads": 1})
     backend.load(model.path.read_bytes(), list(model.input_shape), "float32")()
 
 

@@ -30,7 +30,7 @@ def test_use_remembers_the_checkpoint_relative_to_the_folder(tmp_path):
     assert again.supernet == "runs/a/supernet.pt"
     net = workspace.current_supernet(again)
     assert (Path(net.checkpoint), net.source) == (tmp_path / "runs/a/supernet.pt", "ofa-edge.toml")
-    assert workspace.current_supernet(again, "other.pt").source == "--checkpoint"
+    assert workspace.current_supernet(again, "other.pt").source == "given"
 
 
 def test_a_file_of_another_format_version_is_refused(tmp_path):

@@ -86,9 +86,65 @@ def cli_startup(d: dict) -> str:
     return "\n".join(rows)
 
 
+def _bf16(row: dict) -> str:
+    return "-" if row.get("bf16_vs_fp32") is None else f"x{row['bf16_vs_fp32']:.2f}"
+
+
+def train_speed(d: dict) -> str:
+    rows = ["| space | r | batch | threads | step | static fp32 ms | supernet NCHW ms | supernet (ofa-edge) ms | "
+            "speed-up vs static | bf16 / fp32 speed |", "|---|---|---|---|---|---|---|---|---|---|"]
+    for r in d["rows"]:
+        rows.append(f"| {r['space']} | {r['resolution']} | {r['batch']} | {r['threads']} | {r['strategy']} | "
+                    f"{r['static-fp32_ms']:.0f} | {r['supernet-nchw_ms']:.0f} | {r['supernet_ms']:.0f} | "
+                    f"**x{r['speedup']:.2f}** | {_bf16(r)} |")
+    rows.append(f"\nRecommended CPU precision: {d['recommended_precision_cpu']} ({d['precision_accuracy_cost']}). "
+                f"Load average before / after: {d['loadavg_before'][0]} / {d['loadavg_after'][0]}.")
+    bf16 = RESULTS / "train_speed_bf16.json"
+    if bf16.is_file():
+        b = json.loads(bf16.read_text())
+        parts = ", ".join(f"{r['strategy']} x{r['bf16_vs_fp32']:.2f}" for r in b["rows"] if r.get("bf16_vs_fp32"))
+        rows.append(f"bf16 autocast vs fp32 (supernet, channels_last, `--bf16` run, {b['rows'][0]['space']}, "
+                    f"{b['rows'][0]['threads']} thread): {parts}, i.e. slower on this CPU.")
+    return "\n".join(rows)
+
+
+def convergence(d: dict) -> str:
+    t = d["test"]
+    rows = ["| recipe | epochs | training min | max top-1 | min top-1 | max / min ECE | test images | targets |",
+            "|---|---|---|---|---|---|---|---|",
+            f"| `{d['recipe']}` | {d['epochs']} | {d['train_seconds'] / 60:.1f} | {t['max_top1']:.2f} | "
+            f"{t['min_top1']:.2f} | {t['max_ece']:.2f} / {t['min_ece']:.2f} | {t['test_images']} | "
+            f"max >= {d['targets']['max_top1']:g}, min >= {d['targets']['min_top1']:g}, <= "
+            f"{d['targets']['train_minutes']:g} min |",
+            "", "| epoch | training min | val max top-1 | val min top-1 |", "|---|---|---|---|"]
+    for c in d["curve"]:
+        if "val_max_top1" in c:
+            rows.append(f"| {c['epoch']} | {c['train_seconds'] / 60:.1f} | {c['val_max_top1']:.2f} | "
+                        f"{c['val_min_top1']:.2f} |")
+    return "\n".join(rows)
+
+
+def predictor(d: dict) -> str:
+    n, side = d["noise_vs_spread"], d["side_by_side"]
+    rows = [f"{d['samples']} subnets measured on {n['val_images']} validation images (BN recalibrated on "
+            f"{d['bn_images']} training images): top-1 {n['top1_min']:.2f}-{n['top1_max']:.2f} %, spread (std) "
+            f"**{n['top1_std']:.2f}** points; noise: binomial standard error {n['binomial_se']:.2f}, "
+            f"BN-recalibration noise {n['bn_seed_diff_std']:.2f} points ({n['subnets']} subnets recalibrated twice).",
+            "", "| predictor (held-out 20 %) | Kendall tau | Spearman | RMSE (points) |", "|---|---|---|---|"]
+    p = d["packaged_predictor"]
+    rows.append(f"| packaged: OFA MLP 3x400 (`predictor fit --json`) | {p['kendall_tau']:.3f} | {p['spearman']:.3f} "
+                f"| {p['rmse']:.2f} |")
+    names = {"mlp": "OFA MLP, seed 0 (same training rows)", "mlp_ensemble5": "5 MLPs averaged",
+             "ridge_onehot_macs_params": "ridge: one-hot + MACs + params"}
+    for key, label in names.items():
+        m = side[key]
+        rows.append(f"| {label} | {m['kendall_tau']:.3f} | {m['spearman']:.3f} | {m['rmse']:.2f} |")
+    return "\n".join(rows)
+
+
 RENDER = {"search": search, "export": export, "supernet_overhead": supernet_overhead, "lut_accuracy": lut_accuracy,
-          "train_strategies": train_strategies, "int8_speed": int8_speed,
-          "cli_startup": cli_startup}
+          "train_strategies": train_strategies, "int8_speed": int8_speed, "train_speed": train_speed,
+          "convergence": convergence, "predictor": predictor, "cli_startup": cli_startup}
 
 
 def main() -> None:

@@ -31,6 +31,8 @@ COMMANDS: dict[str, LazyCommand] = {
                          "Train a once-for-all supernet with one of the registered strategies (see --strategy)."),
     "eval": LazyCommand("ofa_edge.cli.train",
                         "Recalibrate BN for one subnet, then report top-1 / top-5 / ECE on the test split."),
+    "pretrained": LazyCommand("ofa_edge.cli.pretrained", "Pretrained supernets shipped with ofa-edge (usable "
+                              "wherever a checkpoint is)."),
     "use": LazyCommand("ofa_edge.cli.workspace", "Make CHECKPOINT this folder's current supernet (in ofa-edge.toml)."),
     "status": LazyCommand("ofa_edge.cli.workspace",
                           "Show this folder's workspace: supernet, predictor, latency tables and builds."),
@@ -46,9 +48,9 @@ COMMANDS: dict[str, LazyCommand] = {
                           "measured points (PNG + CSV)."),
     "build": LazyCommand("ofa_edge.cli.export", "Build every target of a targets.toml; exit 1 listing the failed "
                          "targets (budget, parity, converter)."),
-    "demo": LazyCommand("ofa_edge.cli.demo", "Train a small supernet on the embedded CIFAR-10 set, profile this "
-                        "machine, fit the predictor, specialise three latency budgets, export ONNX + INT8 "
-                        "(TFLite/CoreML when installed), measure, report."),
+    "demo": LazyCommand("ofa_edge.cli.demo", "Specialise the packaged CIFAR-10 supernet (or, with --from-scratch, "
+                        "train one on the embedded set) for this machine: profile it, specialise three latency "
+                        "budgets, export ONNX + INT8 (TFLite/CoreML when installed), measure, report."),
     "report": LazyCommand("ofa_edge.cli.demo", "Print the budgets table (and list the plots) from files already on "
                           "disk."),
 }

@@ -92,7 +92,8 @@ def specialize_cmd(
         raise typer.BadParameter(f"{selector!r} is not one of {', '.join(SELECTORS)}", param_hint="--selector")
     formats = tuple(f.strip() for f in export.split(",") if f.strip())
     net, devices = _workspace_inputs(checkpoint, device, tables)
-    err_console.print(f"supernet {net.checkpoint} (from {net.source}); device{'s' if len(devices) > 1 else ''} "
+    source = "--checkpoint" if net.source == "given" else net.source
+    err_console.print(f"supernet {net.checkpoint} (from {source}); device{'s' if len(devices) > 1 else ''} "
                       f"{', '.join(devices)}", soft_wrap=True, highlight=False)
     manifests = []
     for name in devices:
@@ -119,9 +120,13 @@ def specialize_cmd(
 
 def _workspace_inputs(checkpoint: Optional[Path], device: Optional[str], tables: Path):
     """The supernet and devices to use: the flags when given, else the workspace's (ofa-edge.toml, tables)."""
+    from ofa_edge.errors import MissingStepError
     from ofa_edge.workspace import current_supernet, load_workspace, table_devices
 
-    net = current_supernet(load_workspace(), checkpoint)
+    try:
+        net = current_supernet(load_workspace(), checkpoint)
+    except MissingStepError as exc:
+        fail(f"--checkpoint: {exc}; run `ofa-edge train`, or set one with `ofa-edge use CHECKPOINT`")
     if device is not None:
         return net, [device]
     devices = table_devices(tables)

@@ -31,6 +31,8 @@ def _progress_printer(quiet: bool):
                 return
             if not quiet:
                 err_console.print(f"{ev['task']}; phases {ev['phases']}; world {ev['world']}")
+                if "precision" in ev:
+                    err_console.print(f"device {ev['device']}, precision {ev['precision']}, {ev['threads']}")
                 if ev.get("init"):
                     i = ev["init"]
                     err_console.print(f"init: {i['path']} ({i['format']}, space {i['space']}): loaded "
@@ -50,21 +52,21 @@ def _progress_printer(quiet: bool):
     return on_event, progress
 
 
-def _run_training(cfg: Optional[TrainConfig], resume: Optional[str], quiet: bool):
+def _run_training(cfg: Optional[TrainConfig], resume: Optional[str], quiet: bool, threads: str | None = None):
     from ofa_edge.train import train
 
     on_event, progress = _progress_printer(quiet)
     with progress:
-        return train(cfg, resume=resume, progress=on_event)
+        return train(cfg, resume=resume, progress=on_event, threads=threads)
 
 
-def _spawned(cfg, resume, quiet) -> None:
+def _spawned(cfg, resume, quiet, threads=None) -> None:
     import os
 
-    _run_training(cfg, resume, quiet or os.environ.get("RANK", "0") != "0")
+    _run_training(cfg, resume, quiet or os.environ.get("RANK", "0") != "0", threads)
 
 
-def _spawn_training(nproc: int, cfg, resume_arg, quiet: bool) -> None:
+def _spawn_training(nproc: int, cfg, resume_arg, quiet: bool, threads: str | None = None) -> None:
     """Run the training in ``nproc`` DDP processes; Ctrl-C reaches the workers, which checkpoint and stop."""
     import signal
 
@@ -74,7 +76,7 @@ def _spawn_training(nproc: int, cfg, resume_arg, quiet: bool) -> None:
 
     previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
     try:
-        spawn(nproc, _spawned, cfg, resume_arg, quiet)
+        spawn(nproc, _spawned, cfg, resume_arg, quiet, threads)
     except mp.ProcessRaisedException as exc:
         last = str(exc).strip().splitlines()[-1]
         kind, _, message = last.partition(": ")
@@ -83,7 +85,29 @@ def _spawn_training(nproc: int, cfg, resume_arg, quiet: bool) -> None:
         signal.signal(signal.SIGINT, previous)
 
 
+def _with_recipe(ctx: typer.Context, recipe: Optional[str], values: dict) -> TrainConfig:
+    """TrainConfig from the options; with --recipe, the recipe's settings replace the defaults of every
+    option that was not given on the command line."""
+    if recipe is None:
+        return TrainConfig(**values)
+    from ofa_edge.train.recipes import get_recipe
+
+    from ofa_edge.train.recipes import list_recipes
+
+    if recipe not in list_recipes():
+        fail(f"--recipe: {recipe!r} is not one of {list_recipes()}")
+    base = get_recipe(recipe)
+    typed = {k for k in values if getattr(ctx.get_parameter_source(k), "name", "") == "COMMANDLINE"}
+    given = {k: v for k, v in values.items() if k not in base.settings or k in typed}
+    if not typed & {"out", "name"}:
+        given["out"] = str(Path("runs") / recipe)
+    return base.config(**given)
+
+
 def train_cmd(
+    ctx: typer.Context,
+    recipe: Optional[str] = typer.Option(None, "--recipe", help="Start from a named recipe's settings (e.g. "
+                                         "cifar10-mbv3, the packaged supernet's); options given here override it."),
     strategy: str = typer.Option(_D.strategy, "--strategy", help=f"One of {', '.join(STRATEGIES.list())}."),
     space: Optional[str] = typer.Option(None, "--space", "-s", help="Search space (default: the --init "
                                         "checkpoint's, else cifar-mbv3)."),
@@ -121,6 +145,12 @@ def train_cmd(
     seed: int = typer.Option(_D.seed, "--seed"),
     workers: int = typer.Option(_D.workers, "--workers", help="Batch-preparing worker processes."),
     device: str = typer.Option(_D.device, "--device", help="auto (GPU if available), cpu or cuda."),
+    precision: str = typer.Option(_D.precision, "--precision",
+                                  help="fp32, bf16 or fp16 (CUDA) autocast; auto: fp32 on a CPU (fastest there), "
+                                       "bf16 (else fp16 with a gradient scaler) on a GPU. Saved with the run."),
+    threads: str = typer.Option("auto", "--threads",
+                                help="torch threads per process; auto: a short probe uses all cores only when "
+                                     "they pay (a busy CPU gets 1 thread) and says what it chose."),
     resume: Optional[Path] = typer.Option(None, "--resume", help="Continue the run in this folder/checkpoint."),
     nproc: int = typer.Option(1, "--nproc", help="Processes for DDP training on this machine (gloo on CPU)."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
@@ -133,8 +163,13 @@ def train_cmd(
         cfg = None if out is None else TrainConfig(out=str(out))
         resume_arg = str(resume)
     else:
-        if init is not None and not init.exists():
-            fail(f"--init: {init} does not exist")
+        if init is not None:
+            from ofa_edge.pretrained import resolve_checkpoint
+
+            init = resolve_checkpoint(init)
+            if not init.exists():
+                fail(f"--init: {init} does not exist (a checkpoint file or a pretrained name: "
+                     f"`ofa-edge pretrained list`)")
         phases = lrs = None
         if phase_epochs:
             try:
@@ -146,7 +181,7 @@ def train_cmd(
                 lrs = tuple(float(p) for p in phase_lr.split(","))
             except ValueError:
                 fail(f"--phase-lr: {phase_lr!r} is not a comma-separated list of numbers")
-        cfg = TrainConfig(strategy=strategy, space=space, data=data,
+        cfg = _with_recipe(ctx, recipe, dict(strategy=strategy, space=space, data=data,
                           out=str(out or Path("runs") / (name or strategy)), epochs=epochs, batch_size=batch_size,
                           lr=lr, weight_decay=weight_decay, warmup_epochs=warmup_epochs,
                           label_smoothing=label_smoothing, kd_ratio=kd_ratio, n_random=n_random, heads=heads,
@@ -155,12 +190,12 @@ def train_cmd(
                           threshold=threshold, lambda_u=lambda_u, fixmatch=fixmatch, kd_labelled=kd_labelled,
                           kd_unlabelled=kd_unlabelled, steps_per_epoch=steps_per_epoch, phase_epochs=phases,
                           phase_lr=lrs, bn_images=bn_images, eval_every=eval_every, workers=workers,
-                          device=device)
+                          device=device, precision=precision))
         if data is not None and not Path(data).exists():
             fail(f"--data: folder {data} does not exist")
         resume_arg = None
     if nproc > 1:
-        _spawn_training(nproc, cfg, resume_arg, quiet)
+        _spawn_training(nproc, cfg, resume_arg, quiet, threads)
         from ofa_edge.train.checkpoint import read_train_checkpoint
 
         target = Path(resume_arg) if resume_arg else Path(cfg.out)
@@ -171,7 +206,7 @@ def train_cmd(
         from ofa_edge.train import TrainingInterrupted
 
         try:
-            result = _run_training(cfg, resume_arg, quiet or as_json)
+            result = _run_training(cfg, resume_arg, quiet or as_json, threads)
         except TrainingInterrupted as exc:
             fail(str(exc), code=130)
         metrics, ckpt, init_report = result.metrics, result.checkpoint, result.init_report

@@ -40,7 +40,8 @@ def status_cmd(
     net = info["supernet"]
     console.print(f"workspace: {info['workspace'] or 'no ofa-edge.toml (defaults apply)'}", soft_wrap=True)
     if net["checkpoint"] is None:
-        console.print(f"supernet:  none ({net['missing']})", soft_wrap=True)
+        console.print(f"supernet:  none ({net['missing']}; run `ofa-edge train` or `ofa-edge use CHECKPOINT`)",
+                      soft_wrap=True)
     else:
         missing = "" if net["exists"] else "  [red](file missing)[/]"
         console.print(f"supernet:  {net['checkpoint']} (from {net['source']}){missing}", soft_wrap=True)

@@ -11,10 +11,10 @@ from pathlib import Path
 from typing import Any
 
 from ofa_edge.devices.runtimes import RUNTIMES
+from ofa_edge.devices.transports import TRANSPORTS
 from ofa_edge.errors import FileFormatError, OfaEdgeError
 
 PROFILE_FORMAT = 1
-TRANSPORTS = ("local", "ssh")
 #: Longest timeout or keep-alive a profile may set (one week, in seconds).
 MAX_SECONDS = 7 * 24 * 3600
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
@@ -22,7 +22,7 @@ _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 
 @dataclass(frozen=True)
 class Connection:
-    """How to reach the device: ``local`` (subprocess on this machine) or ``ssh`` (paramiko)."""
+    """How to reach the device: ``local`` (subprocess), ``ssh`` (paramiko) or ``adb`` (Android, by serial)."""
 
     transport: str = "local"
     host: str = ""
@@ -34,6 +34,8 @@ class Connection:
     connect_timeout: float = 10.0
     command_timeout: float = 1800.0
     keepalive: float = 15.0
+    serial: str = ""  # adb: the device serial (`adb devices`) or host:port for wireless adb
+    adb: str = "adb"  # adb: the adb executable on this machine
 
 
 @dataclass(frozen=True)
@@ -46,11 +48,16 @@ class DeviceSide:
 
 @dataclass(frozen=True)
 class Runtime:
-    """Inference runtime: onnxruntime (with providers), tflite (threads, optional delegate) or torch."""
+    """Inference runtime: onnxruntime (providers), tflite (delegate), torch, benchmark_model or trtexec."""
 
     name: str = "onnxruntime"
     providers: tuple[str, ...] = ("CPUExecutionProvider",)
     delegate: str = ""
+    binary: str = ""  # benchmark_model / trtexec: a file here (pushed to the device) or a path on the device
+    use_xnnpack: bool = True  # benchmark_model
+    cpu_mask: str = ""  # benchmark_model: taskset mask in hex, e.g. "f0" for the big cores; empty: none
+    precision: str = "fp16"  # trtexec: fp32, fp16, int8 or best
+    warmup_ms: int = 200  # trtexec: --warmUp, in milliseconds
 
 
 @dataclass(frozen=True)
@@ -96,8 +103,10 @@ class DeviceProfile:
     def settings_id(self) -> str:
         """Identifies the measurement settings: results taken with other settings are not reused."""
         b, r = self.benchmark, self.runtime
+        tool = {"benchmark_model": f"|xnn{int(r.use_xnnpack)}|m{r.cpu_mask}",
+                "trtexec": f"|{r.precision}|wu{r.warmup_ms}"}.get(r.name, "")
         return (f"{r.name}|{','.join(r.providers)}|{r.delegate}|t{b.threads}|w{b.warmup}|"
-                f"n{b.repeats}|b{b.batch}" + (f"|r{b.rounds}" if b.rounds != 1 else ""))
+                f"n{b.repeats}|b{b.batch}" + (f"|r{b.rounds}" if b.rounds != 1 else "") + tool)
 
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
@@ -109,7 +118,6 @@ class DeviceProfile:
 _SECTIONS = {"connection": Connection, "device": DeviceSide, "runtime": Runtime, "benchmark": Benchmark}
 _TOP = {"format", "name", "description", *_SECTIONS}
 _HELP = {
-    "transport": f"one of {', '.join(TRANSPORTS)}",
     "host": "a host name or IP address, e.g. host = \"192.168.1.20\"",
     "port": "an integer 1-65535, e.g. port = 22",
 }
@@ -156,11 +164,17 @@ def _coerce(where: str, key: str, value: Any, default: Any) -> Any:
 
 def _check_connection(c: Connection, where: str) -> None:
     if c.transport not in TRANSPORTS:
-        raise OfaEdgeError(f"{where}: connection.transport {c.transport!r} is not {_HELP['transport']}")
+        raise OfaEdgeError(f"{where}: connection.transport {c.transport!r} is not one of "
+                           f"{', '.join(TRANSPORTS)}")
+    if c.transport == "adb":
+        if not c.serial or c.serial.startswith("-") or any(ch.isspace() for ch in c.serial):
+            raise OfaEdgeError(f"{where}: connection.serial {c.serial!r} is not an adb serial; set it to a serial "
+                               "that `adb devices` lists, or host:port for wireless adb, e.g. "
+                               "serial = \"192.168.1.50:5555\"")
     if c.transport == "ssh":
         if not c.host:
             raise OfaEdgeError(f"{where}: connection.host is missing; set {_HELP['host']} "
-                               "(or pass --host)")
+                               "(or override the host)")
         if c.host.startswith("-") or any(ch.isspace() for ch in c.host):
             raise OfaEdgeError(f"{where}: connection.host {c.host!r} is not a valid host name")
     if not 1 <= c.port <= 65535:
@@ -212,6 +226,7 @@ def _from_dict(data: Any, where: str, default_name: str) -> DeviceProfile:
     rt: Runtime = parts["runtime"]
     if rt.name not in RUNTIMES:
         raise ValueError(f"runtime.name {rt.name!r} is not one of {', '.join(RUNTIMES)}")
+    _check_tool_runtime(rt, conn)
     b: Benchmark = parts["benchmark"]
     for key, low, high in (("warmup", 0, 100000), ("repeats", 1, 100000), ("threads", 1, 256),
                            ("batch", 1, 4096), ("rounds", 1, 100)):
@@ -226,6 +241,23 @@ def _from_dict(data: Any, where: str, default_name: str) -> DeviceProfile:
     if not dev.work_dir:
         raise ValueError("device.work_dir is empty; e.g. work_dir = \"~/.cache/ofa-edge/device\"")
     return DeviceProfile(name=name, description=description, path=where, **parts)
+
+
+def _check_tool_runtime(rt: Runtime, conn: Connection) -> None:
+    if conn.transport == "adb" and RUNTIMES.get(rt.name).measure is None:
+        raise ValueError(f"runtime.name {rt.name!r} needs Python on the device, which adb does not give; use "
+                         "runtime.name = \"benchmark_model\" over adb, or Termux's sshd (transport = \"ssh\", "
+                         "port 8022) for onnxruntime / tflite")
+    if rt.name == "benchmark_model" and not rt.binary:
+        raise ValueError("runtime.binary is empty; set it to the benchmark_model binary you downloaded for the "
+                         "device (TFLite's android_aarch64 / linux_aarch64 benchmark_model), e.g. "
+                         "binary = \"~/Downloads/android_aarch64_benchmark_model\"")
+    if rt.name == "trtexec" and rt.precision not in ("fp32", "fp16", "int8", "best"):
+        raise ValueError(f"runtime.precision {rt.precision!r} is not one of fp32, fp16, int8, best")
+    if rt.cpu_mask and not re.fullmatch(r"(0x)?[0-9a-fA-F]{1,16}", rt.cpu_mask):
+        raise ValueError(f"runtime.cpu_mask {rt.cpu_mask!r} is not a hexadecimal CPU mask, e.g. cpu_mask = \"f0\"")
+    if not 0 <= rt.warmup_ms <= 600000:
+        raise ValueError(f"runtime.warmup_ms = {rt.warmup_ms} is out of range; use 0..600000")
 
 
 def load_profile(path: str | os.PathLike) -> DeviceProfile:

@@ -8,9 +8,10 @@ Every measured model is appended to the results file (one JSON object per line, 
 and echoed on stdout, so a dropped connection loses at most the model in flight.
 
 Exit codes: 0 ok, 3 the runtime or numpy is missing / the bundle is unusable, 4 bad arguments.
-"""
 
-from __future__ import annotations
+Runs on Python 3.6+ (JetPack 4 ships 3.6): no ``from __future__ import annotations``, ``perf_counter_ns``,
+``importlib.metadata``-only lookups, ``statistics.fmean`` or other later constructs; a test runs vermin on it.
+"""
 
 import argparse
 import io
@@ -22,6 +23,7 @@ import statistics
 import sys
 import time
 import zipfile
+from typing import List, Optional
 
 RUNNER_FORMAT = 1
 RUNTIMES = ("onnxruntime", "tflite", "torch")
@@ -71,9 +73,8 @@ _DISTRIBUTIONS = {"onnxruntime": ("onnxruntime", "onnxruntime-gpu", "onnxruntime
                   "tflite_runtime": ("tflite-runtime", "tflite_runtime"), "torch": ("torch",)}
 
 
-def _installed(module: str) -> str | None:
+def _installed(module: str) -> Optional[str]:
     """Version of an installed top-level module without importing it (None if absent)."""
-    import importlib.metadata
     import importlib.util
 
     try:
@@ -82,20 +83,40 @@ def _installed(module: str) -> str | None:
     except (ImportError, ValueError):
         return None
     for dist in _DISTRIBUTIONS.get(module, (module,)):
-        try:
-            return importlib.metadata.version(dist)
-        except importlib.metadata.PackageNotFoundError:
-            continue
+        version = _distribution_version(dist)
+        if version is not None:
+            return version
     return "unknown"
 
 
-def runtime_version(name: str) -> str | None:
+def _distribution_version(dist: str) -> Optional[str]:
+    """Installed version of distribution ``dist``: importlib.metadata (3.8+), else pkg_resources, else None."""
+    try:
+        import importlib.metadata as metadata  # novermin - guarded: Python 3.8+
+    except ImportError:
+        metadata = None
+    if metadata is not None:
+        try:
+            return metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            return None
+    try:
+        import pkg_resources  # Python 3.6/3.7 with setuptools
+    except ImportError:
+        return None
+    try:
+        return pkg_resources.get_distribution(dist).version
+    except Exception:  # noqa: BLE001 - DistributionNotFound or a broken install: unknown
+        return None
+
+
+def runtime_version(name: str) -> Optional[str]:
     """Version string of runtime ``name`` if installed here, else None (nothing is imported)."""
     if name == "tflite":
         for module in ("ai_edge_litert", "tflite_runtime"):
             version = _installed(module)
             if version is not None:
-                return f"{module} {version}"
+                return "{} {}".format(module, version)
         return None
     return _installed(name)
 
@@ -167,11 +188,11 @@ class Backend:
         else:
             import torch  # noqa: F401
 
-    def load(self, data: bytes, shape: list[int], dtype: str):
+    def load(self, data: bytes, shape: List[int], dtype: str):
         """Return a zero-argument callable that runs the model once."""
         import numpy as np
 
-        rng = np.random.default_rng(0)
+        rng = np.random.RandomState(0)  # default_rng needs numpy 1.17; JetPack 4 ships 1.13
         if self.name == "onnxruntime":
             import onnxruntime as ort
 
@@ -231,14 +252,14 @@ def measure(call, warmup: int, repeats: int) -> dict:
     for _ in range(warmup):
         call()
     times = []
-    clock = time.perf_counter_ns
+    clock = time.perf_counter
     for _ in range(repeats):
         t0 = clock()
         call()
-        times.append((clock() - t0) / 1e6)
+        times.append((clock() - t0) * 1e3)
     times.sort()
     p90 = times[min(len(times) - 1, int(round(0.9 * (len(times) - 1))))]
-    return {"median_ms": statistics.median(times), "mean_ms": statistics.fmean(times), "p90_ms": p90,
+    return {"median_ms": statistics.median(times), "mean_ms": sum(times) / len(times), "p90_ms": p90,
             "std_ms": statistics.pstdev(times) if len(times) > 1 else 0.0, "min_ms": times[0],
             "repeats": repeats, "warmup": warmup}
 
@@ -255,7 +276,7 @@ def read_bundle_manifest(bundle: zipfile.ZipFile) -> dict:
     return manifest
 
 
-def run_batch(bundle_path: str, results_path: str, only: list[str] | None) -> int:
+def run_batch(bundle_path: str, results_path: str, only: Optional[List[str]]) -> int:
     """Measure the bundle's models (or the ``only`` subset, in manifest order); append results."""
     try:
         import numpy  # noqa: F401
@@ -296,7 +317,7 @@ def run_batch(bundle_path: str, results_path: str, only: list[str] | None) -> in
     return 0
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: Optional[List[str]] = None) -> int:
     parser = argparse.ArgumentParser(description="ofa-edge on-device latency runner")
     parser.add_argument("--bundle", help="zip bundle with manifest.json and models (default: this zip)")
     parser.add_argument("--results", help="results file to append to (JSON lines)")

@@ -90,3 +90,24 @@ def _write_torchscript(model, path: Path, shape: tuple[int, ...]) -> None:
 register_runtime(RuntimeSpec("onnxruntime", ".onnx", _write_onnx, "pip install onnxruntime", ("providers",)))
 register_runtime(RuntimeSpec("tflite", ".tflite", _write_tflite, "pip install ai-edge-litert", ("delegate",)))
 register_runtime(RuntimeSpec("torch", ".pt", _write_torchscript, "pip install torch"))
+
+
+# -- benchmark binaries on the device (no Python there): ofa-edge pushes the model and parses the output --
+def _measure_benchmark_model(transport: Transport, profile: DeviceProfile, model: ModelFile) -> dict[str, Any]:
+    from ofa_edge.devices.benchmark_model import measure
+
+    return measure(transport, profile, model)
+
+
+def _measure_trtexec(transport: Transport, profile: DeviceProfile, model: ModelFile) -> dict[str, Any]:
+    from ofa_edge.devices.trtexec import measure
+
+    return measure(transport, profile, model)
+
+
+register_runtime(RuntimeSpec("benchmark_model", ".tflite", _write_tflite,
+                             "download TFLite's prebuilt benchmark_model for the device and set runtime.binary",
+                             ("binary", "use_xnnpack", "cpu_mask"), _measure_benchmark_model))
+register_runtime(RuntimeSpec("trtexec", ".onnx", _write_onnx,
+                             "JetPack ships it in /usr/src/tensorrt/bin (set runtime.binary if it is elsewhere)",
+                             ("binary", "precision", "warmup_ms"), _measure_trtexec))

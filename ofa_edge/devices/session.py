@@ -12,7 +12,10 @@ from typing import Any, Callable, Collection, Sequence
 from ofa_edge.devices.bundle import ModelFile, build_bundle, check_result, parse_line
 from ofa_edge.devices.profile import DeviceProfile
 from ofa_edge.devices.runtimes import RuntimeSpec, get_runtime
+from ofa_edge.devices.shellwrap import crash_message, signal_of
+from ofa_edge.devices.tool_runtime import check_with_tool, shell_facts
 from ofa_edge.devices.transport import Transport, TransportError, open_transport
+from ofa_edge.errors import OfaEdgeError
 
 ResultHandler = Callable[[dict[str, Any]], None]
 
@@ -122,20 +125,28 @@ def _measure_each(t: Transport, profile: DeviceProfile, spec: RuntimeSpec, model
                   report: MeasureReport, deliver: Callable[[dict[str, Any], int], None]) -> None:
     """Round ``k`` of a runtime that measures by itself (``RuntimeSpec.measure``), one model at a time."""
     b = profile.benchmark
+    if not report.info:  # no Python runner reports the device's facts: read them with its shell
+        report.info = shell_facts(t)
     for m in models:
         try:
             stats = spec.measure(t, profile, m)
         except TransportError:
             raise
+        except OfaEdgeError as exc:  # the tool's own words (a crash by signal, a refused model)
+            report.failed[m.name] = str(exc)
+            continue
         except Exception as exc:  # noqa: BLE001 - a model that fails to run is reported, as the runner does
             report.failed[m.name] = f"{type(exc).__name__}: {exc}"
             continue
-        msg = check_result({"threads": b.threads, "batch": b.batch, "warmup": b.warmup, **stats, "type": "result",
-                            "name": m.name, "runtime": spec.name, "settings": profile.settings_id()})
+        msg = check_result({"threads": b.threads, "batch": b.batch, "warmup": b.warmup, "runtime_version": spec.name,
+                            **stats, "type": "result", "name": m.name, "runtime": spec.name,
+                            "settings": profile.settings_id()})
         if msg is None:
             report.failed[m.name] = f"runtime {spec.name} returned implausible statistics {stats!r}"
             continue
+        report.info.setdefault("runtime_version", msg["runtime_version"])
         report.measured += 1
+        report.commands += 1
         deliver(msg, k)
 
 
@@ -165,6 +176,11 @@ def _run_batch(t: Transport, profile: DeviceProfile, batch: list[ModelFile], rem
     report.commands += 1
     if fatal:
         raise DeviceError(f"device {profile.name}: {fatal[0]}")
+    number = signal_of(result.exit_code)
+    if number is not None:
+        raise DeviceError(f"device {profile.name}: " + crash_message(
+            f"runtime {profile.runtime.name} (run by {t.python()})", number, result.stderr)
+            + f"; {report.measured} result(s) of this run are kept, a re-run measures the rest")
     if result.exit_code != 0:
         tail = result.stderr.strip().splitlines()[-1:] or ["no error output"]
         raise TransportError(f"device {profile.name}: the runner could not start with {t.python()!r} "
@@ -175,6 +191,8 @@ def _run_batch(t: Transport, profile: DeviceProfile, batch: list[ModelFile], rem
 def check_device(profile: DeviceProfile, probe: ModelFile | None = None) -> dict[str, Any]:
     """Connect, report python/runtime/CPU/governor/free disk, and run the runner on ``probe`` if given."""
     with open_transport(profile) as t:
+        if get_runtime(profile.runtime.name).measure is not None:
+            return check_with_tool(t, profile, probe)
         work = t.work_dir()
         t.makedirs(work)
         lines: list[dict[str, Any]] = []
@@ -195,8 +213,6 @@ def check_device(profile: DeviceProfile, probe: ModelFile | None = None) -> dict
                "work_dir": work, **{k: v for k, v in info.items() if k != "type"},
                "runtime": profile.runtime.name, "runtime_version": (info.get("runtimes") or {}).get(
                    profile.runtime.name)}
-        if get_runtime(profile.runtime.name).measure is not None and not out["runtime_version"]:
-            out["runtime_version"] = "plug-in (measured by its RuntimeSpec)"
         out["runner_ok"] = False
         if probe is not None and out["runtime_version"]:
             got: list[dict[str, Any]] = []

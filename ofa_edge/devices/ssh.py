@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import getpass
 import hashlib
+import logging
 import os
 import posixpath
 import socket
@@ -16,18 +17,20 @@ from typing import Sequence
 import paramiko
 
 from ofa_edge.devices.profile import DeviceProfile
+from ofa_edge.devices.shellwrap import MarkedLines, wrap
 from ofa_edge.devices.transport import (MAX_READ_BYTES, CommandResult, ConnectionLost, LineHandler, Transport,
                                         TransportError, quote_command, resolve_remote)
+
+
+# paramiko logs its transport thread's failures (a bad banner, a reset) with tracebacks; with no handler
+# Python prints them on stderr. The transport turns every such failure into one clear error instead.
+logging.getLogger("paramiko").addHandler(logging.NullHandler())
 
 
 def fingerprint(key: paramiko.PKey) -> str:
     """OpenSSH-style ``SHA256:...`` fingerprint of a host key."""
     digest = hashlib.sha256(key.asbytes()).digest()
     return "SHA256:" + base64.b64encode(digest).decode().rstrip("=")
-
-
-#: First stdout line of every command: the process group to kill if it must be stopped.
-_PGID_MARK = "ofa-edge-pgid="
 
 
 class HostKeyRefused(TransportError):
@@ -102,8 +105,12 @@ class SSHTransport(Transport):
                                  "connection.key_file, or load the key into ssh-agent") from None
         except (OSError, socket.timeout, paramiko.SSHException, EOFError) as exc:
             client.close()
+            if "banner" in str(exc).lower():
+                raise TransportError(f"device {self.profile.name}: {where} answered, but not as an SSH server "
+                                     f"({exc}); check the port (--port): sshd listens on 22, Termux's on 8022") \
+                    from None
             raise TransportError(f"device {self.profile.name}: cannot reach {where} ({exc or type(exc).__name__}); "
-                                 "check the host and port (--host/--port) and that sshd runs there") from None
+                                 "check the host and port and that sshd runs there") from None
         transport = client.get_transport()
         assert transport is not None
         transport.set_keepalive(max(1, int(c.keepalive)))
@@ -176,13 +183,14 @@ class SSHTransport(Transport):
     def run(self, argv: Sequence[str], timeout: float, on_line: LineHandler | None = None) -> CommandResult:
         assert self.client is not None
         # sshd starts the command's shell in a new session, so $$ is its process group: reported first,
-        # it lets a timed-out or abandoned command be killed with everything it started.
-        command = f"echo {_PGID_MARK}$$; exec {quote_command(argv)}"
+        # it lets a timed-out or abandoned command be killed with everything it started. The exit mark
+        # carries a death by signal, which paramiko drops (it ignores SSH's exit-signal message).
+        command = wrap(quote_command(argv))
         transport = self.client.get_transport()
         if transport is None or not transport.is_active():
             raise self._lost(EOFError("not connected"))
         deadline = time.monotonic() + timeout
-        pgid: list[int] = []
+        marks = MarkedLines(on_line)
         chan = None
         try:
             chan = transport.open_session(timeout=self.profile.connection.connect_timeout)
@@ -191,11 +199,7 @@ class SSHTransport(Transport):
             buf, err = b"", []
 
             def line_out(raw: bytes) -> None:
-                text = raw.decode("utf-8", "replace")
-                if not pgid and text.startswith(_PGID_MARK) and text[len(_PGID_MARK):].isdigit():
-                    pgid.append(int(text[len(_PGID_MARK):]))
-                elif on_line is not None:
-                    on_line(text)
+                marks.feed(raw.decode("utf-8", "replace"))
 
             while True:
                 if time.monotonic() > deadline:
@@ -229,14 +233,18 @@ class SSHTransport(Transport):
             chan = None
         except BaseException as exc:
             if chan is not None:  # timed out, lost, or the caller stopped: leave nothing running
-                self._abandon(chan, pgid[0] if pgid else None)
+                self._abandon(chan, marks.pgid)
             if isinstance(exc, (OSError, paramiko.SSHException, EOFError)) and not isinstance(exc, ConnectionLost):
                 raise self._lost(exc) from None
             raise
-        if code == -1:
-            raise ConnectionLost(f"device {self.describe()}: the command ended without an exit status "
-                                 "(killed or connection closed)")
-        return CommandResult(code, b"".join(err).decode("utf-8", "replace")[-4000:])
+        stderr = b"".join(err).decode("utf-8", "replace")[-4000:]
+        if marks.exit_code is not None:
+            return CommandResult(marks.exit_code, stderr)
+        if code == -1:  # no exit mark and no status: the shell itself was killed, or the connection closed
+            tail = " | ".join(line.strip()[:200] for line in stderr.splitlines()[-2:] if line.strip())
+            raise ConnectionLost(f"device {self.describe()}: the command's shell ended without an exit status "
+                                 f"(killed, or the connection closed){'; last stderr: ' + tail if tail else ''}")
+        return CommandResult(code, stderr)
 
     def _abandon(self, chan: paramiko.Channel, pgid: int | None) -> None:
         """Close ``chan`` and SIGKILL its remote process group (closing alone leaves a hung command running)."""

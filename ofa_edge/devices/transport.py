@@ -167,12 +167,10 @@ def kill_group(proc: subprocess.Popen) -> None:
 
 
 def open_transport(profile: DeviceProfile) -> Transport:
-    """The transport the profile asks for (not yet connected)."""
-    if profile.connection.transport == "local":
-        return LocalTransport(profile)
-    from ofa_edge.devices.ssh import SSHTransport
+    """The transport the profile asks for (not yet connected), from the ``TRANSPORTS`` registry."""
+    from ofa_edge.devices.transports import TRANSPORTS
 
-    return SSHTransport(profile)
+    return TRANSPORTS.get(profile.connection.transport)(profile)
 
 
 def resolve_remote(path: str, home: str) -> str:

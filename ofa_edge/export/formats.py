@@ -71,6 +71,10 @@ class Exporter:
         """For formats without a runner: a structural check of the written file (raises ParityError)."""
         return {}
 
+    def describe(self, art: Artifact, path: Path) -> dict[str, Any]:
+        """Facts about the written file for its manifest entry (e.g. how a runtime partitions it)."""
+        return {}
+
 
 #: Export formats by name (the names ``build_target(formats=...)`` and ``targets.toml`` accept).
 EXPORTERS: Registry[Exporter] = Registry("export format", "formats")
@@ -141,6 +145,11 @@ class TFLiteExporter(Exporter):
         from ofa_edge.export.tflite import TFLiteRunner
 
         return TFLiteRunner(path)
+
+    def describe(self, art: Artifact, path: Path) -> dict[str, Any]:
+        from ofa_edge.export.tflite import delegate_report
+
+        return {"tflite": delegate_report(path).to_dict()}
 
 
 @register_exporter

@@ -3,7 +3,9 @@
 ``manifest.json`` (format ``ofa-edge-manifest/1``) holds: the subnet (dict + id), search space,
 class count, resolution, input shape, MACs, params, latency in ms (``predicted``/``measured``, null
 until the search part fills them), top-1 (``fp32`` and per quantised artifact, with the drop in
-points), every artifact (format, precision, file, export seconds, parity vs PyTorch), every file with
+points), every artifact (format, precision, file, export seconds, parity vs PyTorch; a .tflite file also
+``tflite``: XNNPACK ``delegate_partitions``, ``delegated_ops`` and the ``other_ops`` it leaves to the
+interpreter, by name, with ``other_int8_ops`` among them), every file with
 size in bytes and sha256 (a folder such as an .mlpackage hashes its files in sorted order), versions of
 torch and each converter, ``status`` ("ok" | "failed") with ``errors``, and ``extra`` (caller fields:
 device, budget, checkpoint, search...).

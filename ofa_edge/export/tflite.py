@@ -11,8 +11,12 @@ API (stable; other parts call these):
                       (``calibration`` is accepted and ignored);
       - ``"int8"``    full integer: int8 per-channel weights, int8 activations, int8 input and output
                       tensors (scale/zero point in the tensor details; :class:`TFLiteRunner` applies
-                      them). ``calibration`` is required: float32 images ``(N, 3, r, r)`` (array,
+                      them); HARD_SWISH runs in float between a DEQUANTIZE and a QUANTIZE, because
+                      XNNPACK has no int8 HARD_SWISH and would otherwise split the graph at each one.
+                      ``calibration`` is required: float32 images ``(N, 3, r, r)`` (array,
                       tensor, or an iterable of such batches) preprocessed like the model's input.
+    The model is converted in its TFLite formulation (:func:`ofa_edge.export.tflite_graph.for_tflite`:
+    the same function, with > 5x5 depthwise kernels split into bands XNNPACK runs fast).
     Written atomically. Raises ``MissingBackendError`` (``pip install 'ofa-edge[tflite]'``) when
     litert-torch / ai-edge-litert / ai-edge-quantizer are missing, ``ValueError`` on bad arguments.
 
@@ -24,20 +28,32 @@ API (stable; other parts call these):
     ``.input_shape``, ``.input_dtype``, ``.output_dtype``, ``.op_names()``.
 
 ``run_tflite(path, x, num_threads=None) -> np.ndarray``: one-shot version of the runner.
+
+``delegate_report(path) -> DelegateReport``: how much of the graph the XNNPACK delegate takes
+    (partitions, delegated ops, ops left to the interpreter by name); ``.to_dict()`` is the manifest's
+    ``tflite`` entry.
 """
 
 from __future__ import annotations
 
 import os
 import warnings
+from collections import Counter
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
+
 import numpy as np
 import torch
 
 from ofa_edge.export.backends import require
+from ofa_edge.export.tflite_graph import for_tflite
 from ofa_edge.io import atomic_write_bytes
 
 QUANTIZE_MODES = (None, "dynamic", "int8")
+# Ops the full-integer recipe leaves in float: XNNPACK takes no int8 HARD_SWISH, but does take
+# DEQUANTIZE -> float HARD_SWISH -> QUANTIZE, so the graph stays one delegate partition.
+FLOAT_OPS_IN_INT8 = ("HARD_SWISH",)
 
 
 def _as_images(calibration, input_shape: tuple[int, ...]) -> np.ndarray:
@@ -69,14 +85,28 @@ def _convert_float(model: torch.nn.Module, input_shape: tuple[int, ...]) -> byte
     example = torch.zeros(tuple(input_shape), dtype=torch.float32)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        edge = litert_torch.convert(model.eval(), (example,))
+        edge = litert_torch.convert(for_tflite(model), (example,))
     return bytes(edge.model_content())
+
+
+def _int8_recipe():
+    """Static int8 weights and activations, with :data:`FLOAT_OPS_IN_INT8` kept in float."""
+    from ai_edge_quantizer import algorithm_manager, qtyping, recipe_manager
+
+    manager = recipe_manager.RecipeManager()
+    manager.add_static_config(regex=".*", operation_name=qtyping.TFLOperationName.ALL_SUPPORTED,
+                              activation_num_bits=8, weight_num_bits=8,
+                              algorithm_key=algorithm_manager.AlgorithmName.MIN_MAX_UNIFORM_QUANT)
+    for op in FLOAT_OPS_IN_INT8:  # later rules win
+        manager.add_quantization_config(regex=".*", operation_name=qtyping.TFLOperationName(op),
+                                        algorithm_key=algorithm_manager.AlgorithmName.NO_QUANTIZE)
+    return manager
 
 
 def _quantize(float_model: bytes, mode: str, images: np.ndarray | None, batch: int) -> bytes:
     require("tflite")
     from ai_edge_litert.interpreter import Interpreter
-    from ai_edge_quantizer import calibrator, quantizer, recipe, recipe_manager
+    from ai_edge_quantizer import calibrator, quantizer, recipe
     from ai_edge_quantizer.utils import qsv_utils
 
     with warnings.catch_warnings():
@@ -85,7 +115,7 @@ def _quantize(float_model: bytes, mode: str, images: np.ndarray | None, batch: i
             q = quantizer.Quantizer(bytearray(float_model), recipe.dynamic_wi8_afp32())
             result = q.quantize(enable_progress_report=False, enable_progress_bar=False)
             return bytes(result.quantized_model)
-        static = recipe.static_wi8_ai8()
+        manager = _int8_recipe()
         (key, sig), = Interpreter(model_content=float_model).get_signature_list().items()
         (input_key,) = sig["inputs"]
         if len(images) < batch:
@@ -93,12 +123,10 @@ def _quantize(float_model: bytes, mode: str, images: np.ndarray | None, batch: i
         feeds = [{input_key: images[i:i + batch]} for i in range(0, len(images) - batch + 1, batch)]
         # Global min/max over all calibration images (the quantizer's default is a moving average of
         # per-batch ranges, which with batch 1 clips the tails and loses ~25 % of top-1 agreement).
-        manager = recipe_manager.RecipeManager()
-        manager.load_quantization_recipe(static)
         calib = calibrator.Calibrator(float_model, num_threads=min(os.cpu_count() or 1, 4),
                                       qsv_update_func=qsv_utils.min_max_update)
         calib.calibrate({key: feeds}, manager)
-        q = quantizer.Quantizer(bytearray(float_model), static)
+        q = quantizer.Quantizer(bytearray(float_model), manager.get_quantization_recipe())
         result = q.quantize(calib.get_model_qsvs(), enable_progress_report=False, enable_progress_bar=False)
     return bytes(result.quantized_model)
 
@@ -205,3 +233,48 @@ def run_tflite(path: str | os.PathLike, x, num_threads: int | None = None) -> np
     """Run the .tflite model at ``path`` on float32 NCHW inputs ``x``; returns float32 outputs."""
     return TFLiteRunner(path, num_threads)(x)
 
+
+
+@dataclass(frozen=True)
+class DelegateReport:
+    """How a .tflite graph splits between the XNNPACK delegate and the interpreter's own kernels."""
+
+    delegate_partitions: int
+    delegated_ops: int
+    other_ops: dict[str, int] = field(default_factory=dict)   # op name -> count, run outside the delegate
+    other_int8_ops: dict[str, int] = field(default_factory=dict)  # those of them reading int8 tensors
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"delegate_partitions": self.delegate_partitions, "delegated_ops": self.delegated_ops,
+                "other_ops": dict(self.other_ops), "other_int8_ops": dict(self.other_int8_ops)}
+
+
+def delegate_report(path: str | os.PathLike) -> DelegateReport:
+    """Count XNNPACK partitions and the ops each side runs, as the interpreter plans them for ``path``."""
+    require("tflite-runtime")
+    from ai_edge_litert.interpreter import Interpreter
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        interpreter = Interpreter(model_path=str(path), num_threads=1)
+    interpreter.allocate_tensors()
+    ops = interpreter._get_ops_details()
+    dtypes = {t["index"]: np.dtype(t["dtype"]) for t in interpreter.get_tensor_details()}
+    delegates = [op for op in ops if op["op_name"] == "DELEGATE"]
+    original = {op["index"]: op for op in ops if op["op_name"] != "DELEGATE"}
+    producer = {t: op["index"] for op in original.values() for t in op["outputs"]}
+    # After delegation the interpreter still lists the replaced nodes; a partition is the set of nodes
+    # reached walking back from its DELEGATE node's outputs, stopping at that node's inputs.
+    inside: set[int] = set()
+    for node in delegates:
+        stop = set(node["inputs"])
+        todo = [producer[t] for t in node["outputs"] if t in producer]
+        while todo:
+            i = todo.pop()
+            if i not in inside:
+                inside.add(i)
+                todo += [producer[t] for t in original[i]["inputs"] if t not in stop and t in producer]
+    outside = [op for i, op in original.items() if i not in inside]
+    int8 = [op for op in outside if any(dtypes.get(t) == np.int8 for t in op["inputs"] if t >= 0)]
+    return DelegateReport(len(delegates), len(inside), dict(Counter(op["op_name"] for op in outside)),
+                          dict(Counter(op["op_name"] for op in int8)))

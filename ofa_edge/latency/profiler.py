@@ -166,7 +166,7 @@ def _device_facts(info: dict[str, Any], profile: DeviceProfile) -> dict[str, Any
     from ofa_edge import __version__
 
     keep = ("runtime_version", "threads", "cpu", "cpu_count", "governor", "python", "numpy", "machine", "system",
-            "hostname")
+            "hostname", "android", "model")
     facts = {k: info.get(k) for k in keep if k in info}
     facts.update(device=profile.name, description=profile.description, transport=profile.connection.transport,
                  runtime=profile.runtime.name, providers=list(profile.runtime.providers),
@@ -218,7 +218,44 @@ def prepare_models(profile: DeviceProfile, opts: ProfileOptions, names: set[str]
 
 
 def profile_device(profile: DeviceProfile, opts: ProfileOptions, progress: Progress | None = None) -> ProfileResult:
-    """Measure what the table of ``profile`` is missing for ``opts``, then write the table and validation."""
+    """Measure what the table of ``profile`` is missing for ``opts``, then write the table and validation.
+
+    Args:
+        profile: The device (``ofa_edge.devices.get_device``); its runtime must be registered.
+        opts: Space (name, .json file or SearchSpace), resolutions, classes, whole subnets to fit/validate,
+            tables and cache folders.
+        progress: Called with (device, phase, done, total).
+
+    Returns:
+        The table and validation paths, what was measured, recovered or reused, and the validation metrics.
+
+    Raises:
+        TableLocked: another process is writing this table.
+        ProfileInterrupted: the connection dropped; the measurements so far are kept, a re-run resumes.
+        OfaEdgeError: an unknown space or runtime, or models that fail on the device.
+    """
+    folder = table_paths(opts.tables_dir, profile.name, profile.runtime.name)["table"].parent
+    existed = folder.exists()
+    try:
+        return _profile_device(profile, opts, progress)
+    except BaseException:
+        if not existed:  # a run that failed before keeping anything leaves no empty device folder behind
+            _remove_if_only_locks(folder)
+        raise
+
+
+def _remove_if_only_locks(folder: Path) -> None:
+    try:
+        entries = list(folder.iterdir())
+        if all(e.suffix == ".lock" and e.is_file() for e in entries):
+            for e in entries:
+                e.unlink()
+            folder.rmdir()
+    except OSError:
+        pass  # another run is using the folder now
+
+
+def _profile_device(profile: DeviceProfile, opts: ProfileOptions, progress: Progress | None) -> ProfileResult:
     start = time.monotonic()
     plan = _plan(opts)
     rt = profile.runtime.name

@@ -10,6 +10,7 @@ from typing import Any
 from ofa_edge.data import TaskData, load_task
 from ofa_edge.errors import InvalidValueError
 from ofa_edge.export.manifest import sha256_path
+from ofa_edge.pretrained import resolve_checkpoint
 from ofa_edge.space import SearchSpace
 from ofa_edge.supernet import load_any
 from ofa_edge.supernet.checkpoint import FORMAT, read_torch_file
@@ -46,8 +47,8 @@ class TrainedRun:
 
 
 def open_run(checkpoint: str | os.PathLike) -> TrainedRun:
-    """Load a supernet checkpoint (ofa-edge or OFA format) in eval mode."""
-    path = Path(checkpoint)
+    """Load a supernet checkpoint (ofa-edge or OFA format, or a packaged pretrained name) in eval mode."""
+    path = resolve_checkpoint(checkpoint)
     net = load_any(path).eval()
     obj = read_torch_file(path)
     cfg = ((obj.get("meta") or {}).get("config") or {}) if isinstance(obj, dict) and obj.get("format") == FORMAT else {}

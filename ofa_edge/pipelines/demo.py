@@ -18,7 +18,7 @@ import random
 import torch
 
 from ofa_edge.devices import get_device
-from ofa_edge.errors import InvalidValueError
+from ofa_edge.errors import InvalidValueError, OfaEdgeError
 from ofa_edge.export.backends import available
 from ofa_edge.export.manifest import MANIFEST_NAME, write_summary_for
 from ofa_edge.io import atomic_write_text
@@ -30,9 +30,9 @@ from ofa_edge.pipelines.report import collect_rows, lut_scatter, write_rows_json
 from ofa_edge.pipelines.specialization import SpecializeRequest, build_folder, device_latency, specialize
 from ofa_edge.search.evolution import EvolutionConfig
 from ofa_edge.search.select import SearchSetup
-from ofa_edge.space import resolve_space, sample
+from ofa_edge.space import max_subnet, resolve_space, sample
 from ofa_edge.supernet import create_supernet
-from ofa_edge.train import TrainConfig, train
+from ofa_edge.train import TrainConfig, evaluate_subnet, train
 
 #: (stage, done, total, note) -> None
 Progress = Callable[[str, int, int, str], None]
@@ -59,6 +59,9 @@ class DemoConfig:
     validate: int = 20
     formats: tuple[str, ...] | None = None  # None: ONNX, plus TFLite and CoreML when installed
     seed: int = 0
+    from_scratch: bool = False              # False: start from the packaged pretrained supernet (if any)
+    pretrained: str = "cifar10-mbv3"
+    chance_margin: float = 5.0              # refuse a model whose max subnet is within this many points of chance
 
     def __post_init__(self) -> None:
         if not self.minutes > 0:
@@ -94,29 +97,93 @@ def probe_step_seconds(cfg: DemoConfig) -> float:
     return 1.15 * min(times)  # data augmentation and distillation targets add ~15 %
 
 
-def _plan(cfg: DemoConfig, out: Path) -> dict[str, Any]:
+class DemoQualityError(OfaEdgeError):
+    """The demo's model is near chance, so nothing worth presenting was made; exit code 1."""
+
+    exit_code = 1
+
+
+#: What a demo run leaves in its folder (kept: latency_tables/ and cache/, which are reused when valid).
+_RUN_STATE = ("demo_plan.json", "run", "builds", "report.json", "pareto.png", "pareto.csv", "lut_scatter.png")
+
+
+def _clear_run_state(out: Path) -> None:
+    """Remove a previous run's plan, training and builds so that the demo re-plans from scratch."""
+    import shutil
+
+    for name in _RUN_STATE:
+        path = out / name
+        if path.is_dir():
+            shutil.rmtree(path)
+        elif path.exists():
+            path.unlink()
+
+
+def _plan(cfg: DemoConfig, out: Path, progress: Progress) -> dict[str, Any]:
+    """The saved plan when it is for these settings and passed its quality check, else a new one."""
     path = out / "demo_plan.json"
     if path.is_file():
         plan = json.loads(path.read_text())
-        if plan.get("config") == json.loads(json.dumps(asdict(cfg))):
+        same = plan.get("config") == json.loads(json.dumps(asdict(cfg)))
+        if same and not plan.get("failed"):
             return plan
-        raise InvalidValueError(f"{out} holds a demo run with other settings ({path}); use another output "
-                                "folder or the same options to resume it", "out")
-    step_s = probe_step_seconds(cfg)
-    steps = max(cfg.steps_per_epoch, int(_time_share(cfg)["train"] / step_s))
-    epochs = max(1, round(steps / cfg.steps_per_epoch))
-    plan = {"format": "ofa-edge-demo-plan/1", "config": asdict(cfg), "step_seconds": round(step_s, 4),
-            "epochs": epochs, "steps_per_epoch": cfg.steps_per_epoch}
+        why = f"the last run failed its quality check ({plan['failed']})" if same else "the settings changed"
+        progress("plan", 0, 1, f"re-planning: {why}")
+        _clear_run_state(out)
+    if not cfg.from_scratch and _packaged(cfg) is not None:
+        plan = {"format": "ofa-edge-demo-plan/1", "config": asdict(cfg), "source": "pretrained",
+                "checkpoint": cfg.pretrained, "epochs": 0, "steps_per_epoch": 0}
+    else:
+        step_s = probe_step_seconds(cfg)
+        steps = max(1, int(_time_share(cfg)["train"] / step_s))  # what the probe says fits, never padded
+        per_epoch = min(cfg.steps_per_epoch, steps)
+        epochs = max(1, round(steps / per_epoch))
+        plan = {"format": "ofa-edge-demo-plan/1", "config": asdict(cfg), "source": "scratch",
+                "step_seconds": round(step_s, 4), "epochs": epochs, "steps_per_epoch": per_epoch}
     atomic_write_text(path, json.dumps(plan, indent=2) + "\n")
     return plan
+
+
+def _packaged(cfg: DemoConfig):
+    """The packaged pretrained supernet the demo starts from, or None (not packaged / other space)."""
+    from ofa_edge.pretrained import list_pretrained
+
+    for p in list_pretrained():
+        if p.name == cfg.pretrained and p.card.get("space") == cfg.space and p.predictor.is_file():
+            return p
+    return None
+
+
+def check_quality(ckpt: Path, cfg: DemoConfig, out: Path, plan: dict[str, Any]) -> dict[str, float]:
+    """Top-1 of the max subnet on the validation split; raise DemoQualityError near chance (and mark the
+    plan failed so that the next run re-plans)."""
+    run = open_run(ckpt)
+    task = run.task()
+    space = run.space
+    top1 = evaluate_subnet(run.net, max_subnet(space), task, bn_images=cfg.bn_images, split="val")["top1"]
+    chance = 100.0 / run.n_classes
+    result = {"max_val_top1": round(top1, 2), "chance": round(chance, 2)}
+    if top1 > chance + cfg.chance_margin:
+        return result
+    if plan.get("source") == "scratch":
+        steps = plan["epochs"] * plan["steps_per_epoch"]
+        cause = (f"likely cause: too few training steps ({steps} planned from a timing probe of "
+                 f"{plan.get('step_seconds')} s/step), e.g. because the CPU was busy; free the CPU, give more "
+                 f"--minutes, or start from the packaged supernet (drop --from-scratch)")
+    else:
+        cause = "likely cause: the packaged supernet does not fit this data (another class list or image size)"
+    failed = f"max subnet {top1:.1f} % on the validation split, chance is {chance:.1f} %"
+    plan = {**plan, "failed": failed}
+    atomic_write_text(out / "demo_plan.json", json.dumps(plan, indent=2) + "\n")
+    raise DemoQualityError(f"the demo's model is near chance: {failed}; nothing worth presenting was made. {cause}")
 
 
 def _train(cfg: DemoConfig, out: Path, plan: dict[str, Any], progress: Progress) -> Path:
     run = out / "run"
     tcfg = TrainConfig(strategy=cfg.strategy, space=cfg.space, out=str(run), epochs=plan["epochs"],
-                       batch_size=cfg.batch_size, steps_per_epoch=cfg.steps_per_epoch, n_random=1, lr=0.1,
+                       batch_size=cfg.batch_size, steps_per_epoch=plan["steps_per_epoch"], n_random=1, lr=0.1,
                        warmup_epochs=0, eval_every=0, bn_images=cfg.bn_images, seed=cfg.seed, dropout=0.0)
-    total = plan["epochs"] * cfg.steps_per_epoch
+    total = plan["epochs"] * plan["steps_per_epoch"]
 
     def on_event(ev: dict) -> None:
         if ev["event"] == "step":
@@ -124,7 +191,7 @@ def _train(cfg: DemoConfig, out: Path, plan: dict[str, Any], progress: Progress)
             progress("train", done, total, f"loss {ev['loss']:.3f}, {ev['images_per_s']:.0f} img/s")
 
     resume = run if (run / "supernet.pt").is_file() else None
-    train(None if resume else tcfg, resume=resume, progress=on_event)
+    train(None if resume else tcfg, resume=resume, progress=on_event, threads="auto")
     progress("train", total, total, "done")
     return run / "supernet.pt"
 
@@ -164,18 +231,42 @@ def _specialize(cfg: DemoConfig, out: Path, ckpt: Path, budgets: list[float], pr
 
 
 def run_demo(cfg: DemoConfig = DemoConfig(), progress: Progress | None = None) -> dict[str, Any]:
-    """Run (or resume) the whole pipeline into ``cfg.out``; returns paths and the report rows."""
+    """Run (or resume) the whole pipeline into ``cfg.out``: train, profile, predictor, specialize, report.
+
+    Args:
+        cfg: What to run and the time budget; the same ``cfg`` resumes an interrupted demo.
+        progress: Called with (stage, done, total, note).
+
+    Returns:
+        The paths written (checkpoint, table, plots), the budgets, the metrics and the report rows.
+
+    Raises:
+        InvalidValueError: ``cfg.out`` holds a demo run with other settings.
+    """
     progress = progress or (lambda *a: None)
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
-    progress("plan", 0, 1, "timing one training step")
-    plan = _plan(cfg, out)
-    progress("plan", 1, 1, f"{plan['epochs']} epochs x {plan['steps_per_epoch']} steps")
-    ckpt = _train(cfg, out, plan, progress)
+    progress("plan", 0, 1, "planning")
+    plan = _plan(cfg, out, progress)
+    if plan["source"] == "pretrained":
+        pack = _packaged(cfg)
+        progress("plan", 1, 1, f"packaged supernet {pack.name} (no training)")
+        ckpt = pack.checkpoint
+    else:
+        progress("plan", 1, 1, f"{plan['epochs']} epochs x {plan['steps_per_epoch']} steps")
+        ckpt = _train(cfg, out, plan, progress)
+    progress("check", 0, 1, "max subnet vs chance")
+    quality = check_quality(ckpt, cfg, out, plan)
+    progress("check", 1, 1, f"max subnet {quality['max_val_top1']:.1f} % (val)")
     prof = _profile(cfg, out, progress)
-    pred = fit_from_checkpoint(ckpt, cfg.predictor_samples, bn_images=cfg.bn_images, epochs=150, seed=cfg.seed,
-                               progress=lambda phase, done, total: progress("predictor", done, total, phase))
+    if plan["source"] == "pretrained":
+        pred = _packaged_predictor(pack)
+        progress("predictor", 1, 1, f"packaged ({pred['rows']} subnets)")
+    else:
+        pred = fit_from_checkpoint(ckpt, cfg.predictor_samples, bn_images=cfg.bn_images, epochs=150,
+                                   seed=cfg.seed,
+                                   progress=lambda phase, done, total: progress("predictor", done, total, phase))
     budgets = _budgets(ckpt, cfg.device, out / "latency_tables", cfg.budgets)
     _specialize(cfg, out, ckpt, budgets, progress)
     progress("report", 0, 1, "plots")
@@ -186,10 +277,21 @@ def run_demo(cfg: DemoConfig = DemoConfig(), progress: Progress | None = None) -
     rows = collect_rows(out / "builds")
     write_rows_json(rows, out / "report.json")
     progress("report", 1, 1, "done")
-    return {"out": str(out), "checkpoint": str(ckpt), "table": str(prof.table), "predictor": pred,
+    return {"out": str(out), "checkpoint": str(ckpt), "source": plan["source"], "quality": quality,
+            "table": str(prof.table), "predictor": pred,
             "lut_metrics": prof.metrics, "budgets_ms": budgets, "pareto_png": front["png"],
             "pareto_csv": front["csv"], "lut_scatter_png": str(scatter), "rows": [r.to_dict() for r in rows],
             "seconds": round(time.perf_counter() - t0, 1)}
+
+
+def _packaged_predictor(pack) -> dict[str, Any]:
+    """The packaged predictor's figures, in the shape ``fit_from_checkpoint`` returns."""
+    p = pack.card.get("predictor", {})
+    return {"predictor": str(pack.predictor), "accuracy_csv": str(pack.folder / "accuracy.csv"),
+            "rows": p.get("samples", 0), "evaluated": 0, "skipped": p.get("samples", 0),
+            "rmse": p.get("rmse", float("nan")), "kendall_tau": p.get("kendall_tau", float("nan")),
+            "spearman": p.get("spearman", float("nan")), "n_train": p.get("n_train", 0),
+            "n_holdout": p.get("n_holdout", 0)}
 
 
 def _search_config() -> EvolutionConfig:

@@ -20,7 +20,26 @@ def pareto(checkpoint: str | os.PathLike, device: str, budgets_ms: list[float] |
            predictor: str | None = None, out: str | os.PathLike | None = None,
            tables_dir: str | os.PathLike = "latency_tables", n_random: int = 200, n_budgets: int = 8,
            config: EvolutionConfig = EvolutionConfig(), seed: int = 0) -> dict[str, Any]:
-    """The search's front over several budgets, random subnets and the measured accuracy rows: PNG + CSV."""
+    """The search's front over several budgets, random subnets and the measured accuracy rows: PNG + CSV.
+
+    Args:
+        checkpoint: The trained supernet.
+        device: Device profile name or ``.toml`` path with a latency table in ``tables_dir``.
+        budgets_ms: Budgets to search (default: ``n_budgets`` spread between the fastest and slowest subnet).
+        predictor: The accuracy predictor (default: ``predictor.pt`` beside the checkpoint).
+        out: Folder for ``pareto.png`` and ``pareto.csv`` (default ``builds/<device>``).
+        tables_dir: Folder of latency tables.
+        n_random: Random subnets to plot.
+        n_budgets: Budgets when ``budgets_ms`` is not given.
+        config: Evolution settings.
+        seed: Seed of the random subnets.
+
+    Returns:
+        ``png``, ``csv``, the ``front`` points and the numbers of random and measured points.
+
+    Raises:
+        MissingStepError: no latency table or no predictor.
+    """
     run = open_run(checkpoint)
     profile, _, _, latency = device_latency(device, tables_dir, run.space, run.n_classes)
     pred = resolve_predictor(run, predictor, required=True)
@@ -47,6 +66,8 @@ def pareto(checkpoint: str | os.PathLike, device: str, budgets_ms: list[float] |
                                       float(rinfo["predicted_top1"][j]), int(rinfo["macs"][j]),
                                       int(rinfo["params"][j])))
     csv_rows = pred.meta.get("accuracy_csv")
+    if csv_rows and not Path(csv_rows).is_file() and (run.path.parent / csv_rows).is_file():
+        csv_rows = run.path.parent / csv_rows  # a packaged predictor names its rows relative to its folder
     if csv_rows and Path(csv_rows).is_file():
         rows = read_accuracy_csv(csv_rows, run.space)
         minfo = setup.describe([r.subnet for r in rows])

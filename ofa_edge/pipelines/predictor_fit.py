@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from ofa_edge.pipelines.checkpoint import open_run
+from ofa_edge.pretrained import is_packaged
 from ofa_edge.search.accuracy import collect_accuracy
 from ofa_edge.search.predictor import fit_predictor
 from ofa_edge.train.evaluate import evaluate_subnet
@@ -38,8 +39,10 @@ def fit_from_checkpoint(checkpoint: str | os.PathLike, samples: int, *, accuracy
         InvalidValueError: data with another number of classes than the checkpoint.
     """
     run = open_run(checkpoint)
-    csv_path = Path(accuracy_csv) if accuracy_csv else run.path.parent / "accuracy.csv"
-    out_path = Path(out) if out else run.path.parent / "predictor.pt"
+    # a packaged supernet is never written into: its files go to runs/<name>/ unless told otherwise
+    folder = Path("runs") / run.path.parent.name if is_packaged(run.path) else run.path.parent
+    csv_path = Path(accuracy_csv) if accuracy_csv else folder / "accuracy.csv"
+    out_path = Path(out) if out else folder / "predictor.pt"
     task = run.task(data)
     evaluate = lambda s: evaluate_subnet(run.net, s, task, bn_images, split="val")["top1"]  # noqa: E731
     report = (lambda i, n, row: progress("measure", i, n)) if progress else None

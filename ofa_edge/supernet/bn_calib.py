@@ -21,20 +21,21 @@ class _Stats:
         self.m2: torch.Tensor | None = None
         self.batch_means: list[tuple[int, torch.Tensor, torch.Tensor]] = []
 
-    def update(self, x: torch.Tensor) -> None:
-        xd = x.detach().to(torch.float64).transpose(0, 1).reshape(x.size(1), -1)
-        n_b = xd.size(1)
-        mean_b = xd.mean(1)
-        m2_b = ((xd - mean_b[:, None]) ** 2).sum(1)
-        self.batch_means.append((x.size(0), mean_b, m2_b / n_b))
+    def update(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Add a batch's per-channel statistics; returns its (mean, biased variance) in float64."""
+        var_b, mean_b = torch.var_mean(x.detach().to(torch.float64), dim=(0, 2, 3), correction=0)
+        n_b = x.numel() // x.size(1)
+        m2_b = var_b * n_b
+        self.batch_means.append((x.size(0), mean_b, var_b))
         if self.mean is None:
             self.n, self.mean, self.m2 = n_b, mean_b, m2_b
-            return
+            return mean_b, var_b
         delta = mean_b - self.mean
         total = self.n + n_b
         self.mean = self.mean + delta * (n_b / total)
         self.m2 = self.m2 + m2_b + delta**2 * (self.n * n_b / total)
         self.n = total
+        return mean_b, var_b
 
     def result(self, mode: str) -> tuple[torch.Tensor, torch.Tensor]:
         if mode == "exact":
@@ -48,11 +49,9 @@ class _Stats:
 
 def _calibration_forward(stats: _Stats, bn: nn.BatchNorm2d):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        stats.update(x)
+        mean, var = stats.update(x)  # normalise with the batch's own statistics, as OFA does
         c = x.size(1)
-        mean = x.mean((0, 2, 3))
-        var = ((x - mean[None, :, None, None]) ** 2).mean((0, 2, 3))
-        return F.batch_norm(x, mean, var, bn.weight[:c], bn.bias[:c], False, 0.0, bn.eps)
+        return F.batch_norm(x, mean.to(x.dtype), var.to(x.dtype), bn.weight[:c], bn.bias[:c], False, 0.0, bn.eps)
 
     return forward
 

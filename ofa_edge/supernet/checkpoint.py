@@ -10,6 +10,7 @@ import torch
 
 from ofa_edge.errors import FileFormatError
 from ofa_edge.io import atomic_save
+from ofa_edge.pretrained import resolve_checkpoint
 from ofa_edge.space import SearchSpace, get_space, resolve_space
 from ofa_edge.supernet.factory import create_supernet
 from ofa_edge.supernet.heads import HeadMap
@@ -27,8 +28,9 @@ def is_value(value: Any, expected: Any) -> bool:
 
 
 def read_torch_file(path: str | os.PathLike) -> Any:
-    """``torch.load(weights_only=True)`` with every failure turned into a FileFormatError."""
-    path = Path(path)
+    """``torch.load(weights_only=True)`` with every failure turned into a FileFormatError (a packaged
+    pretrained name such as ``cifar10-mbv3`` reads the packaged checkpoint)."""
+    path = resolve_checkpoint(path)
     check_torch_file(path)
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
@@ -142,7 +144,7 @@ def load_state_into(net: torch.nn.Module, sd: dict[str, torch.Tensor], path: str
 def load_ofa_checkpoint(path: str | os.PathLike, space: SearchSpace | str | None = None,
                         n_classes: int | None = None) -> OFAMobileNetV3:
     """Load a reference OFA MobileNetV3 checkpoint (wrapped or bare) into a supernet in eval mode."""
-    path = Path(path)
+    path = resolve_checkpoint(path)
     obj = read_torch_file(path)
     if isinstance(obj, dict) and is_value(obj.get("format"), FORMAT):
         return load_supernet(path)

@@ -10,6 +10,7 @@ from ofa_edge.errors import InvalidValueError
 from ofa_edge.train.strategies import STRATEGIES
 
 DEVICES = ("auto", "cpu", "cuda")
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 
 
 @dataclass(frozen=True)
@@ -48,6 +49,7 @@ class TrainConfig:
     eval_every: int = 1                  # validate max/min subnets every N epochs (0 = never)
     workers: int = 0                     # batch-preparing worker processes
     device: str = "auto"                 # auto (cuda if available) | cpu | cuda
+    precision: str = "auto"              # auto | fp32 | bf16 | fp16; a run records what auto resolved to
 
     def __post_init__(self) -> None:
         if self.phase_epochs is not None:
@@ -79,6 +81,8 @@ class TrainConfig:
         strategy.check_config(self)
         if self.device not in DEVICES:
             _bad("device", f"{self.device!r} is not one of {list(DEVICES)}")
+        if self.precision not in PRECISIONS:
+            _bad("precision", f"{self.precision!r} is not one of {list(PRECISIONS)}")
         if self.workers < 0:
             _bad("workers", f"must be >= 0, got {self.workers}")
         if self.phase_lr is not None and any(p <= 0 for p in self.phase_lr):

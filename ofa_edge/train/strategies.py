@@ -7,17 +7,18 @@ smoothing + FixMatch pseudo-labels + distillation on labelled and unlabelled ima
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import math
 import random
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING, Callable, ContextManager
 
 import torch
 import torch.nn.functional as F
 
 from ofa_edge.data import derive_seed
-from ofa_edge.errors import InvalidValueError, OfaEdgeError
+from ofa_edge.errors import InvalidValueError
 from ofa_edge.registry import Registry
 from ofa_edge.space import SearchSpace, Subnet, max_subnet, min_subnet, sample
 from ofa_edge.train.losses import TofaTerms, kd_loss, pseudo_labels, smooth_ce, tofa_loss
@@ -69,13 +70,14 @@ def progressive_phases(space: SearchSpace, epochs: int, phase_epochs=None, phase
     n = len(plan)
     if phase_epochs is not None:
         if len(phase_epochs) != n:
-            raise OfaEdgeError(f"phase epochs: this space has {n} progressive phases "
-                               f"({', '.join(p[0] for p in plan)}); got {len(phase_epochs)} numbers")
+            raise InvalidValueError(f"phase epochs: this space has {n} progressive phases "
+                                    f"({', '.join(p[0] for p in plan)}); got {len(phase_epochs)} numbers",
+                                    "phase_epochs")
         lengths = list(phase_epochs)
     else:
         if epochs < n:
-            raise OfaEdgeError(f"epochs: progressive shrinking on {space.name} has {n} phases "
-                               f"({', '.join(p[0] for p in plan)}); use --epochs >= {n}")
+            raise InvalidValueError(f"epochs: progressive shrinking on {space.name} has {n} phases "
+                                    f"({', '.join(p[0] for p in plan)}); train at least {n} epochs", "epochs")
         weights = [_PS_WEIGHT[p[1]] for p in plan]
         raw = [1 + (epochs - n) * w / sum(weights) for w in weights]
         lengths = [math.floor(r) for r in raw]
@@ -84,8 +86,8 @@ def progressive_phases(space: SearchSpace, epochs: int, phase_epochs=None, phase
     lrs = [_PS_LR[p[1]] for p in plan]
     if phase_lr is not None:
         if len(phase_lr) != n:
-            raise OfaEdgeError(f"phase lr: this space has {n} progressive phases "
-                               f"({', '.join(p[0] for p in plan)}); got {len(phase_lr)} numbers")
+            raise InvalidValueError(f"phase lr: this space has {n} progressive phases "
+                                    f"({', '.join(p[0] for p in plan)}); got {len(phase_lr)} numbers", "phase_lr")
         lrs = list(phase_lr)
     return [Phase(name, length, sp, lr, k, sort, teacher)
             for (name, kind, sp, k, sort, teacher), length, lr in zip(plan, lengths, lrs) if length > 0]
@@ -99,6 +101,11 @@ class StepBatch:
     y: torch.Tensor
     u_weak: torch.Tensor | None = None
     u_strong: torch.Tensor | None = None
+
+    def pin_memory(self) -> "StepBatch":
+        """The same batch in page-locked memory (DataLoader calls this with ``pin_memory=True``)."""
+        return StepBatch(*(t.pin_memory() if t is not None else None
+                           for t in (self.x, self.y, self.u_weak, self.u_strong)))
 
 
 def at_resolution(x: torch.Tensor, r: int) -> torch.Tensor:
@@ -167,14 +174,17 @@ class Strategy:
         return [("random", sample(phase.space, rng)) for rng in _rngs(seed, iteration, phase.n_subnets)]
 
     def step(self, phase: Phase, net, model: Callable, subnets: list[tuple[str, Subnet]],
-             batch: StepBatch, teacher=None) -> dict[str, float]:
-        """Forward and backward every subnet (gradients accumulate); returns the loss parts."""
+             batch: StepBatch, teacher=None, amp: Callable[[], ContextManager] = contextlib.nullcontext,
+             scaler=None) -> dict[str, float]:
+        """Forward (under ``amp``) and backward every subnet (gradients accumulate, scaled by ``scaler``
+        when given); returns the loss parts."""
         stats: dict[str, float] = {}
         context: dict = {}
         for role, subnet in subnets:
             net.set_subnet(subnet)
-            loss = self.subnet_loss(phase, model, role, subnet.r, batch, teacher, context, stats)
-            loss.backward()
+            with amp():
+                loss = self.subnet_loss(phase, model, role, subnet.r, batch, teacher, context, stats)
+            (scaler.scale(loss) if scaler is not None else loss).backward()
             value = float(loss.detach())
             stats[f"{role}_loss"] = stats.get(f"{role}_loss", 0.0) + value
             stats["loss"] = stats.get("loss", 0.0) + value / len(subnets)
@@ -347,6 +357,7 @@ def subnets_for_step(cfg: "TrainConfig", phase: Phase, seed: int, iteration: int
 
 
 def run_step(cfg: "TrainConfig", phase: Phase, net, model: Callable, subnets: list[tuple[str, Subnet]],
-             batch: StepBatch, teacher=None) -> dict[str, float]:
+             batch: StepBatch, teacher=None, amp: Callable[[], ContextManager] = contextlib.nullcontext,
+             scaler=None) -> dict[str, float]:
     """One step of ``cfg.strategy``: ``net`` selects subnets, ``model`` (the DDP wrapper or ``net``) runs."""
-    return make_strategy(cfg).step(phase, net, model, subnets, batch, teacher)
+    return make_strategy(cfg).step(phase, net, model, subnets, batch, teacher, amp, scaler)

@@ -1,0 +1,185 @@
+"""Benchmark: can the accuracy predictor rank the packaged supernet's subnets? Noise vs spread, and predictors
+side by side.
+
+1. Measures N sampled subnets of the packaged ``cifar10-mbv3`` supernet on the 2,000-image validation split
+   (BN recalibrated on training images), through `ofa-edge predictor fit` (resumable CSV), and fits OFA's MLP;
+   the fitted predictor is the packaged one (ofa_edge/pretrained/cifar10-mbv3/predictor.pt).
+2. Accuracy noise vs the spread between subnets: the binomial standard error of a top-1 on the validation
+   split, and the BN-recalibration noise (the same subnets recalibrated on another image sample), against
+   the standard deviation of top-1 over the measured subnets.
+3. The same held-out split for: OFA's MLP (3 x 400, the baseline), an ensemble of 5 MLPs (seeds), and ridge
+   regression on the one-hot encoding plus MACs and parameters.
+
+    python bench/predictor.py                # ~30 min on 2 cores (measurement dominates)
+    python bench/predictor.py --quick        # smoke run (cifar-tiny, a few subnets, nothing written)
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import platform
+import random
+import statistics
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+DATA = ROOT.parent / "shared" / "data" / "cifar10"
+OUT = ROOT / "bench" / "results" / "predictor.json"
+NAME = "cifar10-mbv3"
+
+
+def split(n: int, holdout: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """The fit's own train/held-out split (same generator as fit_predictor)."""
+    perm = torch.randperm(n, generator=torch.Generator().manual_seed(seed)).numpy()
+    n_hold = int(math.floor(n * holdout))
+    return perm[: n - n_hold], perm[n - n_hold:]
+
+
+def scores(pred: np.ndarray, truth: np.ndarray) -> dict:
+    from ofa_edge.search.metrics import kendall_tau, rmse, spearman
+
+    return {"kendall_tau": round(kendall_tau(pred, truth), 4), "spearman": round(spearman(pred, truth), 4),
+            "rmse": round(rmse(pred, truth), 3)}
+
+
+def compare(space, subnets, top1, n_classes: int, holdout: float, seed: int, epochs: int) -> dict:
+    """Held-out quality of each predictor kind on one split (all fit on the same training rows)."""
+    from ofa_edge.search.genome import GenomeCodec
+    from ofa_edge.search.predictor import fit_predictor
+    from ofa_edge.space.arch import count_macs, count_params
+
+    y = np.asarray(top1, dtype=np.float64)
+    tr, ho = split(len(subnets), holdout, seed)
+    train_sub, train_y, held = [subnets[i] for i in tr], [top1[i] for i in tr], [subnets[i] for i in ho]
+    preds = [fit_predictor(space, train_sub, train_y, holdout=0.0, epochs=epochs, seed=seed + k).predict(held)
+             for k in range(5)]
+    out = {"n_train": len(tr), "n_holdout": len(ho),
+           "mlp": scores(preds[0], y[ho]), "mlp_ensemble5": scores(np.mean(preds, axis=0), y[ho])}
+    codec = GenomeCodec(space)
+    x = codec.encode(codec.from_subnets(list(subnets))).astype(np.float64)
+    macs = np.array([count_macs(space, s, n_classes) / 1e6 for s in subnets])
+    params = np.array([count_params(space, s, n_classes) / 1e6 for s in subnets])
+    feats = np.column_stack([x, macs, params])
+    mu, sd = feats[tr].mean(0), feats[tr].std(0) + 1e-9
+    f = np.column_stack([(feats - mu) / sd, np.ones(len(subnets))])
+    folds = np.array_split(tr, 5)
+
+    def ridge(rows, lam):
+        return np.linalg.solve(f[rows].T @ f[rows] + lam * np.eye(f.shape[1]), f[rows].T @ y[rows])
+
+    cv = {}
+    for lam in (0.1, 1.0, 10.0, 100.0):  # ridge strength by 5-fold CV on the training rows only
+        cv[lam] = sum(float(((f[folds[k]] @ ridge(np.concatenate([folds[j] for j in range(5) if j != k]), lam)
+                              - y[folds[k]]) ** 2).sum()) for k in range(5))
+    lam = min(cv, key=cv.get)
+    out["ridge_onehot_macs_params"] = {**scores(f[ho] @ ridge(tr, lam), y[ho]), "lambda": lam}
+    return out
+
+
+def noise(run, task, subnets, bn_images: int) -> dict:
+    """BN-recalibration noise: top-1 of ``subnets`` recalibrated on two different training-image samples."""
+    from ofa_edge.data import make_loader
+    from ofa_edge.supernet.bn_calib import recalibrate_bn
+    from ofa_edge.train.evaluate import calibration_batches, evaluate
+
+    diffs = []
+    for s in subnets:
+        accs = []
+        for seed in (937162211, 12345):
+            run.net.set_subnet(s)
+            static = run.net.get_active_subnet()
+            recalibrate_bn(static, calibration_batches(task.train, s.r, bn_images, seed=seed), mode="ofa")
+            accs.append(evaluate(static, make_loader(task.val, s.r, 200, train=False))["top1"])
+        diffs.append(accs[0] - accs[1])
+    return {"subnets": len(subnets), "bn_seed_diff_std": round(statistics.pstdev(diffs) / math.sqrt(2), 3),
+            "bn_seed_diff_max": round(max(abs(d) for d in diffs), 3)}
+
+
+def relative_meta(path: Path) -> None:
+    """Rewrite a packaged predictor's file references as names beside it (checkpoint, accuracy rows)."""
+    from ofa_edge.search.predictor import load_predictor
+
+    pred = load_predictor(path)
+    pred.meta.update(checkpoint="supernet.pt", accuracy_csv="accuracy.csv")
+    pred.save(path)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--checkpoint", default=NAME)
+    ap.add_argument("--samples", type=int, default=300)
+    ap.add_argument("--bn-images", type=int, default=1000)
+    ap.add_argument("--noise-subnets", type=int, default=10)
+    ap.add_argument("--epochs", type=int, default=200, help="MLP fit epochs")
+    ap.add_argument("--quick", action="store_true", help="smoke run on a fresh cifar-tiny supernet (nothing kept)")
+    args = ap.parse_args()
+    from ofa_edge.pretrained import get_pretrained
+    from ofa_edge.search.accuracy import read_accuracy_csv
+    from ofa_edge.pipelines.checkpoint import open_run
+    from ofa_edge.pipelines.predictor_fit import fit_from_checkpoint
+
+    torch.set_num_threads(1)
+    if args.quick:
+        import tempfile
+
+        from ofa_edge.supernet import OFAMobileNetV3, save_supernet
+
+        tmp = Path(tempfile.mkdtemp())
+        save_supernet(OFAMobileNetV3("cifar-tiny", 10), tmp / "supernet.pt")
+        ckpt, csv, pred_out, data = str(tmp / "supernet.pt"), tmp / "accuracy.csv", tmp / "predictor.pt", None
+        args.samples, args.bn_images, args.noise_subnets, args.epochs = 12, 50, 2, 20
+    else:
+        pack = get_pretrained(args.checkpoint)
+        ckpt, csv, pred_out, data = str(pack.checkpoint), pack.folder / "accuracy.csv", pack.predictor, str(DATA)
+    t0 = time.perf_counter()
+    info = fit_from_checkpoint(ckpt, args.samples, accuracy_csv=str(csv), out=str(pred_out), data=data,
+                               bn_images=args.bn_images, epochs=args.epochs, seed=0)
+    measure_s = time.perf_counter() - t0
+    if not args.quick:  # the packaged predictor names its files relative to its folder (no machine paths)
+        relative_meta(pred_out)
+    run = open_run(ckpt)
+    task = run.task(data)
+    rows = read_accuracy_csv(csv, run.space)
+    subnets, top1 = [r.subnet for r in rows], [r.top1 for r in rows]
+    p = statistics.fmean(top1) / 100
+    spread = {"top1_mean": round(statistics.fmean(top1), 3), "top1_std": round(statistics.pstdev(top1), 3),
+              "top1_min": round(min(top1), 2), "top1_max": round(max(top1), 2),
+              "binomial_se": round(100 * math.sqrt(p * (1 - p) / len(task.val)), 3), "val_images": len(task.val)}
+    spread.update(noise(run, task, random.Random(1).sample(subnets, min(args.noise_subnets, len(subnets))),
+                        args.bn_images))
+    side = compare(run.space, subnets, top1, run.n_classes, 0.2, 0, args.epochs)
+    result = {"benchmark": "predictor", "format": "ofa-edge-bench-predictor-v1", "checkpoint": args.checkpoint,
+              "quick": args.quick, "samples": len(rows), "bn_images": args.bn_images,
+              "packaged_predictor": {k: info[k] for k in ("rmse", "kendall_tau", "spearman", "n_train", "n_holdout")},
+              "noise_vs_spread": spread, "side_by_side": side, "targets": {"kendall_tau": 0.8, "rmse": 1.0},
+              "measure_seconds": round(measure_s, 1), "torch": torch.__version__,
+              "cpu": platform.processor() or platform.machine(), "loadavg": [round(v, 2) for v in os.getloadavg()],
+              "date": time.strftime("%Y-%m-%d")}
+    print(f"{len(rows)} subnets on {spread['val_images']} validation images: top-1 {spread['top1_min']}-"
+          f"{spread['top1_max']} % (std {spread['top1_std']}); noise: binomial SE {spread['binomial_se']}, "
+          f"BN recalibration {spread['bn_seed_diff_std']} points")
+    print(f"{'predictor':<28}{'Kendall tau':>12}{'Spearman':>10}{'RMSE':>8}")
+    print(f"{'packaged MLP (fit --json)':<28}{info['kendall_tau']:>12.3f}{info['spearman']:>10.3f}{info['rmse']:>8.3f}")
+    for name in ("mlp", "mlp_ensemble5", "ridge_onehot_macs_params"):
+        m = side[name]
+        print(f"{name:<28}{m['kendall_tau']:>12.3f}{m['spearman']:>10.3f}{m['rmse']:>8.3f}")
+    if args.quick:
+        return
+    OUT.write_text(json.dumps(result, indent=2) + "\n")
+    card_path = get_pretrained(args.checkpoint).folder / "card.json"
+    card = json.loads(card_path.read_text())
+    card["predictor"] = {**result["packaged_predictor"], "samples": len(rows), "split": "val (2,000 images)",
+                         "bn_images": args.bn_images, "benchmark": "bench/results/predictor.json"}
+    card_path.write_text(json.dumps(card, indent=2) + "\n")
+    print(f"wrote {OUT} and {card_path}")
+
+
+if __name__ == "__main__":
+    main()
