@@ -97,7 +97,7 @@ def current_supernet(ws: Workspace, checkpoint: str | os.PathLike | None = None)
     """The supernet to use: ``checkpoint`` if given, else the workspace's, else the packaged one.
 
     Raises:
-        MissingStepError: none of the three exists; the message names ``ofa-edge train``.
+        MissingStepError: none of the three exists, or the workspace's file is gone.
     """
     if checkpoint is not None:
         return Supernet(str(checkpoint), "given")
@@ -105,6 +105,9 @@ def current_supernet(ws: Workspace, checkpoint: str | os.PathLike | None = None)
         path = Path(ws.supernet)
         if not path.is_absolute() and (ws.root / path).exists():
             path = ws.root / path
+        if not _checkpoint_path(str(path)).is_file():
+            raise MissingStepError(f"the supernet set in {ws.file}, {ws.supernet}, does not exist (any more)",
+                                   step="train", field="checkpoint")
         return Supernet(str(path), FILE)
     packaged = packaged_supernet()
     if packaged is not None:

@@ -145,6 +145,7 @@ class _FullDisk:
 
 
 def test_full_disk_during_a_checkpoint_keeps_the_previous_one(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)  # `train` makes its output this folder's current supernet
     args = ["--space", "cifar-tiny", "--strategy", "random", "--epochs", "3", "--steps-per-epoch", "2",
             "--batch-size", "8", "--eval-every", "0", "--quiet"]
     assert main(["train", *args, "--out", str(tmp_path / "ref")]) == 0

@@ -33,6 +33,17 @@ def test_use_remembers_the_checkpoint_relative_to_the_folder(tmp_path):
     assert workspace.current_supernet(again, "other.pt").source == "given"
 
 
+def test_a_workspace_supernet_that_is_gone_is_named(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "latency_tables" / "x86-local").mkdir(parents=True)
+    shutil.copy(TABLE, tmp_path / "latency_tables" / "x86-local" / "onnxruntime.csv")
+    (tmp_path / "ofa-edge.toml").write_text('format = 1\n[supernet]\ncheckpoint = "runs/old/supernet.pt"\n')
+    assert main(["specialize", "--latency", "20ms"]) == 2
+    err = " ".join(capsys.readouterr().err.split())
+    assert "runs/old/supernet.pt, does not exist" in err and "ofa-edge.toml" in err
+    assert "`ofa-edge train`" in err and "`ofa-edge use CHECKPOINT`" in err and "Traceback" not in err
+
+
 def test_a_file_of_another_format_version_is_refused(tmp_path):
     (tmp_path / "ofa-edge.toml").write_text("format = 7\n")
     with pytest.raises(FileFormatError, match="unknown workspace format 7"):
@@ -89,4 +100,37 @@ def test_use_refuses_a_folder_and_a_missing_file(tmp_path, monkeypatch, capsys):
     assert f"pass {Path('run') / 'supernet.pt'}" in " ".join(capsys.readouterr().err.split())
     assert main(["use", "missing.pt"]) == 2
     assert "does not exist" in capsys.readouterr().err
+    assert not (tmp_path / "ofa-edge.toml").exists()
+
+
+def test_empty_folder_with_the_packaged_supernet_names_profile(tmp_path, monkeypatch, capsys):
+    """As typed in an empty folder: the packaged supernet is found, the missing tables are named."""
+    assert workspace.packaged_supernet() == "cifar10-mbv3"
+    monkeypatch.chdir(tmp_path)
+    assert main(["specialize", "--latency", "20ms", "--json"]) == 2
+    out, err = capsys.readouterr()
+    err = " ".join(err.split())
+    assert out == "" and "Traceback" not in err
+    assert "no latency table under latency_tables" in err and "`ofa-edge profile --device D`" in err
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_specialize_as_typed_with_the_packaged_supernet(tmp_path, monkeypatch, capsys):
+    """No ofa-edge.toml, no flags but the budget: the packaged supernet, one manifest per device with a table."""
+    monkeypatch.chdir(tmp_path)
+    shutil.copytree(TABLE.parents[1], tmp_path / "latency_tables")
+    devices = workspace.table_devices(tmp_path / "latency_tables")
+    assert "x86-local" in devices
+    # small search and BN set: the defaults are what this test is about, not the search's size
+    code = main(["specialize", "--latency", "20ms", "--json", "--population", "16", "--generations", "3",
+                 "--bn-images", "20", "--export", "pt"])
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    said = " ".join(err.split())
+    assert "supernet cifar10-mbv3 (from packaged)" in said and f"device {devices[0]}" in said
+    manifests = json.loads(out)
+    assert sorted(m["device"] for m in manifests) == devices
+    for m in manifests:
+        manifest = json.loads((tmp_path / m["folder"] / "manifest.json").read_text())
+        assert manifest["latency_ms"]["predicted"] <= 20.0 and manifest["extra"]["budget_ms"] == 20.0
     assert not (tmp_path / "ofa-edge.toml").exists()

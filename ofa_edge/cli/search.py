@@ -110,12 +110,16 @@ def specialize_cmd(
     table = Table("device", "budget", "subnet", "r", "MMACs", "ms pred", "ms meas", "top1 pred", "top1 test")
     for m in manifests:
         lat, acc = m["latency_ms"], m["top1"]
-        table.add_row(m["device"], f"{m['budget_ms']:g} ms", m["subnet_id"], str(m["resolution"]), f"{m['macs'] / 1e6:.2f}",
+        table.add_row(m["device"], f"{m['budget_ms']:g} ms", m["subnet_id"], str(m["resolution"]),
+                      f"{m['macs'] / 1e6:.2f}",
                       f"{lat['predicted']:.3f}", "-" if lat["measured"] is None else f"{lat['measured']:.3f}",
                       "-" if acc["predicted"] is None else f"{acc['predicted']:.2f}", f"{acc['measured']:.2f}")
     console.print(table)
     for m in manifests:
         console.print(f"{m['budget_ms']:g} ms: {m['folder']}/manifest.json", soft_wrap=True)
+    labels = {m["device"]: m["latency_ms"]["table_measured_on"] for m in manifests}
+    for name, label in labels.items():  # whose numbers "ms pred" are
+        console.print(f"ms pred for {name}: {label}", soft_wrap=True, markup=False, highlight=False)
 
 
 def _workspace_inputs(checkpoint: Optional[Path], device: Optional[str], tables: Path):
