@@ -223,3 +223,25 @@ def test_a_predictor_given_as_checkpoint_is_named(run, capsys):
                  "--tables", str(root / "tables"), "--latency", "1000ms"]) == 2
     err = " ".join(capsys.readouterr().err.split())
     assert "this is a predictor file, not a supernet checkpoint" in err and "Traceback" not in err
+
+
+def test_numbers_from_another_machines_table_are_labelled(run, capsys, tmp_path):
+    """specialize and pareto print whose table their latencies come from, flagging another machine's."""
+    root, _ = run
+    tables = tmp_path / "tables"
+    shutil.copytree(root / "tables", tables)
+    csv_path = tables / "x86-local" / "onnxruntime.csv"
+    text = csv_path.read_text()
+    host = json.loads(text.split("# provenance:", 1)[1].splitlines()[0])["hostname"]
+    csv_path.write_text(text.replace(f'"hostname": "{host}"', '"hostname": "lab-box-7"', 1))
+    common = ["--checkpoint", str(root / "run" / "supernet.pt"), "--device", "x86-local", "--tables", str(tables)]
+    assert main(["specialize", *common, "--latency", "1000ms", "--selector", "last-sampled", "--export", "pt",
+                 "--out", str(tmp_path / "b"), "--bn-images", "20"]) == 0
+    out = " ".join(capsys.readouterr().out.split())
+    assert "ms pred for x86-local: table measured on lab-box-7 (" in out and "[another machine" in out
+    manifest = json.loads(next((tmp_path / "b" / "x86-local").glob("*/manifest.json")).read_text())
+    assert manifest["latency_ms"]["table_measured_on"].startswith("table measured on lab-box-7 (")
+    assert main(["pareto", *common, "--out", str(tmp_path / "p"), "--random", "10", "--generations", "5",
+                 "--population", "10"]) == 0
+    out = " ".join(capsys.readouterr().out.split())
+    assert "latency (ms): table measured on lab-box-7 (" in out and "[another machine" in out

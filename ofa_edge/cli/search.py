@@ -170,6 +170,7 @@ def pareto_cmd(
         table.add_row(f"{p['budget_ms']:g}", f"{p['latency_ms']:.3f}", f"{p['predicted_top1']:.2f}",
                       f"{p['macs'] / 1e6:.2f}", p["subnet_id"])
     console.print(table)
+    console.print(f"latency (ms): {info['table_measured_on']}", soft_wrap=True, markup=False, highlight=False)
     console.print(f"wrote {info['png']} and {info['csv']}")
 
 

@@ -47,9 +47,10 @@ def status_cmd(
         console.print(f"supernet:  {net['checkpoint']} (from {net['source']}){missing}", soft_wrap=True)
     console.print(f"predictor: {info['predictor'] or 'none (run `ofa-edge predictor fit`)'}", soft_wrap=True)
     if info["tables"]:
-        table = Table("device", "runtime", "age", "measured on", "cpu", title="latency tables")
+        table = Table("device", "runtime", "age", "measured on", "cpu", "date", title="latency tables")
         for t in info["tables"]:
-            table.add_row(t["device"], t["runtime"], t["age"], t["measured_on"] or "?", t["cpu"] or "?")
+            table.add_row(t["device"], t["runtime"], t["age"], t["measured_on"] or "?", t["cpu"] or "?",
+                          str(t["date"] or "?")[:10])
         console.print(table)
     else:
         console.print(f"tables:    none under {tables} (run `ofa-edge profile --device D`)", soft_wrap=True)
