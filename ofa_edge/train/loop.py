@@ -148,7 +148,7 @@ def pick_device(cfg: TrainConfig) -> torch.device:
     if cfg.device == "cpu" or (cfg.device == "auto" and not torch.cuda.is_available()):
         return torch.device("cpu")
     if not torch.cuda.is_available():
-        raise OfaEdgeError("device: cuda was requested but torch sees no GPU; use --device cpu")
+        raise OfaEdgeError("device: cuda was requested but torch sees no GPU; use cpu", field="device")
     index = int(os.environ.get("LOCAL_RANK", "0"))
     torch.cuda.set_device(index)
     return torch.device("cuda", index)
