@@ -38,7 +38,8 @@ COMMANDS: dict[str, LazyCommand] = {
                           "Show this folder's workspace: supernet, predictor, latency tables and builds."),
     "devices": LazyCommand("ofa_edge.cli.devices", "List and check device profiles."),
     "profile": LazyCommand("ofa_edge.cli.devices", "Measure every distinct layer and a sample of whole subnets; "
-                           "write latency_tables/<device>/<runtime>.csv."),
+                           "write latency_tables/<device>/<runtime>.csv (<runtime>-int8.csv with --precision "
+                           "int8)."),
     "validate": LazyCommand("ofa_edge.cli.devices", "Measure held-out subnets and report MAPE, the fraction within "
                             "±10 % and Kendall's tau."),
     "predictor": LazyCommand("ofa_edge.cli.search", "Fit the accuracy predictor of a trained supernet."),
