@@ -110,6 +110,7 @@ class SpecializeRequest:
         random_n: Subnets drawn by the random selector.
         measure: Also measure the chosen subnet on the device.
         cache_dir: Cache of exported measurement models.
+        verbose: Stream the converters' own output instead of writing it to ``<build>/logs/<artefact>.log``.
     """
 
     checkpoint: str | os.PathLike
@@ -127,6 +128,7 @@ class SpecializeRequest:
     random_n: int = 1000
     measure: bool = False
     cache_dir: str | None = None
+    verbose: bool = False
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "budgets_ms", tuple(float(b) for b in self.budgets_ms))
@@ -229,7 +231,8 @@ def _build(run: TrainedRun, profile, table_path, setup: SearchSetup, res: Search
     calib_x = torch.cat(calib)[:256] if calib else None
     formats = tuple(f for f in export if f != "pt")
     manifest = build_target(static, subnet, run.space, run.n_classes, folder, formats, bool(quantize), calib_x,
-                            (test_x, test_y), extra, latency_ms=latency, raise_on_failure=False)
+                            (test_x, test_y), extra, latency_ms=latency, raise_on_failure=False,
+                            capture=not r.verbose)
     if not formats:  # nothing exported: the fp32 accuracy still comes from PyTorch
         manifest.top1 = {"fp32": evaluate(static, make_loader(task.test, subnet.r, 200, train=False))["top1"],
                          "split": "test", "n_images": int(test_y.numel()), "drop_points": {}}
