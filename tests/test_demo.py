@@ -8,7 +8,7 @@ import json
 import pytest
 
 from ofa_edge.cli import main
-from ofa_edge.pipelines import DemoConfig, collect_rows, run_demo, summary_lines
+from ofa_edge.pipelines import DemoConfig, collect_rows, read_summary, run_demo, summary_lines
 from ofa_edge.export.manifest import sha256_path
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -81,7 +81,7 @@ def test_report_command_prints_the_table_from_disk(demo, capsys):
     assert f"accuracy predictor: {pred['rows']} subnets, held-out RMSE {pred['rmse']:.2f} points" in text
     assert f"max subnet {result['quality']['max_val_top1']:.1f} % on the validation split" in text
     assert f"plots: {result['pareto_png']}, {result['lut_scatter_png']}" in text
-    assert lines[-4:] == summary_lines(result["summary"])
+    assert lines[-4:] == summary_lines(read_summary(out))  # the last (resumed) run's time
     assert "ofa-edge demo: cifar-tiny on x86-local" in text  # the demo's title, not a generic one
 
 

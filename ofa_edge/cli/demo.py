@@ -67,8 +67,8 @@ def _print_report(folder: Path) -> None:
     """The budgets table, one line per build and, for a demo folder, the demo's summary lines."""
     from ofa_edge.pipelines import collect_rows, describe_rows, read_summary, render_table, summary_lines
 
-    rows = collect_rows(folder)
     summary = read_summary(folder)
+    rows = collect_rows(folder / "builds" if summary and (folder / "builds").is_dir() else folder)
     title = summary["title"] if summary and summary.get("title") else \
         f"ofa-edge builds in {folder} (top-1 on the test split, %)"
     console.print(render_table(rows, title))
