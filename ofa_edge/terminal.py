@@ -5,6 +5,7 @@ Converters write to the terminal in several ways: Python warnings, ``logging`` a
 :func:`capture_output` points both descriptors (and ``sys.stdout``/``sys.stderr``) at a log file for the
 duration of a block and restores them on any exit, exceptions included. :data:`STDOUT` and
 :data:`STDERR` always reach the real terminal, so progress bars keep drawing while output is captured.
+Descriptors are process-wide: captures nest, but two threads must not capture at the same time.
 """
 
 from __future__ import annotations
