@@ -2,20 +2,28 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared"
-FIXTURE = SHARED / "fixtures" / "ofa_mbv3_w1_seed0"
+FIXTURE_ENV = "OFA_EDGE_OFA_FIXTURE"
+FIXTURE = Path(os.environ.get(FIXTURE_ENV) or SHARED / "fixtures" / "ofa_mbv3_w1_seed0")
+FIXTURE_FILES = ("cases.pt", "supernet_state_dict.pt")
 
 
 @pytest.fixture(scope="session")
 def ofa_fixture() -> Path:
-    """The reference OFA fixture folder (../shared/fixtures/ofa_mbv3_w1_seed0); skipped if absent."""
-    if not (FIXTURE / "cases.pt").is_file():
-        pytest.skip("../shared/fixtures/ofa_mbv3_w1_seed0 is not beside this checkout")
+    """The reference OFA fixture folder (../shared/fixtures/ofa_mbv3_w1_seed0 or $OFA_EDGE_OFA_FIXTURE)."""
+    missing = [name for name in FIXTURE_FILES if not (FIXTURE / name).is_file()]
+    if missing:
+        pytest.skip(f"needs the OFA reference fixture, which is not in the repository: "
+                    f"no {' or '.join(missing)} in {FIXTURE}. Place the shared material's "
+                    f"fixtures/ofa_mbv3_w1_seed0/ folder "
+                    f"({', '.join(FIXTURE_FILES)}, made with mit-han-lab/once-for-all as its README says) "
+                    f"at ../shared/fixtures/ beside this checkout, or set {FIXTURE_ENV} to that folder")
     return FIXTURE
 
 
@@ -35,8 +43,6 @@ def ofa_net(ofa_fixture):
 
 def pytest_runtest_makereport(item, call):
     """With OFA_EDGE_STRICT_TESTS=1 (CI), a skipped test fails: CI must exercise sshd and every back end."""
-    import os
-
     if os.environ.get("OFA_EDGE_STRICT_TESTS") != "1" or call.when not in ("setup", "call"):
         return None
     if call.excinfo is not None and call.excinfo.errisinstance(pytest.skip.Exception):
@@ -53,8 +59,6 @@ def pytest_runtest_makereport(item, call):
 
 def pytest_collectreport(report):
     """In strict mode a module skipped at import (``importorskip``) fails the run too."""
-    import os
-
     if os.environ.get("OFA_EDGE_STRICT_TESTS") == "1" and report.skipped:
         report.outcome = "failed"
 

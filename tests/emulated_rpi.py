@@ -5,12 +5,11 @@ from __future__ import annotations
 import os
 import platform
 import shutil
-import signal
 import subprocess
 import time
 from pathlib import Path
 
-from sshd import _descendants, free_port
+from sshd import free_port, kill_tree
 
 TOOL = Path(__file__).resolve().parents[1] / "tools" / "emulated-device" / "emulated-rpi"
 CACHE = Path(os.environ.get("OFA_EDGE_EMULATED_DIR") or Path.home() / ".cache" / "ofa-edge" / "emulated-rpi")
@@ -66,12 +65,7 @@ class EmulatedPi:
     def kill_sshd(self) -> int:
         """SIGKILL sshd and every process below it (sessions, the runner), as when the board drops off."""
         pid = int((self.instance / "root" / "run" / "ofa-edge-sshd.pid").read_text())
-        victims = [pid] + _descendants(pid)
-        for p in victims:
-            try:
-                os.kill(p, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
+        victims = kill_tree(pid)
         LOG.append(f"killed the emulated sshd and {len(victims) - 1} process(es) below it")
         return len(victims)
 

@@ -84,12 +84,7 @@ class TestSSHD:
         pid = self.pid()
         if pid is None:
             return 0
-        victims = [pid] + _descendants(pid)
-        for p in victims:
-            try:
-                os.kill(p, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
+        victims = kill_tree(pid)
         for p in victims:  # reap our own child if it is one; wait until the rest are gone
             deadline = time.monotonic() + 5
             while time.monotonic() < deadline and os.path.exists(f"/proc/{p}") and _state(p) != "Z":
@@ -142,6 +137,17 @@ def _children_map() -> dict[int, list[int]]:
             ppid = int(stat.rsplit(")", 1)[1].split()[1])
             out.setdefault(ppid, []).append(int(entry))
     return out
+
+
+def kill_tree(pid: int) -> list[int]:
+    """SIGKILL ``pid`` and every process below it; the pids it signalled, ``pid`` first."""
+    victims = [pid] + _descendants(pid)
+    for p in victims:
+        try:
+            os.kill(p, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    return victims
 
 
 def _descendants(pid: int) -> list[int]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import ast
 import json
 import math
+import os
 from pathlib import Path
 
 import pytest
@@ -13,7 +14,7 @@ from hypothesis import strategies as st
 
 from fuzz_budget import fuzz_settings
 from ofa_edge.cli import main
-from ofa_edge.devices import get_device, list_devices, load_profile, parse_line
+from ofa_edge.devices import get_device, known_devices, list_devices, load_profile, parse_line, search_path
 from ofa_edge.devices import runner
 from ofa_edge.devices.registry import PACKAGE_DIR
 from ofa_edge.devices.transport import quote_command
@@ -99,6 +100,51 @@ def test_devices_list_json(capsys):
     assert main(["devices", "list", "--json"]) == 0
     rows = json.loads(capsys.readouterr().out)
     assert REQUIRED <= {r["name"] for r in rows}
+
+
+def _profile(folder: Path, name: str, threads: int) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{name}.toml"
+    path.write_text(GOOD.replace('name = "board"', f'name = "{name}"') + f"threads = {threads}\n")
+    return path
+
+
+def test_profiles_resolve_from_cwd_then_env_folders_then_the_package(tmp_path, monkeypatch, capsys):
+    cwd, env1, env2 = tmp_path / "project", tmp_path / "env1", tmp_path / "env2"
+    _profile(cwd / "device_profiles", "x86-local", 3)         # overrides the packaged one
+    _profile(env1, "x86-local", 5)                              # loses to ./device_profiles
+    _profile(env1, "jetson-nano", 6)                            # overrides the packaged one
+    _profile(env1, "board-a", 7)
+    _profile(env2, "board-a", 8)                                # the first $OFA_EDGE_DEVICES folder wins
+    _profile(env2, "board-b", 9)
+    monkeypatch.chdir(cwd)
+    monkeypatch.setenv("OFA_EDGE_DEVICES", os.pathsep.join([str(env1), str(env2)]))
+    known = known_devices()
+    assert [s for s, _ in search_path()] == ["cwd", "env", "env", "packaged"]
+    assert {n: (d.source, d.path.parent) for n, d in known.items() if n in ("x86-local", "jetson-nano", "board-a",
+                                                                             "board-b", "raspberry-pi-4")} == {
+        "x86-local": ("cwd", Path("device_profiles").resolve()), "jetson-nano": ("env", env1),
+        "board-a": ("env", env1), "board-b": ("env", env2), "raspberry-pi-4": ("packaged", PACKAGE_DIR)}
+    threads = [get_device(n).benchmark.threads for n in ("x86-local", "jetson-nano", "board-a", "board-b")]
+    assert threads == [3, 6, 7, 9]
+    assert get_device("jetson-xavier").connection.transport == "ssh"  # untouched packaged profiles still resolve
+
+    assert main(["devices", "list", "--json"]) == 0
+    rows = {r["name"]: r for r in json.loads(capsys.readouterr().out)}
+    assert {n: rows[n]["source"] for n in ("x86-local", "jetson-nano", "board-b", "android")} == {
+        "x86-local": "cwd", "jetson-nano": "env", "board-b": "env", "android": "packaged"}
+    assert rows["x86-local"]["threads"] == 3 and Path(rows["board-b"]["path"]) == env2 / "board-b.toml"
+    assert main(["devices", "list"]) == 0
+    cells = [[c.strip() for c in line.strip("│ ").split("│")] for line in capsys.readouterr().out.splitlines()]
+    shown = {row[0]: row for row in cells}
+    assert "cwd" in shown["x86-local"] and "env" in shown["jetson-nano"] and "packaged" in shown["android"]
+
+
+def test_in_the_checkout_root_the_profiles_folder_is_the_packaged_one(monkeypatch):
+    monkeypatch.chdir(Path(__file__).resolve().parents[1])
+    monkeypatch.delenv("OFA_EDGE_DEVICES", raising=False)
+    assert PACKAGE_DIR == Path("device_profiles").resolve()
+    assert {d.source for d in known_devices().values()} == {"packaged"} and REQUIRED <= set(known_devices())
 
 
 def test_quote_command_keeps_metacharacters_literal():

@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pytest
 import torch
 
 from ofa_edge.space import get_space, min_subnet
 
-CIFAR = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "cifar10"
 MEAN = np.array([0.4914, 0.4822, 0.4465], np.float32)
 STD = np.array([0.2470, 0.2435, 0.2616], np.float32)
 
@@ -23,11 +20,11 @@ def _prep(images: np.ndarray, r: int) -> torch.Tensor:
 
 
 def _load_split(name: str, n: int) -> tuple[np.ndarray, np.ndarray]:
-    path = CIFAR / f"{name}.npz"
-    if not path.is_file():
-        pytest.skip(f"../shared/data/cifar10/{name}.npz is not beside this checkout")
-    with np.load(path) as d:
-        return d["images"][:n], d["labels"][:n]
+    """The first ``n`` images of the embedded CIFAR-10 set's ``name`` split (shuffled, class-balanced)."""
+    from ofa_edge.data.sources import load_embedded
+
+    split = getattr(load_embedded(), name)
+    return split.array[split.indices[:n]], split.targets[:n]
 
 
 @pytest.fixture(scope="module")

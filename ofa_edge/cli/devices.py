@@ -169,23 +169,28 @@ def validate_cmd(
 
 @devices_app.command("list")
 def devices_list(as_json: bool = typer.Option(False, "--json", help="Print JSON.")) -> None:
-    """List the known device profiles (packaged, ./device_profiles, $OFA_EDGE_DEVICES)."""
-    from ofa_edge.devices import list_devices, load_profile
+    """List the known device profiles and where each comes from: ./device_profiles (cwd), $OFA_EDGE_DEVICES (env)
+    or the package (packaged); the first of these that has a name wins."""
+    from ofa_edge.devices import known_devices, load_profile
 
     rows = []
-    for name, path in list_devices().items():
-        p = load_profile(path)
+    for name, known in known_devices().items():
+        p = load_profile(known.path)
         c = p.connection
         rows.append({"name": name, "transport": c.transport,
                      "target": f"{c.user + '@' if c.user else ''}{c.host}:{c.port}" if c.transport == "ssh" else "-",
                      "runtime": p.runtime.name, "threads": p.benchmark.threads, "description": p.description,
-                     "path": str(path)})
+                     "source": known.source, "path": str(known.path)})
     if as_json:
         print_json(rows)
         return
-    table = Table("name", "transport", "target", "runtime", "threads", "profile")
+    table = Table("name", "runtime", "threads", "target", "source")  # readable at 80 columns
+    for col in table.columns:
+        col.no_wrap = col.header != "target"
+    table.columns[3].overflow = "fold"
     for r in rows:
-        table.add_row(r["name"], r["transport"], r["target"], r["runtime"], str(r["threads"]), r["path"])
+        target = "local" if r["transport"] == "local" else r["target"]
+        table.add_row(r["name"], r["runtime"], str(r["threads"]), target, r["source"])
     console.print(table)
 
 
