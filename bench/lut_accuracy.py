@@ -8,8 +8,14 @@ both runs time measuring only).
 
     python bench/lut_accuracy.py --quick             # cifar-tiny, seconds
     python bench/lut_accuracy.py --ssh               # default space cifar-mbv3, 100 held-out subnets
+    python bench/lut_accuracy.py --precision int8 --tables latency_tables   # the INT8 table of x86-local
+    python bench/lut_accuracy.py --noise             # also re-measure the held-out subnets: the noise floor
 
-Writes bench/results/lut_accuracy.json (or --out).
+``--noise`` measures the held-out subnets a second time (new device folder, so nothing is recovered) and
+scores the first measurement as if it were a prediction of the second: no table can agree with the
+device better than the device agrees with itself.
+
+Writes bench/results/lut_accuracy.json (lut_accuracy_int8.json with --precision int8; or --out).
 """
 
 from __future__ import annotations
@@ -17,6 +23,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import statistics
 import sys
 import tempfile
 import time
@@ -40,16 +47,19 @@ def run(args: argparse.Namespace) -> dict:
     res = tuple(int(r) for r in args.resolutions.split(",")) if args.resolutions else None
     opts = ProfileOptions(space=args.space, resolutions=res, n_classes=args.classes, calibrate=args.calibrate,
                           validate=args.samples, seed=args.seed, tables_dir=Path(args.tables or work / "tables"),
-                          cache_dir=Path(args.cache) if args.cache else None)
+                          cache_dir=Path(args.cache) if args.cache else None, precision=args.precision)
     t0 = time.monotonic()
     prepare_models(profile, opts)
     export_s = time.monotonic() - t0
     local = profile_device(profile, opts)
-    out = {"device": profile.name, "runtime": profile.runtime.name, "space": args.space, "quick": args.quick,
+    out = {"device": profile.name, "runtime": profile.runtime.name, "precision": args.precision,
+           "space": args.space, "quick": args.quick,
            "n_layers": local.n_layers, "calibrate": args.calibrate, "export_s": round(export_s, 2),
            "local": {"wall_s": round(local.wall_s, 2), **(local.metrics or {})},
            "provenance": {k: v for k, v in __import__("ofa_edge.latency", fromlist=["load_table"]).load_table(
                local.table).provenance.items() if k in ("cpu", "runtime_version", "threads", "cpu_count")}}
+    if args.noise:
+        out["noise"] = remeasure(profile, opts, local, work)
     if args.ssh:
         sys.path.insert(0, str(ROOT / "tests"))
         import sshd as sshd_mod
@@ -73,6 +83,24 @@ def run(args: argparse.Namespace) -> dict:
     return out
 
 
+def remeasure(profile, opts: ProfileOptions, local, work: Path) -> dict:
+    """Measure the held-out subnets again and compare with their first measurement (the noise floor)."""
+    from ofa_edge.devices.session import measure_models
+    from ofa_edge.latency import accuracy_metrics, load_validation
+
+    _, rows = load_validation(local.validation)
+    first = {r.name: r.measured_ms for r in rows if r.split == "test"}
+    models = prepare_models(profile, opts, set(first))
+    again = dataclasses.replace(profile, device=dataclasses.replace(profile.device, work_dir=str(work / "noise")))
+    got: dict[str, list[float]] = {}
+    t0 = time.monotonic()
+    measure_models(again, list(models.values()), lambda m: got.setdefault(m["name"], []).append(m["median_ms"]))
+    names = sorted(n for n in first if n in got)
+    second = [statistics.median(got[n]) for n in names]
+    return {"wall_s": round(time.monotonic() - t0, 2),
+            **accuracy_metrics(second, [first[n] for n in names])}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--device", default="x86-local")
@@ -82,17 +110,22 @@ def main() -> None:
     ap.add_argument("--samples", type=int, default=100, help="held-out subnets (not used in the fit)")
     ap.add_argument("--calibrate", type=int, default=30, help="whole subnets used to fit the correction")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--noise", action="store_true", help="re-measure the held-out subnets (noise floor)")
     ap.add_argument("--ssh", action="store_true", help="also profile through sshd on 127.0.0.1 and compare")
     ap.add_argument("--tables", default=None, help="write the local table here (default: a temp folder)")
     ap.add_argument("--cache", default=None, help="exported-model cache folder")
     ap.add_argument("--quick", action="store_true", help="cifar-tiny at 24 px, 10 held-out subnets, few repeats")
-    ap.add_argument("--out", default=str(ROOT / "bench" / "results" / "lut_accuracy.json"))
+    ap.add_argument("--precision", default="fp32", choices=("fp32", "int8"),
+                    help="int8: the layers and subnets quantised as the exported INT8 artefacts")
+    ap.add_argument("--out", default=None, help="JSON results (default bench/results/lut_accuracy[_int8].json)")
     args = ap.parse_args()
+    args.out = args.out or str(ROOT / "bench" / "results" / ("lut_accuracy.json" if args.precision == "fp32"
+                                                             else f"lut_accuracy_{args.precision}.json"))
     if args.quick:
         args.space, args.resolutions, args.samples, args.calibrate = "cifar-tiny", "24", 10, 8
     out = run(args)
-    rows = [("local", out["local"])] + ([("ssh", out["ssh"])] if "ssh" in out else [])
-    print(f"{out['device']} {out['runtime']} space={out['space']} layers={out['n_layers']} "
+    rows = [("local", out["local"])] + [(k, out[k]) for k in ("noise", "ssh") if k in out]
+    print(f"{out['device']} {out['runtime']} {out['precision']} space={out['space']} layers={out['n_layers']} "
           f"fit on {out['calibrate']} subnets; {out['provenance']}")
     print(f"{'path':6} {'n':>4} {'MAPE %':>8} {'within10':>9} {'tau':>7} {'wall s':>8}")
     for name, m in rows:

@@ -198,6 +198,33 @@ def test_cli_build_matrix_builds_both_and_fails_the_impossible_target(run, capsy
         assert manifest["latency_ms"]["predicted"] <= manifest["extra"]["budget_ms"]
 
 
+def test_measured_build_times_every_artifact_and_recommends_the_fastest_within_the_drop(run, capsys, monkeypatch):
+    root, _ = run
+    devices = root / "devices"
+    devices.mkdir(exist_ok=True)
+    (devices / "x86-local.toml").write_text(
+        'format = 1\nname = "x86-local"\n[connection]\ntransport = "local"\n'
+        f'[device]\npython = "current"\nwork_dir = "{root / "measure-dev"}"\n'
+        '[runtime]\nname = "onnxruntime"\n[benchmark]\nwarmup = 2\nrepeats = 10\nthreads = 1\nrounds = 3\n')
+    monkeypatch.setenv("OFA_EDGE_DEVICES", str(devices))
+    (root / "measured.toml").write_text(
+        'format = "ofa-edge-targets/1"\ncheckpoint = "run/supernet.pt"\ntables = "tables"\nout = "measured"\n'
+        'formats = ["onnx"]\nquantize = true\nmeasure = true\nmax_drop = 100.0\ndevices = ["x86-local"]\n'
+        'budgets = ["1000ms"]\n')
+    assert main(["build", str(root / "measured.toml"), "--json"]) == 0, capsys.readouterr().err
+    (row,) = csv.DictReader(open(root / "measured" / "summary.csv"))
+    manifest = json.loads((root / "measured" / row["folder"] / "manifest.json").read_text())
+    timed = manifest["latency_ms"]["artifacts"]
+    assert set(timed) == {"onnx", "onnx-int8"} and all(0 < v < 1000 for v in timed.values())
+    assert {a["key"]: a["measured_ms"] for a in manifest["artifacts"]} == timed
+    rec = manifest["recommended"]
+    # any drop is allowed here, so the recommendation is simply the faster file as measured on the device
+    fastest = min(timed, key=timed.get)
+    assert rec["artifact"] == fastest and rec["latency_ms"] == timed[fastest] and rec["max_drop_points"] == 100.0
+    assert (row["recommended"], float(row["recommended_ms"])) == (rec["file"], timed[fastest])
+    assert (root / "measured" / row["folder"] / rec["file"]).is_file()
+
+
 def _cli(args: list[str], cwd) -> subprocess.CompletedProcess:
     """``ofa-edge ARGS`` in a child process (its fds 1/2 are the pipes a terminal would be)."""
     root = Path(__file__).resolve().parents[1]

@@ -21,10 +21,12 @@ def supernet_overhead(d: dict) -> str:
 
 def lut_accuracy(d: dict) -> str:
     rows = ["| path | subnets | MAPE % | within ±10 % | Kendall tau | wall s |", "|---|---|---|---|---|---|"]
-    for name in ("local", "ssh"):
+    labels = {"local": "local", "noise": "local, measured again (noise floor)", "ssh": "ssh"}
+    for name in ("local", "noise", "ssh"):
         if name in d:
             m = d[name]
-            rows.append(f"| {name} | {m['n']} | {m['mape']:.2f} | {m['within_10pct']:.2f} | {m['kendall_tau']:.3f} "
+            label = labels[name] + (f", {d['precision']}" if "precision" in d else "")
+            rows.append(f"| {label} | {m['n']} | {m['mape']:.2f} | {m['within_10pct']:.2f} | {m['kendall_tau']:.3f} "
                         f"| {m['wall_s']:.1f} |")
     if "ssh_over_local_wall" in d:
         rows.append(f"\nSSH / local wall time: **{d['ssh_over_local_wall']:.3f}x**.")
@@ -57,16 +59,38 @@ def search(d: dict) -> str:
 
 
 def export(d: dict) -> str:
-    rows = ["| subnet | artifact | export s | size KB | x86 latency ms | top-1 % | top-1 agreement with fp32 |",
-            "|---|---|---|---|---|---|---|"]
-    for a in d["artifacts"]:
-        f = lambda v, fmt: "-" if v is None else format(v, fmt)  # noqa: E731
-        rows.append(f"| {a['subnet']} | {a['artifact']} | {f(a['export_s'], '.2f')} | "
-                    f"{f(None if a['bytes'] is None else a['bytes'] / 1024, '.0f')} | {f(a['latency_ms'], '.3f')} | "
-                    f"{f(a['top1'], '.2f')} | {f(a['agreement'], '.3f')} |")
-    for i in d.get("int8", []):
-        rows.append(f"\n{i['subnet']} {i['format']}: INT8 speed-up x{i['speedup_int8']:.2f}, "
-                    f"top-1 drop {i['drop_points']:.2f} points.")
+    rows = ["| runtime | space | r | batch | subnet | fp32 ms | INT8 ms | INT8 speed-up | target | INT8 partitions |",
+            "|---|---|---|---|---|---|---|---|---|---|"]
+    for r in d["rows"]:
+        met = "met" if r["speedup"] >= r["target"] else "**missed**"
+        rows.append(f"| {r['runtime']} | {r['space']} | {r['r']} | {r['batch']} | {r['subnet']} | {r['fp32_ms']:.3f} | "
+                    f"{r['int8_ms']:.3f} | x{r['speedup']:.2f} | x{r['target']:g} ({met}) | "
+                    f"{r.get('partitions_int8', '-')} |")
+    if d.get("stages"):
+        rows += ["", "| subnet | stage (blocks) | input | depthwise kernels | fp32 ms | INT8 ms | INT8 speed-up |",
+                 "|---|---|---|---|---|---|---|"]
+        for s in d["stages"]:
+            rows.append(f"| {s['space']} {s['subnet']} | {s['stage']} ({','.join(map(str, s['blocks']))}) | "
+                        f"{'x'.join(map(str, s['input'][1:]))} | {', '.join(s['depthwise_kernels'])} | "
+                        f"{s['fp32_ms']:.3f} | {s['int8_ms']:.3f} | x{s['speedup']:.2f} |")
+    rows.append(f"\nCPU: {d['cpu']} ({', '.join(d['cpu_flags'])}); ai-edge-litert {d['ai_edge_litert']}, onnxruntime "
+                f"{d['onnxruntime']}, 1 thread. Load average before / after: {d['loadavg_before'][0]:.1f} / "
+                f"{d['loadavg_after'][0]:.1f}.")
+    return "\n".join(rows)
+
+
+def int8_accuracy(d: dict) -> str:
+    rows = ["| subnet | artifact | calibration images | top-1 % | drop (points) | agreement with fp32 |",
+            "|---|---|---|---|---|---|"]
+    for r in d["rows"]:
+        if r["top1"] is None:
+            continue
+        rows.append(f"| {r['subnet']} | {r['artifact']} | {r['calibration_images']} | {r['top1']:.2f} | "
+                    f"{r['drop_points']:.2f} | {r['agreement']:.3f} |")
+    n = d["rows"][0]["test_images"] if d["rows"] else 0
+    rows.append(f"\n`{d['checkpoint']}` on {n} test images of `{d['data']}` (BN recalibrated on {d['bn_images']} "
+                f"training images). Largest INT8 drop **{d['max_drop_points']:.2f} points** (target <= "
+                f"{d['target_drop_points']:g}: {'met' if d['met'] else 'missed'}).")
     return "\n".join(rows)
 
 
@@ -134,7 +158,9 @@ def predictor(d: dict) -> str:
     return "\n".join(rows)
 
 
-RENDER = {"search": search, "export": export, "supernet_overhead": supernet_overhead, "lut_accuracy": lut_accuracy,
+RENDER = {"search": search, "export": export, "int8_accuracy": int8_accuracy, "supernet_overhead": supernet_overhead,
+          "lut_accuracy": lut_accuracy,
+          "lut_accuracy_int8": lut_accuracy, "lut_accuracy_fp32_loaded": lut_accuracy,
           "train_strategies": train_strategies, "int8_speed": int8_speed, "train_speed": train_speed,
           "convergence": convergence, "predictor": predictor}
 

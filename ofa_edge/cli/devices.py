@@ -20,6 +20,8 @@ _CACHE = typer.Option(None, "--cache", help="Folder caching exported models (def
 _HOST = typer.Option(None, "--host", help="Override the profile's host (switches it to SSH).")
 _PORT = typer.Option(None, "--port", help="Override the profile's SSH port.")
 _USER = typer.Option(None, "--user", help="Override the profile's SSH user.")
+_PRECISION = typer.Option("fp32", "--precision", help="fp32 | int8: measure the models quantised as the INT8 "
+                          "artefacts are (table <runtime>-int8.csv).")
 
 
 def _resolutions(text: Optional[str]) -> tuple[int, ...] | None:
@@ -45,6 +47,7 @@ def profile_cmd(
     validate: int = typer.Option(0, "--validate", help="Held-out whole subnets measured to validate."),
     seed: int = typer.Option(0, "--seed", help="Seed of the subnet sample."),
     batch_size: int = typer.Option(256, "--batch-size", help="Models measured per remote command (each result is kept as it arrives, so a dropped connection loses only the model in flight)."),
+    precision: str = _PRECISION,
     tables: Path = TABLES_OPTION,
     cache: Optional[Path] = _CACHE,
     host: Optional[str] = _HOST,
@@ -52,18 +55,21 @@ def profile_cmd(
     user: Optional[str] = _USER,
     as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
 ) -> None:
-    """Measure every distinct layer and a sample of whole subnets; write latency_tables/<device>/<runtime>.csv."""
+    """Measure every distinct layer and a sample of whole subnets; write latency_tables/<device>/<runtime>.csv
+    (<runtime>-int8.csv with --precision int8)."""
     from ofa_edge.devices import get_device
-    from ofa_edge.latency import ProfileOptions, profile_fleet
+    from ofa_edge.latency import ProfileOptions, check_precision, profile_fleet
 
     if calibrate < 0 or validate < 0 or batch_size < 1:
         fail("--calibrate and --validate must be >= 0 and --batch-size >= 1")
     if len(set(device)) != len(device):
         fail(f"--device given twice: {sorted(d for d in device if device.count(d) > 1)[0]}")
     profiles = [get_device(d, host, port, user) for d in device]
+    for p in profiles:
+        check_precision(precision, p.runtime.name)
     opts = ProfileOptions(space=space, resolutions=_resolutions(resolutions), n_classes=n_classes,
                           calibrate=calibrate, validate=validate, seed=seed, batch_size=batch_size,
-                          tables_dir=tables, cache_dir=cache)
+                          tables_dir=tables, cache_dir=cache, precision=precision)
     with progress_bar(not as_json, transient=False) as progress, _stop_on_signals() as stopped:
         results = profile_fleet(profiles, opts, _stoppable(progress, stopped))
     ok = {n: r for n, r in results.items() if not isinstance(r, Exception)}
@@ -71,11 +77,11 @@ def profile_cmd(
     if as_json:
         print_json([r.to_dict() for r in ok.values()] + [{"device": n, "error": str(e)} for n, e in errors.items()])
     elif ok:
-        table = Table("device", "runtime", "layers", "subnets", "measured", "reused", "recovered", "wall s",
+        table = Table("device", "runtime", "precision", "layers", "subnets", "measured", "reused", "recovered", "wall s",
                       "within ±10%", "kendall tau", "table")
         for r in ok.values():
             m = r.metrics or {}
-            table.add_row(r.device, r.runtime, str(r.n_layers), str(r.n_subnets), str(r.measured), str(r.reused),
+            table.add_row(r.device, r.runtime, r.precision, str(r.n_layers), str(r.n_subnets), str(r.measured), str(r.reused),
                           str(r.recovered), f"{r.wall_s:.1f}",
                           f"{m['within_10pct']:.2f}" if m.get("n") else "-",
                           f"{m['kendall_tau']:.3f}" if m.get("n", 0) > 1 else "-", str(r.table))
@@ -138,6 +144,7 @@ def validate_cmd(
                                               "(default: the table's)."),
     calibrate: int = typer.Option(20, "--calibrate", help="Whole subnets used for the fit (as when profiled)."),
     seed: int = typer.Option(0, "--seed", help="Seed of the subnet sample (as when profiled)."),
+    precision: str = typer.Option("fp32", "--precision", help="fp32 | int8: which of the device's tables."),
     tables: Path = TABLES_OPTION,
     cache: Optional[Path] = _CACHE,
     host: Optional[str] = _HOST,
@@ -147,22 +154,27 @@ def validate_cmd(
 ) -> None:
     """Measure held-out subnets and report MAPE, the fraction within ±10 % and Kendall's tau."""
     from ofa_edge.devices import get_device
-    from ofa_edge.latency import ProfileOptions, load_table, table_paths, validate_device
+    from ofa_edge.latency import ProfileOptions, check_precision, load_table, table_paths, validate_device
 
     if samples < 2:
         fail(f"--samples {samples}: need at least 2 subnets to rank")
     profile = get_device(device, host, port, user)
-    prov = load_table(table_paths(tables, profile.name, profile.runtime.name)["table"]).provenance
+    check_precision(precision, profile.runtime.name)
+    path = table_paths(tables, profile.name, profile.runtime.name, precision)["table"]
+    if not path.is_file():
+        fail(f"--device {device}: no {precision} latency table ({path}); run `ofa-edge profile --device {device}"
+             f"{'' if precision == 'fp32' else ' --precision ' + precision}` first")
+    prov = load_table(path).provenance
     opts = ProfileOptions(space=space or prov.get("space", "cifar-mbv3"),
                           n_classes=n_classes or int(prov.get("n_classes", 10)),
                           resolutions=_resolutions(resolutions) or tuple(prov.get("resolutions") or ()) or None,
-                          calibrate=calibrate, seed=seed, tables_dir=tables, cache_dir=cache)
+                          calibrate=calibrate, seed=seed, tables_dir=tables, cache_dir=cache, precision=precision)
     with progress_bar(not as_json, transient=False) as progress:
         metrics = validate_device(profile, samples, opts, progress)
     if as_json:
         print_json(metrics)
         return
-    console.print(f"[bold]{metrics['device']}[/] {metrics['runtime']}: n={metrics['n']}  "
+    console.print(f"[bold]{metrics['device']}[/] {metrics['runtime']} {metrics['precision']}: n={metrics['n']}  "
                   f"MAPE {metrics['mape']:.2f}%  within ±10% {metrics['within_10pct']:.3f}  "
                   f"Kendall tau {metrics['kendall_tau']:.3f}  (fit on {metrics['n_fit']})")
 

@@ -79,7 +79,12 @@ def specialize_cmd(
     generations: int = typer.Option(500, "--generations", help="Evolution generations."),
     random_n: int = typer.Option(1000, "--random-samples", help="Subnets drawn by --selector random."),
     seed: int = typer.Option(0, "--seed", help="Search seed."),
-    measure: bool = typer.Option(False, "--measure", help="Also measure the chosen subnet on the device."),
+    measure: bool = typer.Option(False, "--measure", help="Also measure the chosen subnet on the device, and time "
+                                 "every exported artefact its runtime runs to recommend the fastest."),
+    max_drop: float = typer.Option(1.0, "--max-drop", help="Largest top-1 drop (points, test split) of a "
+                                   "recommended INT8 artefact."),
+    precision: str = typer.Option("fp32", "--precision", help="fp32 | int8: search (and --measure) with the "
+                                  "device's INT8 table and models; implies --quantize int8."),
     verbose: bool = VERBOSE_OPTION,
     as_json: bool = _JSON,
 ) -> None:
@@ -95,6 +100,7 @@ def specialize_cmd(
                                 predictor=str(predictor) if predictor else None, out=out, export=formats,
                                 quantize=quantize, tables_dir=tables, data=data, bn_images=bn_images,
                                 config=_config(population, generations, seed), random_n=random_n, measure=measure,
+                                max_drop=max_drop, precision=precision,
                                 verbose=verbose)
     with progress_bar(not as_json) as progress:
         manifests = specialize(request, progress=progress)
@@ -109,7 +115,9 @@ def specialize_cmd(
                       "-" if acc["predicted"] is None else f"{acc['predicted']:.2f}", f"{acc['measured']:.2f}")
     console.print(table)
     for m in manifests:
-        console.print(f"{m['budget_ms']:g} ms: {m['folder']}/manifest.json", soft_wrap=True)
+        rec = m.get("recommended")
+        ship = f" (ship {rec['file']}: {rec['latency_ms']:.3f} ms measured)" if rec else ""
+        console.print(f"{m['budget_ms']:g} ms: {m['folder']}/manifest.json{ship}", soft_wrap=True)
         for line in converter_log_lines(m, m["folder"]):
             err_console.print(line, soft_wrap=True, highlight=False)
 

@@ -23,6 +23,8 @@ ModelWriter = Callable[[Any, Path, tuple[int, ...]], None]
 #: (open transport, profile, model) -> statistics in ms (``median_ms``, ``mean_ms``, ``p90_ms``, ``std_ms``,
 #: ``min_ms``, ``repeats``, ``warmup``), e.g. ``ofa_edge.devices.runner.measure(call, warmup, repeats)``.
 ModelMeasurer = Callable[["Transport", "DeviceProfile", "ModelFile"], dict[str, Any]]
+#: (fp32 model path, output path, calibration images (N, C, H, W) float32) -> None: writes the INT8 model.
+ModelQuantizer = Callable[[Path, Path, Any], None]
 
 
 @dataclass(frozen=True)
@@ -36,6 +38,8 @@ class RuntimeSpec:
         install_hint: How to install the runtime on a device (shown when it is missing).
         options: The ``[runtime]`` profile keys it reads besides ``name``.
         measure: Measures one model on the device; None: the standalone runner does (it must know ``name``).
+        quantize_model: Writes the INT8 form of one of its fp32 models, quantised as the exported INT8
+            artefacts are (INT8 latency tables); None: the runtime has no INT8 tables.
     """
 
     name: str
@@ -44,6 +48,7 @@ class RuntimeSpec:
     install_hint: str
     options: tuple[str, ...] = ()
     measure: ModelMeasurer | None = None
+    quantize_model: ModelQuantizer | None = None
 
 
 #: Runtimes by name (the names a device profile's ``runtime.name`` accepts).
@@ -87,8 +92,26 @@ def _write_torchscript(model, path: Path, shape: tuple[int, ...]) -> None:
     atomic_save(path, lambda fh: torch.jit.save(traced, fh))
 
 
-register_runtime(RuntimeSpec("onnxruntime", ".onnx", _write_onnx, "pip install onnxruntime", ("providers",)))
-register_runtime(RuntimeSpec("tflite", ".tflite", _write_tflite, "pip install ai-edge-litert", ("delegate",)))
+def _quantize_onnx(fp32: Path, path: Path, calibration) -> None:
+    import onnx
+
+    from ofa_edge.export.onnx_int8 import quantize_onnx
+
+    batch = onnx.load(str(fp32), load_external_data=False).graph.input[0].type.tensor_type.shape.dim[0].dim_value
+    # static QDQ with 7-bit weights (the onnx-int8 artefact's settings), calibrated in the model's fixed batch
+    quantize_onnx(fp32, path, calibration, batch_size=batch or 16)
+
+
+def _quantize_tflite(fp32: Path, path: Path, calibration) -> None:
+    from ofa_edge.export.tflite import quantize_tflite
+
+    quantize_tflite(fp32, path, "int8", calibration)  # full integer, HARD_SWISH in float: the tflite-int8 artefact
+
+
+register_runtime(RuntimeSpec("onnxruntime", ".onnx", _write_onnx, "pip install onnxruntime", ("providers",),
+                             quantize_model=_quantize_onnx))
+register_runtime(RuntimeSpec("tflite", ".tflite", _write_tflite, "pip install ai-edge-litert", ("delegate",),
+                             quantize_model=_quantize_tflite))
 register_runtime(RuntimeSpec("torch", ".pt", _write_torchscript, "pip install torch"))
 
 
@@ -107,7 +130,7 @@ def _measure_trtexec(transport: Transport, profile: DeviceProfile, model: ModelF
 
 register_runtime(RuntimeSpec("benchmark_model", ".tflite", _write_tflite,
                              "download TFLite's prebuilt benchmark_model for the device and set runtime.binary",
-                             ("binary", "use_xnnpack", "cpu_mask"), _measure_benchmark_model))
+                             ("binary", "use_xnnpack", "cpu_mask"), _measure_benchmark_model, _quantize_tflite))
 register_runtime(RuntimeSpec("trtexec", ".onnx", _write_onnx,
                              "JetPack ships it in /usr/src/tensorrt/bin (set runtime.binary if it is elsewhere)",
                              ("binary", "precision", "warmup_ms"), _measure_trtexec))

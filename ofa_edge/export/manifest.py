@@ -5,10 +5,12 @@ class count, resolution, input shape, MACs, params, latency in ms (``predicted``
 until the search part fills them), top-1 (``fp32`` and per quantised artifact, with the drop in
 points), every artifact (format, precision, file, export seconds, parity vs PyTorch; a .tflite file also
 ``tflite``: XNNPACK ``delegate_partitions``, ``delegated_ops`` and the ``other_ops`` it leaves to the
-interpreter, by name, with ``other_int8_ops`` among them), every file with
+interpreter, by name, with ``other_int8_ops`` among them; once timed on the device ``measured_ms``), every file with
 size in bytes and sha256 (a folder such as an .mlpackage hashes its files in sorted order), versions of
 torch and each converter, ``status`` ("ok" | "failed") with ``errors``, and ``extra`` (caller fields:
-device, budget, checkpoint, search...).
+device, budget, checkpoint, search...). When the artefacts were timed on the device,
+``latency_ms.artifacts`` maps each to its median in ms and ``recommended`` names the artefact to ship (the
+fastest whose top-1 drop is within the limit; see :mod:`ofa_edge.export.recommend`); otherwise it is null.
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ MANIFEST_NAME = "manifest.json"
 SUMMARY_FORMAT = "ofa-edge-summary/1"
 SUMMARY_COLUMNS = ("format", "target", "device", "budget_ms", "status", "subnet_id", "resolution", "macs",
                    "params", "predicted_ms", "measured_ms", "top1_fp32", "top1_onnx_int8", "top1_tflite_int8",
-                   "max_drop_points", "files", "errors", "folder")
+                   "max_drop_points", "recommended", "recommended_ms", "files", "errors", "folder")
 
 
 def sha256_path(path: str | os.PathLike) -> str:
@@ -84,6 +86,7 @@ class Manifest:
     status: str = "ok"
     errors: list[str] = field(default_factory=list)
     extra: dict[str, Any] = field(default_factory=dict)
+    recommended: dict[str, Any] | None = None
     created: str = field(default_factory=lambda: time.strftime("%Y-%m-%dT%H:%M:%S%z"))
     ofa_edge_version: str = ""
     format: str = MANIFEST_FORMAT
@@ -154,6 +157,13 @@ def _problem(d: dict[str, Any]) -> str | None:
         v = d.get("latency_ms", {}).get(key)
         if v is not None and not _number(v, 0.0, 1e6):
             return f"latency_ms.{key} {v!r} is not a plausible latency in ms"
+    timed = d.get("latency_ms", {}).get("artifacts", {})
+    if not isinstance(timed, dict) or not all(_number(v, 0.0, 1e6) for v in timed.values()):
+        return "latency_ms.artifacts must map artifacts to plausible latencies in ms"
+    rec = d.get("recommended")
+    if rec is not None and (not isinstance(rec, dict) or not _safe_relative(rec.get("file"))
+                            or not isinstance(rec.get("artifact"), str) or not _number(rec.get("latency_ms"), 0.0, 1e6)):
+        return "recommended must be null or an object with artifact, a file inside the folder and latency_ms"
     top1 = d.get("top1", {})
     for key, v in top1.items():
         if key == "drop_points":
@@ -209,6 +219,8 @@ def summary_row(m: Manifest, folder: str) -> dict[str, Any]:
         "top1_fp32": _top1_of(m, "fp32"), "top1_onnx_int8": _top1_of(m, "onnx-int8"),
         "top1_tflite_int8": _top1_of(m, "tflite-int8"),
         "max_drop_points": f"{max(drops):.2f}" if drops else "",
+        "recommended": (m.recommended or {}).get("file", ""),
+        "recommended_ms": (m.recommended or {}).get("latency_ms", ""),
         "files": " ".join(f["path"] for f in m.files), "errors": " | ".join(m.errors), "folder": folder,
     }
 

@@ -25,15 +25,19 @@ def default_cache_dir() -> Path:
     return Path(root) / "models"
 
 
-def block_name(spec: LayerSpec) -> str:
+def _precision_tag(precision: str) -> str:
+    return "" if precision == "fp32" else f"|{precision}"  # fp32 names stay those of earlier versions
+
+
+def block_name(spec: LayerSpec, precision: str = "fp32") -> str:
     """Model name of a one-layer model: a hash of its LUT key (plus the SE width, which the key omits)."""
-    text = f"{MODEL_VERSION}|{spec.lut_key()}|se{spec.se}|{spec.kind}"
+    text = f"{MODEL_VERSION}|{spec.lut_key()}|se{spec.se}|{spec.kind}{_precision_tag(precision)}"
     return "b" + hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
-def subnet_name(subnet: Subnet, n_classes: int, space: SearchSpace) -> str:
+def subnet_name(subnet: Subnet, n_classes: int, space: SearchSpace, precision: str = "fp32") -> str:
     """Model name of a whole subnet of ``space`` with ``n_classes`` outputs."""
-    text = f"{MODEL_VERSION}|{space.fingerprint()}|{subnet.to_json()}|{n_classes}"
+    text = f"{MODEL_VERSION}|{space.fingerprint()}|{subnet.to_json()}|{n_classes}{_precision_tag(precision)}"
     return "n" + hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
@@ -76,22 +80,39 @@ def _export_cached(name: str, build: Callable[[], torch.nn.Module], shape: tuple
     return ModelFile(name, path, shape)
 
 
-def block_model(spec: LayerSpec, runtime: str, cache_dir: Path, batch: int = 1, write=None) -> ModelFile:
-    """The exported one-layer model of ``spec`` (exported once, then taken from the cache)."""
+def _quantized_cached(fp32: ModelFile, name: str, runtime: str, cache_dir: Path, precision: str) -> ModelFile:
+    """The ``precision`` form of the cached fp32 model ``fp32``, quantised by the runtime's ``quantize_model``."""
+    from ofa_edge.latency.precision import calibration_images, check_precision, table_stem
+
+    check_precision(precision, runtime)
+    path = Path(cache_dir) / table_stem(runtime, precision) / f"{name}_bs{fp32.input_shape[0]}{fp32.path.suffix}"
+    if not path.is_file() or path.stat().st_size == 0:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        get_runtime(runtime).quantize_model(fp32.path, path, calibration_images(fp32.input_shape))
+    return ModelFile(name, path, fp32.input_shape)
+
+
+def block_model(spec: LayerSpec, runtime: str, cache_dir: Path, batch: int = 1, write=None,
+                precision: str = "fp32") -> ModelFile:
+    """The exported one-layer model of ``spec`` at ``precision`` (exported once, then taken from the cache)."""
     from ofa_edge.supernet import build_layer
 
-    return _export_cached(block_name(spec), lambda: build_layer(spec), input_shape(spec, batch), runtime,
+    fp32 = _export_cached(block_name(spec), lambda: build_layer(spec), input_shape(spec, batch), runtime,
                           cache_dir, write or exporter(runtime))
+    return fp32 if precision == "fp32" else _quantized_cached(fp32, block_name(spec, precision), runtime,
+                                                               cache_dir, precision)
 
 
 def subnet_model(space: SearchSpace, subnet: Subnet, n_classes: int, runtime: str, cache_dir: Path,
-                 batch: int = 1, write=None) -> ModelFile:
-    """The exported whole static subnet (random weights: latency does not depend on their values)."""
+                 batch: int = 1, write=None, precision: str = "fp32") -> ModelFile:
+    """The exported whole static subnet at ``precision`` (random weights: latency does not depend on them)."""
     from ofa_edge.supernet import StaticMobileNetV3
 
-    return _export_cached(subnet_name(subnet, n_classes, space),
+    fp32 = _export_cached(subnet_name(subnet, n_classes, space),
                           lambda: StaticMobileNetV3(layers(space, subnet, n_classes)),
                           (batch, 3, subnet.r, subnet.r), runtime, cache_dir, write or exporter(runtime))
+    return fp32 if precision == "fp32" else _quantized_cached(fp32, subnet_name(subnet, n_classes, space, precision),
+                                                               runtime, cache_dir, precision)
 
 
 def probe_model(runtime: str, cache_dir: Path) -> ModelFile:

@@ -27,6 +27,7 @@ from ofa_edge.latency.fit import accuracy_metrics, fit_correction
 from ofa_edge.latency.lock import table_lock
 from ofa_edge.latency.models import (MODEL_VERSION, block_model, block_name, default_cache_dir, subnet_model,
                                      subnet_name)
+from ofa_edge.latency.precision import check_precision, table_stem
 from ofa_edge.latency.table import LatencyTable, Row, load_table
 from ofa_edge.latency.validation import Measured, load_validation, save_validation
 from ofa_edge.space import SearchSpace, Subnet, get_space, layers, resolve_space, sample, subnet_from_json
@@ -49,6 +50,7 @@ class ProfileOptions:
     batch_size: int = 256  # models per remote command; results are kept one by one as they arrive
     tables_dir: Path = Path("latency_tables")
     cache_dir: Path | None = None
+    precision: str = "fp32"  # fp32 | int8: the models measured, quantised as the exported INT8 artefacts
 
 
 @dataclass
@@ -59,6 +61,7 @@ class ProfileResult:
     runtime: str
     table: Path
     validation: Path
+    precision: str = "fp32"
     n_layers: int = 0
     n_subnets: int = 0
     measured: int = 0
@@ -71,7 +74,7 @@ class ProfileResult:
     info: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"device": self.device, "runtime": self.runtime, "table": str(self.table),
+        return {"device": self.device, "runtime": self.runtime, "precision": self.precision, "table": str(self.table),
                 "validation": str(self.validation), "n_layers": self.n_layers, "n_subnets": self.n_subnets,
                 "measured": self.measured, "recovered": self.recovered, "reused": self.reused,
                 "commands": self.commands, "uploads": self.uploads, "metrics": self.metrics,
@@ -86,11 +89,12 @@ class ProfileInterrupted(OfaEdgeError):
         self.kept, self.missing = kept, missing
 
 
-def table_paths(tables_dir: Path, device: str, runtime: str) -> dict[str, Path]:
-    """The table, validation, journal and lock files of one device + runtime."""
-    folder = Path(tables_dir) / device
-    return {"table": folder / f"{runtime}.csv", "validation": folder / f"{runtime}.validation.csv",
-            "journal": folder / f"{runtime}.journal.jsonl", "lock": folder / f"{runtime}.lock"}
+def table_paths(tables_dir: Path, device: str, runtime: str, precision: str = "fp32") -> dict[str, Path]:
+    """The table, validation, journal and lock files of one device + runtime at ``precision``
+    (``<runtime>.csv`` for fp32, ``<runtime>-int8.csv`` for int8)."""
+    folder, stem = Path(tables_dir) / device, table_stem(runtime, precision)
+    return {"table": folder / f"{stem}.csv", "validation": folder / f"{stem}.validation.csv",
+            "journal": folder / f"{stem}.journal.jsonl", "lock": folder / f"{stem}.lock"}
 
 
 def plan_calibration_subnets(space: SearchSpace, resolutions: Sequence[int], calibrate: int, validate: int,
@@ -197,13 +201,13 @@ def prepare_models(profile: DeviceProfile, opts: ProfileOptions, names: set[str]
     """Export (or take from the cache) the models of the plan, restricted to ``names`` if given."""
     plan = _plan(opts)
     cache = Path(opts.cache_dir or default_cache_dir())
-    rt, batch = profile.runtime.name, profile.benchmark.batch
+    rt, batch, prec = profile.runtime.name, profile.benchmark.batch, opts.precision
     todo: list[tuple[str, Callable[[], ModelFile]]] = []
     for spec in plan.blocks:
-        todo.append((block_name(spec), lambda s=spec: block_model(s, rt, cache, batch)))
+        todo.append((block_name(spec, prec), lambda s=spec: block_model(s, rt, cache, batch, precision=prec)))
     for s in plan.fit + plan.test:
-        todo.append((subnet_name(s, opts.n_classes, plan.space),
-                     lambda s=s: subnet_model(plan.space, s, opts.n_classes, rt, cache, batch)))
+        todo.append((subnet_name(s, opts.n_classes, plan.space, prec),
+                     lambda s=s: subnet_model(plan.space, s, opts.n_classes, rt, cache, batch, precision=prec)))
     todo = [(n, f) for n, f in todo if names is None or n in names]
     out: dict[str, ModelFile] = {}
     for i, (name, make) in enumerate(todo):
@@ -216,6 +220,7 @@ def prepare_models(profile: DeviceProfile, opts: ProfileOptions, names: set[str]
 
 def profile_device(profile: DeviceProfile, opts: ProfileOptions, progress: Progress | None = None) -> ProfileResult:
     """Measure what the table of ``profile`` is missing for ``opts``, then write the table and validation."""
+    check_precision(opts.precision, profile.runtime.name)
     folder = table_paths(opts.tables_dir, profile.name, profile.runtime.name)["table"].parent
     existed = folder.exists()
     try:
@@ -241,14 +246,16 @@ def _profile_device(profile: DeviceProfile, opts: ProfileOptions, progress: Prog
     start = time.monotonic()
     plan = _plan(opts)
     rt = profile.runtime.name
-    paths = table_paths(opts.tables_dir, profile.name, rt)
+    prec = opts.precision
+    paths = table_paths(opts.tables_dir, profile.name, rt, prec)
     settings = profile.settings_id()
-    result = ProfileResult(profile.name, rt, paths["table"], paths["validation"], n_layers=len(plan.blocks),
+    result = ProfileResult(profile.name, rt, paths["table"], paths["validation"], prec, n_layers=len(plan.blocks),
                            n_subnets=len(plan.fit) + len(plan.test))
     with table_lock(paths["lock"]):
         old = load_table(paths["table"]) if paths["table"].is_file() else None
         if old is not None and (old.provenance.get("settings") != settings
-                                or old.provenance.get("model_version") != MODEL_VERSION):
+                                or old.provenance.get("model_version") != MODEL_VERSION
+                                or old.provenance.get("precision", "fp32") != prec):
             old = None  # measured with other settings or other exported models: rebuilt from scratch
         old_rows = dict(old.rows) if old else {}
         old_val: dict[str, Measured] = {}
@@ -261,9 +268,9 @@ def _profile_device(profile: DeviceProfile, opts: ProfileOptions, progress: Prog
 
         def complete(name: str) -> bool:
             return all(k in journal.get(name, {}) for k in range(rounds))
-        block_names = {block_name(b): b for b in plan.blocks}
-        subnets = {subnet_name(s, opts.n_classes, plan.space): ("fit", s) for s in plan.fit}
-        subnets.update({subnet_name(s, opts.n_classes, plan.space): ("test", s) for s in plan.test})
+        block_names = {block_name(b, prec): b for b in plan.blocks}
+        subnets = {subnet_name(s, opts.n_classes, plan.space, prec): ("fit", s) for s in plan.fit}
+        subnets.update({subnet_name(s, opts.n_classes, plan.space, prec): ("test", s) for s in plan.test})
         have = {n for n, b in block_names.items() if b.lut_key() in old_rows} | (set(subnets) & set(old_val))
         result.reused = len(have)
         total = len(block_names) + len(subnets)
@@ -289,7 +296,7 @@ def _profile_device(profile: DeviceProfile, opts: ProfileOptions, progress: Prog
         provenance = dict(old.provenance) if old else {}
         if info or not provenance:
             provenance.update(_device_facts(info, profile))
-        provenance.update(space=plan.space.name, n_classes=opts.n_classes,
+        provenance.update(space=plan.space.name, n_classes=opts.n_classes, precision=prec,
                           resolutions=sorted(set(provenance.get("resolutions", [])) | set(plan.resolutions)))
         table = LatencyTable(rows, provenance, path=str(paths["table"]))
         val = dict(old_val)
@@ -303,9 +310,9 @@ def _profile_device(profile: DeviceProfile, opts: ProfileOptions, progress: Prog
         table.save(paths["table"])
         save_validation(paths["validation"], settings, val_rows)
         paths["journal"].unlink(missing_ok=True)
-        test_names = [subnet_name(s, opts.n_classes, plan.space) for s in plan.test]
+        test_names = [subnet_name(s, opts.n_classes, plan.space, prec) for s in plan.test]
         result.metrics = _metrics(profile, [val[n] for n in test_names if n in val] if test_names else
-                                  [r for r in val_rows if r.split == "test"], val_rows)
+                                  [r for r in val_rows if r.split == "test"], val_rows, prec)
     result.wall_s = time.monotonic() - start
     return result
 
@@ -374,9 +381,10 @@ def _refit(table: LatencyTable, val: dict[str, Measured], current: SearchSpace) 
     return out
 
 
-def _metrics(profile: DeviceProfile, test: list[Measured], all_rows: list[Measured]) -> dict[str, Any]:
+def _metrics(profile: DeviceProfile, test: list[Measured], all_rows: list[Measured],
+             precision: str = "fp32") -> dict[str, Any]:
     usable = [m for m in test if m.raw_ms > 0]
-    out: dict[str, Any] = {"device": profile.name, "runtime": profile.runtime.name}
+    out: dict[str, Any] = {"device": profile.name, "runtime": profile.runtime.name, "precision": precision}
     out.update(accuracy_metrics([m.measured_ms for m in usable], [m.predicted_ms for m in usable]))
     out["n_fit"] = sum(1 for m in all_rows if m.split == "fit")
     return out
@@ -386,10 +394,14 @@ def validate_device(profile: DeviceProfile, samples: int, opts: ProfileOptions,
                     progress: Progress | None = None) -> dict[str, Any]:
     """Measure ``samples`` held-out subnets (only those not measured yet) and report the table's accuracy.
 
-    Returns {"device", "runtime", "n", "mape", "within_10pct", "kendall_tau", "n_fit"}.
+    Returns {"device", "runtime", "precision", "n", "mape", "within_10pct", "kendall_tau", "n_fit"}.
     """
-    paths = table_paths(opts.tables_dir, profile.name, profile.runtime.name)
+    check_precision(opts.precision, profile.runtime.name)
+    paths = table_paths(opts.tables_dir, profile.name, profile.runtime.name, opts.precision)
     table = load_table(paths["table"])
+    if table.provenance.get("precision", "fp32") != opts.precision:
+        raise OfaEdgeError(f"{paths['table']} holds {table.provenance.get('precision', 'fp32')} latencies, not "
+                           f"{opts.precision}; re-profile the device at {opts.precision}")
     if table.provenance.get("settings") != profile.settings_id():
         raise OfaEdgeError(f"{paths['table']} was measured with other settings "
                            f"({table.provenance.get('settings')}); re-profile the device first")

@@ -8,6 +8,9 @@
     tables = "latency_tables"              # default "latency_tables"
     formats = ["onnx", "tflite"]           # any of onnx, tflite, coreml (default onnx)
     quantize = true                        # also build the INT8 variants (default true)
+    measure = true                         # time every artefact on the device, recommend one (default false)
+    max_drop = 1.0                         # top-1 drop (points) a recommended INT8 artefact may have
+    precision = "fp32"                     # "int8": search/measure with the devices' INT8 tables (default fp32)
     devices = ["pi4", "jetson-nano"]       # the matrix: every device x every budget
     budgets = ["20ms", "40ms"]
 
@@ -35,14 +38,16 @@ from typing import Any, Callable
 
 from ofa_edge.errors import FileFormatError
 from ofa_edge.export.formats import EXPORTERS
+from ofa_edge.latency.precision import PRECISIONS
 from ofa_edge.export.manifest import MANIFEST_NAME, Manifest, read_manifest, write_summary_for
+from ofa_edge.export.recommend import DEFAULT_MAX_DROP
 from ofa_edge.pipelines.specialization import SpecializeRequest, build_folder, specialize
 from ofa_edge.search.budget import parse_latency
 
 TARGETS_FORMAT = "ofa-edge-targets/1"
 _TOP_KEYS = {"format", "checkpoint", "out", "tables", "formats", "quantize", "devices", "budgets", "target",
-             "data", "selector", "measure"}
-_TARGET_KEYS = {"device", "budget", "formats", "quantize", "selector", "measure"}
+             "data", "selector", "measure", "precision", "max_drop"}
+_TARGET_KEYS = {"device", "budget", "formats", "quantize", "selector", "measure", "precision", "max_drop"}
 
 
 @dataclass(frozen=True)
@@ -55,6 +60,8 @@ class Target:
     quantize: bool = True
     selector: str = "evolution"
     measure: bool = False
+    precision: str = "fp32"  # the latency table searched with: fp32 or int8
+    max_drop: float = DEFAULT_MAX_DROP
 
     @property
     def name(self) -> str:
@@ -63,7 +70,8 @@ class Target:
     def settings_key(self, checkpoint: str = "") -> str:
         """A short hash of everything that changes the build (used to decide whether to resume)."""
         blob = json.dumps([self.device, self.budget_ms, list(self.formats), self.quantize, self.selector,
-                           self.measure, checkpoint])
+                           self.measure, checkpoint] + ([] if self.precision == "fp32" else [self.precision])
+                + ([] if self.max_drop == DEFAULT_MAX_DROP else [self.max_drop]))
         return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
@@ -134,6 +142,18 @@ def _bool(path: Path, value: Any, name: str) -> bool:
     return value
 
 
+def _precision(path: Path, value: Any, where: str) -> str:
+    if value not in PRECISIONS:
+        raise _bad(path, f"{where}precision must be one of {', '.join(map(repr, PRECISIONS))}, not {value!r}")
+    return value
+
+
+def _max_drop(path: Path, value: Any, where: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= 100:
+        raise _bad(path, f"{where}max_drop must be a top-1 drop in points between 0 and 100, not {value!r}")
+    return float(value)
+
+
 def load_targets(path: str | os.PathLike) -> TargetsFile:
     """Read and validate a ``targets.toml``; errors name the file and the bad field."""
     path = Path(path)
@@ -162,6 +182,8 @@ def load_targets(path: str | os.PathLike) -> TargetsFile:
     quantize = _bool(path, raw.get("quantize", True), "quantize")
     measure = _bool(path, raw.get("measure", False), "measure")
     selector = str(raw.get("selector", "evolution"))
+    precision = _precision(path, raw.get("precision", "fp32"), "")
+    max_drop = _max_drop(path, raw.get("max_drop", DEFAULT_MAX_DROP), "")
     devices, budgets = raw.get("devices", []), raw.get("budgets", [])
     if not isinstance(devices, list) or not all(isinstance(d, str) and d for d in devices):
         raise _bad(path, "devices must be a list of device names such as [\"pi4\"]")
@@ -169,7 +191,8 @@ def load_targets(path: str | os.PathLike) -> TargetsFile:
         raise _bad(path, "budgets must be a list such as [\"20ms\", \"40ms\"]")
     if bool(devices) != bool(budgets):
         raise _bad(path, "give both devices and budgets (the matrix is every device x every budget)")
-    targets = [Target(d, _budget(path, b, ""), formats, quantize, selector, measure) for d in devices for b in budgets]
+    targets = [Target(d, _budget(path, b, ""), formats, quantize, selector, measure, precision, max_drop)
+               for d in devices for b in budgets]
     extra = raw.get("target", [])
     if not isinstance(extra, list):
         raise _bad(path, "[[target]] must be an array of tables")
@@ -185,7 +208,9 @@ def load_targets(path: str | os.PathLike) -> TargetsFile:
         targets.append(Target(t["device"], _budget(path, t["budget"], where),
                               _formats(path, t.get("formats", list(formats)), where),
                               _bool(path, t.get("quantize", quantize), f"{where}quantize"),
-                              str(t.get("selector", selector)), _bool(path, t.get("measure", measure), f"{where}measure")))
+                              str(t.get("selector", selector)), _bool(path, t.get("measure", measure), f"{where}measure"),
+                              _precision(path, t.get("precision", precision), where),
+                              _max_drop(path, t.get("max_drop", max_drop), where)))
     if not targets:
         raise _bad(path, "no targets: give devices + budgets, or [[target]] tables")
     names = [t.name for t in targets]
@@ -281,7 +306,8 @@ def remove_stale_temps(folder: Path) -> list[str]:
 
 def _extra(target: Target, key: str) -> dict[str, Any]:
     return {"target": target.name, "device": target.device, "budget_ms": target.budget_ms,
-            "formats": list(target.formats), "quantize": target.quantize, "settings_key": key}
+            "formats": list(target.formats), "quantize": target.quantize, "precision": target.precision,
+            "settings_key": key}
 
 
 def specialize_builder(spec: TargetsFile, bn_images: int = 500, verbose: bool = False) -> Builder:
@@ -296,6 +322,7 @@ def specialize_builder(spec: TargetsFile, bn_images: int = 500, verbose: bool = 
             spec.checkpoint, target.device, (target.budget_ms,), selector=target.selector, out=folder.parent.parent,
             export=("pt",) + tuple(target.formats), quantize="int8" if target.quantize else None,
             tables_dir=spec.tables, data=spec.data, bn_images=bn_images, measure=target.measure,
+            precision=target.precision, max_drop=target.max_drop,
             verbose=verbose))
         return read_manifest(Path(found["folder"]))
 

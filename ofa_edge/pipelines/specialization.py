@@ -15,9 +15,11 @@ from ofa_edge.devices.session import measure_models
 from ofa_edge.errors import InvalidValueError, MissingStepError, OfaEdgeError, UnknownNameError
 from ofa_edge.export import EXPORTERS, build_target
 from ofa_edge.export.manifest import file_entry
+from ofa_edge.export.recommend import DEFAULT_MAX_DROP
 from ofa_edge.io import atomic_save, atomic_write_text
-from ofa_edge.latency import enumerate_blocks, load_table, table_paths
+from ofa_edge.latency import check_precision, enumerate_blocks, load_table, table_paths
 from ofa_edge.latency.models import default_cache_dir, subnet_model
+from ofa_edge.pipelines.artifact_timing import time_artifacts
 from ofa_edge.pipelines.checkpoint import TrainedRun, open_run
 from ofa_edge.search.budget import format_ms
 from ofa_edge.search.evolution import EvolutionConfig, SearchResult
@@ -34,14 +36,20 @@ def build_folder(out: str | os.PathLike, device: str, budget_ms: float) -> Path:
     return Path(out) / device / format_ms(budget_ms)
 
 
-def device_latency(device: str, tables_dir: str | os.PathLike, space: SearchSpace, n_classes: int):
-    """(profile, table, batched latency fn) for ``device``; clear errors for unknown devices or no table."""
+def device_latency(device: str, tables_dir: str | os.PathLike, space: SearchSpace, n_classes: int,
+                   precision: str = "fp32"):
+    """(profile, table, batched latency fn) for ``device`` at ``precision``; clear errors for unknown devices
+    or no table."""
     profile = get_device(device)
-    path = table_paths(Path(tables_dir), profile.name, profile.runtime.name)["table"]
+    check_precision(precision, profile.runtime.name)
+    path = table_paths(Path(tables_dir), profile.name, profile.runtime.name, precision)["table"]
     step = {"device": device, "space": space.name, "classes": n_classes}
+    if precision != "fp32":
+        step["precision"] = precision
     if not path.is_file():
-        raise MissingStepError(f"device {profile.name!r} has no latency table ({path}); profile the device "
-                               "first", "profile", step, "device")
+        raise MissingStepError(f"device {profile.name!r} has no {precision} latency table ({path}); profile the "
+                               f"device{'' if precision == 'fp32' else ' at ' + precision} first", "profile", step,
+                               "device")
     table = load_table(path)
     covered = [r for r in space.resolutions
                if not table.missing([b.lut_key() for b in enumerate_blocks(space, [r], n_classes)])]
@@ -58,11 +66,12 @@ def device_latency(device: str, tables_dir: str | os.PathLike, space: SearchSpac
 
 
 def measure_on_device(profile, space: SearchSpace, subnet: Subnet, n_classes: int,
-                      cache_dir: str | None = None) -> tuple[float | None, str]:
-    """Median latency (ms) of the whole subnet measured on the device, or (None, why not)."""
+                      cache_dir: str | None = None, precision: str = "fp32") -> tuple[float | None, str]:
+    """Median latency (ms) of the whole subnet at ``precision`` measured on the device, or (None, why not)."""
     try:
         model = subnet_model(space, subnet, n_classes, profile.runtime.name,
-                             Path(cache_dir) if cache_dir else default_cache_dir(), profile.benchmark.batch)
+                             Path(cache_dir) if cache_dir else default_cache_dir(), profile.benchmark.batch,
+                             precision=precision)
         got: list[float] = []
         report = measure_models(profile, [model], lambda msg: got.append(float(msg["median_ms"])))
     except (OfaEdgeError, OSError) as exc:
@@ -108,8 +117,12 @@ class SpecializeRequest:
         bn_images: Training images for BN recalibration.
         config: Evolution settings.
         random_n: Subnets drawn by the random selector.
-        measure: Also measure the chosen subnet on the device.
+        measure: Also measure the chosen subnet on the device, and time every exported artefact the device's
+            runtime runs to recommend one (``manifest["recommended"]``).
+        max_drop: Largest top-1 drop (points, test split) a recommended INT8 artefact may have.
         cache_dir: Cache of exported measurement models.
+        precision: The deployment's precision: ``fp32``, or ``int8`` (search and measure with the device's INT8
+            table and models; the exported formats get their INT8 variants).
         verbose: Stream the converters' own output instead of writing it to ``<build>/logs/<artefact>.log``.
     """
 
@@ -128,16 +141,23 @@ class SpecializeRequest:
     random_n: int = 1000
     measure: bool = False
     cache_dir: str | None = None
+    precision: str = "fp32"
+    max_drop: float = DEFAULT_MAX_DROP
     verbose: bool = False
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "budgets_ms", tuple(float(b) for b in self.budgets_ms))
         object.__setattr__(self, "export", tuple(self.export))
         SELECTORS.get(self.selector)
+        if not 0.0 <= self.max_drop <= 100.0:
+            raise InvalidValueError(f"max drop: {self.max_drop:g} is not a top-1 drop in points (0-100)", "max_drop")
         known = exports()
         bad = [f for f in self.export if f not in known]
         if bad:
             raise UnknownNameError("export format", bad[0], known, "export")
+        check_precision(self.precision)
+        if self.precision == "int8" and self.quantize is None and set(self.export) - {"pt"}:
+            object.__setattr__(self, "quantize", "int8")  # an INT8 deployment ships the INT8 artefacts
         if self.quantize not in (None, "int8"):
             raise InvalidValueError(f"quantize: {self.quantize!r} is not supported; use int8", "quantize")
         if self.quantize and not set(self.export) - {"pt"}:
@@ -168,7 +188,8 @@ def specialize(request: SpecializeRequest,
     """
     r = request
     run = open_run(r.checkpoint)
-    profile, table, table_path, latency = device_latency(r.device, r.tables_dir, run.space, run.n_classes)
+    profile, table, table_path, latency = device_latency(r.device, r.tables_dir, run.space, run.n_classes,
+                                                         r.precision)
     selector = SELECTORS.get(r.selector)
     pred = resolve_predictor(run, r.predictor, required=selector.needs_predictor)
     sampled = read_sampled_log(run.path.parent / "sampled.csv", run.space) if selector.needs_training_log else None
@@ -217,11 +238,11 @@ def _build(run: TrainedRun, profile, table_path, setup: SearchSetup, res: Search
     info = setup.describe([subnet])
     measured_ms, note = (None, "not measured (ask for a measurement when the device is reachable)")
     if r.measure:
-        measured_ms, note = measure_on_device(profile, run.space, subnet, run.n_classes, r.cache_dir)
+        measured_ms, note = measure_on_device(profile, run.space, subnet, run.n_classes, r.cache_dir, r.precision)
     predicted_ms = float(info["latency_ms"][0])
     latency = {"predicted": predicted_ms, "measured": measured_ms,
                "error_pct": None if measured_ms is None else 100 * (predicted_ms - measured_ms) / measured_ms,
-               "note": note, "table": str(table_path)}
+               "note": note, "table": str(table_path), "precision": r.precision}
     extra = {"target": f"{profile.name}/{format_ms(budget)}", "device": profile.name,
              "runtime": profile.runtime.name, "budget_ms": budget, "selector": res.selector,
              "space_fingerprint": run.space.fingerprint(), "bn_images": bn_images,
@@ -239,6 +260,8 @@ def _build(run: TrainedRun, profile, table_path, setup: SearchSetup, res: Search
     manifest.top1["predicted"] = None if pred is None else float(info["predicted_top1"][0])
     manifest.top1["measured"] = manifest.top1.get("fp32")
     manifest.files = [file_entry(f, folder) for f in own_files] + manifest.files
+    if r.measure and formats:
+        time_artifacts(profile, folder, manifest, r.max_drop)
     manifest.write(folder)
     return manifest.to_dict() | {"folder": str(folder), "budget_ms": budget, "device": profile.name,
                                  "selector": res.selector}
