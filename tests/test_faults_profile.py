@@ -154,7 +154,9 @@ def assert_interrupted_files(tmp_path: Path, kept: int, lock: bool = False, name
 @pytest.mark.parametrize("transport", ["ssh", "local"])
 def test_hung_device_times_out_is_killed_and_resumes(server, cache, tmp_path, transport):
     script, flag, pids = faulty_python(tmp_path / "bin", "hang")
-    timeout = 4
+    # long enough for the runner to start and deliver K results on a loaded machine (4 s was not, with
+    # other jobs on both cores); the hang itself never ends, so only the timeout can stop the command
+    timeout = 20
     if transport == "ssh":
         profile = load_profile(ssh_profile(server, tmp_path, str(script), command_timeout=timeout))
     else:

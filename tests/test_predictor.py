@@ -86,8 +86,9 @@ def test_predictor_save_load_and_refusals(fitted, tmp_path):
 
 def test_fit_needs_enough_rows():
     subs = plan_subnets(SPACE, 3)
-    with pytest.raises(ValueError, match="--samples"):
+    with pytest.raises(ValueError, match="need more accuracy rows") as err:
         fit_predictor(SPACE, subs, [50.0, 60.0, 70.0])
+    assert err.value.field == "samples"
 
 
 def test_rank_metrics_against_pair_counting():
@@ -161,8 +162,9 @@ def test_collection_refuses_test_split_and_foreign_files(tmp_path):
     (tmp_path / "bad.csv").write_text("x,y\n1,2\n")
     with pytest.raises(ValueError, match="bad.csv: not an ofa-edge accuracy file"):
         read_accuracy_csv(tmp_path / "bad.csv", SPACE)
-    with pytest.raises(ValueError, match="--samples"):
+    with pytest.raises(ValueError, match="samples: need at least 1") as err:
         plan_subnets(SPACE, 0)
+    assert err.value.field == "samples"
 
 
 def test_planned_subnets_are_distinct_and_seeded():

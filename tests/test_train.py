@@ -73,7 +73,7 @@ def test_progressive_phases_follow_ofa():
     assert [p.sort_stage for p in phases] == [None] * 4 + [0, 1]
     assert phases[2].space.depth_list == (3, 4) and phases[4].space.expand_list == (4, 6)
     assert phases[0].epochs == phases[1].epochs > phases[2].epochs
-    with pytest.raises(OfaEdgeError, match="use --epochs >= 6"):
+    with pytest.raises(OfaEdgeError, match="train at least 6 epochs"):
         progressive_phases(get_space("cifar-mbv3"), 5)
 
 
@@ -282,8 +282,9 @@ def test_init_from_ofa_checkpoint_reinitialises_classifier(ofa_fixture):
     assert load_init(same, path)["classifier"] == "loaded"
     assert torch.equal(same.classifier.heads[0].linear.weight, sd["classifier.linear.weight"])
     wrong = OFAMobileNetV3("cifar-tiny", 10)
-    with pytest.raises(OfaEdgeError, match="--space ofa-mbv3-w1"):
+    with pytest.raises(OfaEdgeError, match="use space ofa-mbv3-w1") as err:
         load_init(wrong, path)
+    assert err.value.field == "space"
 
 
 @pytest.mark.parametrize("args, message", [
@@ -354,10 +355,11 @@ def test_init_from_an_ofa_edge_run_takes_its_space_and_weights(tmp_path):
 def test_a_new_run_refuses_to_overwrite_an_existing_one(tmp_path, capsys):
     cfg = tiny_cfg(tmp_path, strategy="random", epochs=1, steps_per_epoch=1, labels_per_class=None, batch_size=8)
     train(cfg)
-    with pytest.raises(OfaEdgeError, match="--resume"):
+    with pytest.raises(OfaEdgeError, match="already holds a training run; resume it") as err:
         train(cfg)
+    assert err.value.field == "out"
     assert main(["train", "--space", "cifar-tiny", "--out", str(tmp_path / "run"), "--quiet"]) == 2
-    assert "already holds a training run" in capsys.readouterr().err
+    assert "--out: " in capsys.readouterr().err
 
 
 def test_steps_per_epoch_can_exceed_a_small_labelled_set(tmp_path):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 import sys
+import traceback
 from pathlib import Path
 from typing import Any, Callable, Iterator, NoReturn
 
@@ -113,16 +114,22 @@ def print_json(data: Any) -> None:
 
 
 def run(app: typer.Typer, argv: list[str]) -> int:
-    """Run ``app`` with ``argv``; user errors exit 2 with one line, never a traceback."""
+    """Run ``app`` with ``argv``: a user error (OfaEdgeError) exits 2 with one line and no traceback; any
+    other exception is a bug and exits 1 with its traceback."""
     try:
         app(args=argv, prog_name="ofa-edge", standalone_mode=True)
     except SystemExit as exc:  # typer's own exits: usage errors (2), --help (0), typer.Exit(code)
         code = exc.code
         return code if isinstance(code, int) else (0 if code is None else 1)
-    except (OfaEdgeError, ValueError, FileNotFoundError) as exc:
+    except OfaEdgeError as exc:
         err_console.print(f"[bold red]error:[/] {user_message(exc)}", highlight=False, soft_wrap=True)
         return exc.exit_code if isinstance(exc, OfaEdgeError) else 2
     except KeyboardInterrupt:
         err_console.print("interrupted")
         return 130
+    except Exception:  # not a user error: a bug, shown as one
+        traceback.print_exc()
+        err_console.print("[bold red]internal error[/] (a bug in ofa-edge, not in your input): please report the "
+                          "traceback above", highlight=False, soft_wrap=True)
+        return 1
     return 0

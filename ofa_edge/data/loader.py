@@ -8,6 +8,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from ofa_edge.errors import InvalidValueError
 from ofa_edge.data.sources import ImageSet
 from ofa_edge.data.transforms import make_transform
 
@@ -53,9 +54,9 @@ class Loader:
     def __init__(self, dataset: ImageSet, resolution: int, batch_size: int, train: bool, seed: int = 0,
                  views: Sequence[str] | None = None, rank: int = 0, world: int = 1, workers: int = 0):
         if batch_size < 1:
-            raise ValueError(f"batch_size: must be at least 1, got {batch_size}")
+            raise InvalidValueError(f"batch_size: must be at least 1, got {batch_size}", "batch_size")
         if len(dataset) == 0:
-            raise ValueError("cannot build a loader over an empty data set")
+            raise InvalidValueError("cannot build a loader over an empty data set")
         self.dataset, self.resolution, self.batch_size, self.train = dataset, resolution, batch_size, train
         self.seed, self.rank, self.world, self.workers = seed, rank, world, workers
         self.views = tuple(views or (("weak",) if train else ("eval",)))
@@ -120,7 +121,7 @@ def bn_batches(dataset: ImageSet, resolution: int, n_images: int = 2000, batch_s
                seed: int = 937162211) -> list[torch.Tensor]:
     """Fixed batches for BN recalibration: a seeded subset with the training (weak) augmentation, as OFA."""
     if n_images < 1:
-        raise ValueError(f"bn images: must be at least 1, got {n_images}")
+        raise InvalidValueError(f"bn images: must be at least 1, got {n_images}")
     rng = np.random.default_rng(seed)
     pos = rng.permutation(len(dataset))[:n_images]
     subset = dataset.subset(pos)

@@ -10,7 +10,7 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from ofa_edge.errors import FileFormatError, OfaEdgeError
+from ofa_edge.errors import FileFormatError, InvalidValueError, OfaEdgeError
 
 EMBEDDED = Path(__file__).with_name("cifar10_mini.npz")
 EMBEDDED_FORMAT = "ofa-edge-cifar10-mini-v1"
@@ -199,9 +199,9 @@ def open_source(data: str | os.PathLike | None) -> Splits:
         return load_embedded()
     root = Path(data)
     if not root.exists():
-        raise OfaEdgeError(f"data: folder {root} does not exist; pass an ImageFolder directory, a "
-                           "torchvision CIFAR root, a folder with train.npz/test.npz, or omit --data "
-                           "for the embedded CIFAR-10 mini set")
+        raise InvalidValueError(f"data: folder {root} does not exist; give an ImageFolder directory, a "
+                                "torchvision CIFAR root, a folder with train.npz/test.npz, or none for the "
+                                "embedded CIFAR-10 mini set", "data")
     if not root.is_dir():
         raise OfaEdgeError(f"data: {root} is not a folder")
     if (root / "train.npz").is_file():

@@ -174,7 +174,7 @@ def _check_connection(c: Connection, where: str) -> None:
     if c.transport == "ssh":
         if not c.host:
             raise OfaEdgeError(f"{where}: connection.host is missing; set {_HELP['host']} "
-                               "(or pass --host)")
+                               "(or override the host)")
         if c.host.startswith("-") or any(ch.isspace() for ch in c.host):
             raise OfaEdgeError(f"{where}: connection.host {c.host!r} is not a valid host name")
     if not 1 <= c.port <= 65535:

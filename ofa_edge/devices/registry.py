@@ -65,7 +65,19 @@ def list_devices() -> dict[str, Path]:
 
 def get_device(name: str | os.PathLike, host: str | None = None, port: int | None = None,
                user: str | None = None) -> DeviceProfile:
-    """The profile named ``name`` (or at path ``name`` if it ends in .toml), with CLI overrides applied."""
+    """The profile named ``name`` (or at path ``name`` if it ends in .toml), with host overrides applied.
+
+    Args:
+        name: A profile name (searched in ``$OFA_EDGE_DEVICES``, ./device_profiles, the packaged ones) or a
+            ``.toml`` path.
+        host, port, user: Overrides of the profile's connection (a host switches it to SSH).
+
+    Returns:
+        The validated profile.
+
+    Raises:
+        OfaEdgeError: an unknown device (lists the known ones) or an invalid profile (names the key).
+    """
     text = str(name)
     if text.endswith(".toml"):
         profile = load_profile(text)

@@ -110,7 +110,7 @@ class SSHTransport(Transport):
                                      f"({exc}); check the port (--port): sshd listens on 22, Termux's on 8022") \
                     from None
             raise TransportError(f"device {self.profile.name}: cannot reach {where} ({exc or type(exc).__name__}); "
-                                 "check the host and port (--host/--port) and that sshd runs there") from None
+                                 "check the host and port and that sshd runs there") from None
         transport = client.get_transport()
         assert transport is not None
         transport.set_keepalive(max(1, int(c.keepalive)))

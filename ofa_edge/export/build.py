@@ -70,9 +70,27 @@ def build_target(static_model: torch.nn.Module, subnet, space, n_classes: int, o
 
     See ``ofa_edge.export`` for the argument contract. Each artifact's failure is recorded in the
     manifest (status "failed"); with ``raise_on_failure`` a :class:`BuildError` naming every failure is
-    raised after the manifest is written. With ``capture`` (the default) what the converters and runtimes
-    print is written to ``out_dir/logs/<artefact file>.log`` instead of the terminal, and the artefact's
-    manifest entry counts its lines, warnings and errors under ``log``; ``capture=False`` streams it.
+    raised after the manifest is written.
+
+    Args:
+        static_model: The extracted static subnet (BN recalibrated); input (1, 3, r, r).
+        subnet, space, n_classes: What it is (for metadata, MACs and params).
+        out_dir: Folder for the models and ``manifest.json``.
+        formats: Registered export formats (``EXPORTERS``), built in this order.
+        quantize: Also build each format's INT8 variants.
+        calibration_images, eval_data: Float32 images (and labels) for INT8 calibration and accuracy.
+        extra_manifest, latency_ms: Stored in the manifest.
+        tflite_quantize, tolerance: TFLite INT8 mode; fp32 parity tolerance (max abs logit difference).
+        raise_on_failure, log: Raise BuildError after writing a failed manifest; progress lines.
+        capture: Write what the converters and runtimes print to ``out_dir/logs/<artefact file>.log``
+            (counted under the artefact's ``log`` in the manifest) instead of the terminal; False streams it.
+
+    Returns:
+        The manifest written.
+
+    Raises:
+        UnknownNameError: an unregistered format.
+        BuildError: an artifact failed (with ``raise_on_failure``).
     """
     from ofa_edge import __version__
     from ofa_edge.space import count_macs, count_params
@@ -92,7 +110,7 @@ def build_target(static_model: torch.nn.Module, subnet, space, n_classes: int, o
                                                        np.random.default_rng(0).standard_normal((8, 3, r, r)).astype(np.float32))
     for name, x in (("calibration_images", calib), ("eval_data images", eval_x)):
         if x is not None and tuple(x.shape[1:]) != (3, r, r):
-            raise ValueError(f"{name} have shape {tuple(x.shape)}; the subnet takes (N, 3, {r}, {r})")
+            raise InvalidValueError(f"{name} have shape {tuple(x.shape)}; the subnet takes (N, 3, {r}, {r})")
     ref_check = _torch_logits(model, check_x)
     ref_eval = _torch_logits(model, eval_x) if eval_x is not None else None
     metadata = {"ofa_edge_version": __version__, "subnet": subnet.to_json(), "subnet_id": subnet.id,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Iterable
 
+from ofa_edge.errors import InvalidValueError
 from ofa_edge.space import LayerSpec, SearchSpace, Subnet, layers
 
 
@@ -25,7 +26,8 @@ def enumerate_blocks(space: SearchSpace, resolutions: Iterable[int] | None = Non
     res = sorted(set(resolutions if resolutions is not None else space.resolutions))
     bad = [r for r in res if r not in space.resolutions]
     if bad:
-        raise ValueError(f"resolution {bad[0]} is not in space {space.name} (allowed: {list(space.resolutions)})")
+        raise InvalidValueError(f"resolution {bad[0]} is not in space {space.name} "
+                                f"(allowed: {list(space.resolutions)})", "resolutions")
     seen: dict[str, LayerSpec] = {}
     for r in res:
         for k in space.ks_list:

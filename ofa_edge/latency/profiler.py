@@ -219,7 +219,22 @@ def prepare_models(profile: DeviceProfile, opts: ProfileOptions, names: set[str]
 
 
 def profile_device(profile: DeviceProfile, opts: ProfileOptions, progress: Progress | None = None) -> ProfileResult:
-    """Measure what the table of ``profile`` is missing for ``opts``, then write the table and validation."""
+    """Measure what the table of ``profile`` is missing for ``opts``, then write the table and validation.
+
+    Args:
+        profile: The device (``ofa_edge.devices.get_device``); its runtime must be registered.
+        opts: Space (name, .json file or SearchSpace), resolutions, classes, whole subnets to fit/validate,
+            tables and cache folders, precision (fp32 or int8).
+        progress: Called with (device, phase, done, total).
+
+    Returns:
+        The table and validation paths, what was measured, recovered or reused, and the validation metrics.
+
+    Raises:
+        TableLocked: another process is writing this table.
+        ProfileInterrupted: the connection dropped; the measurements so far are kept, a re-run resumes.
+        OfaEdgeError: an unknown space or runtime, or models that fail on the device.
+    """
     check_precision(opts.precision, profile.runtime.name)
     folder = table_paths(opts.tables_dir, profile.name, profile.runtime.name)["table"].parent
     existed = folder.exists()

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable
 
-from ofa_edge.errors import FileFormatError, OfaEdgeError
+from ofa_edge.errors import FileFormatError, MissingStepError
 from ofa_edge.io import atomic_write_text
 from ofa_edge.space import SearchSpace, Subnet, layers
 
@@ -88,11 +88,11 @@ class LatencyTable:
         keys = [spec.lut_key() for spec in layers(space, subnet, n_classes)]
         missing = self.missing(keys)
         if missing:
-            raise OfaEdgeError(f"{self.path or 'latency table'} has no latency for {missing[0]} "
-                               f"({len(missing)} of the subnet's {len(keys)} layers missing); profile the "
-                               f"device for resolution {subnet.r} of space {space.name} with "
-                               f"{n_classes} classes (ofa-edge profile --device D --space {space.name} "
-                               f"--resolutions {subnet.r})")
+            raise MissingStepError(f"{self.path or 'latency table'} has no latency for {missing[0]} "
+                                   f"({len(missing)} of the subnet's {len(keys)} layers missing); profile the "
+                                   f"device for resolution {subnet.r} of space {space.name} with {n_classes} "
+                                   "classes", "profile", {"device": "D", "space": space.name, "classes": n_classes,
+                                                          "resolutions": subnet.r})
         return sum(self.rows[k].median_ms for k in keys), len(keys)
 
     def predict(self, space: SearchSpace, subnet: Subnet, n_classes: int | None = None) -> float:
@@ -126,8 +126,7 @@ def load_table(path: str | os.PathLike) -> LatencyTable:
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
-        raise FileFormatError(path, "latency table not found; build it with ofa-edge profile --device D") \
-            from None
+        raise FileFormatError(path, "latency table not found; profile the device first") from None
     except (OSError, UnicodeDecodeError) as exc:
         raise FileFormatError(path, f"cannot read latency table ({exc})") from None
     return parse_table(text, path)

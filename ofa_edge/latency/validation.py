@@ -67,8 +67,8 @@ def load_validation(path: str | os.PathLike) -> tuple[str, list[Measured]]:
     try:
         lines = path.read_text(encoding="utf-8").splitlines()
     except FileNotFoundError:
-        raise FileFormatError(path, "validation file not found; run ofa-edge profile --device D --validate N") \
-            from None
+        raise FileFormatError(path, "validation file not found; profile the device with held-out validation "
+                                    "subnets first") from None
     except (OSError, UnicodeDecodeError) as exc:
         raise FileFormatError(path, f"cannot read ({exc})") from None
     if len(lines) < 4 or lines[0] != VALIDATION_MAGIC or lines[1] != f"# format: {VALIDATION_FORMAT}" \

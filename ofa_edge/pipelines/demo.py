@@ -234,8 +234,20 @@ def _specialize(cfg: DemoConfig, out: Path, ckpt: Path, budgets: list[float], pr
 
 def run_demo(cfg: DemoConfig = DemoConfig(), progress: Progress | None = None, *,
              verbose: bool = False) -> dict[str, Any]:
-    """Run (or resume) the whole pipeline into ``cfg.out``; returns paths and the report rows (``verbose``:
-    converter output on the terminal instead of each build's ``logs/``)."""
+    """Run (or resume) the whole pipeline into ``cfg.out``: train, profile, predictor, specialize, report.
+
+    Args:
+        cfg: What to run and the time budget; the same ``cfg`` resumes an interrupted demo.
+        progress: Called with (stage, done, total, note).
+        verbose: Converter output on the terminal instead of each build's ``logs/``.
+
+    Returns:
+        The paths written (checkpoint, table, plots), the budgets, the metrics, the report rows and the
+        summary that ``ofa-edge report`` reprints.
+
+    Raises:
+        InvalidValueError: ``cfg.out`` holds a demo run with other settings.
+    """
     progress = progress or (lambda *a: None)
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)

@@ -23,8 +23,28 @@ def pareto(checkpoint: str | os.PathLike, device: str, budgets_ms: list[float] |
            tables_dir: str | os.PathLike = "latency_tables", n_random: int = 200, n_budgets: int = 8,
            config: EvolutionConfig = EvolutionConfig(), seed: int = 0,
            builds: str | os.PathLike | None = None) -> dict[str, Any]:
-    """The search's front over several budgets, random subnets, the measured accuracy rows and the subnets
-    built under ``builds`` (default: the output folder; their manifests give test top-1 and latency): PNG + CSV."""
+    """The search's front over several budgets, random subnets, the measured accuracy rows and the
+    subnets built under ``builds``: PNG + CSV.
+
+    Args:
+        checkpoint: The trained supernet.
+        device: Device profile name or ``.toml`` path with a latency table in ``tables_dir``.
+        budgets_ms: Budgets to search (default: ``n_budgets`` spread between the fastest and slowest subnet).
+        predictor: The accuracy predictor (default: ``predictor.pt`` beside the checkpoint).
+        out: Folder for ``pareto.png`` and ``pareto.csv`` (default ``builds/<device>``).
+        tables_dir: Folder of latency tables.
+        n_random: Random subnets to plot.
+        n_budgets: Budgets when ``budgets_ms`` is not given.
+        config: Evolution settings.
+        seed: Seed of the random subnets.
+        builds: Folder whose manifests mark the built subnets (test top-1; default: ``out``).
+
+    Returns:
+        ``png``, ``csv``, the ``front`` points and the numbers of random, measured and built points.
+
+    Raises:
+        MissingStepError: no latency table or no predictor.
+    """
     run = open_run(checkpoint)
     profile, _, _, latency = device_latency(device, tables_dir, run.space, run.n_classes)
     pred = resolve_predictor(run, predictor, required=True)

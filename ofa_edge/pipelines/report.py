@@ -11,7 +11,7 @@ from typing import Any
 from rich import box
 from rich.table import Table
 
-from ofa_edge.errors import OfaEdgeError
+from ofa_edge.errors import MissingStepError, OfaEdgeError
 from ofa_edge.export.manifest import MANIFEST_NAME, read_manifest
 
 
@@ -157,7 +157,8 @@ def lut_scatter(validation_csv: str | os.PathLike, out_png: str | os.PathLike, t
 
     _, rows = load_validation(validation_csv)
     if not rows:
-        raise OfaEdgeError(f"{validation_csv}: holds no measured subnets; run `ofa-edge profile --validate N`")
+        raise MissingStepError(f"{validation_csv}: holds no measured subnets; profile with held-out validation "
+                               "subnets first", "profile", {"validate": "N"})
     fig, ax = plt.subplots(figsize=(5.5, 5), dpi=110)
     for split, marker in (("fit", "o"), ("test", "^")):
         pts = [(r.measured_ms, r.predicted_ms) for r in rows if r.split == split]

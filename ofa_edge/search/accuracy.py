@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from ofa_edge.errors import FileFormatError
+from ofa_edge.errors import FileFormatError, InvalidValueError
 from ofa_edge.io import atomic_write_text
 from ofa_edge.space import SearchSpace, Subnet, sample, subnet_from_json
 
@@ -43,9 +43,10 @@ def plan_subnets(space: SearchSpace, n: int, seed: int = 0) -> list[Subnet]:
     """``n`` distinct subnets (resolution included) drawn with OFA's sampler from ``seed``: the same list
     every time, so a resumed collection asks for the same subnets."""
     if n < 1:
-        raise ValueError(f"--samples: need at least 1, got {n}")
+        raise InvalidValueError(f"samples: need at least 1, got {n}", "samples")
     if n > space.n_subnets:
-        raise ValueError(f"--samples: {n} is more than the {space.n_subnets} subnets of space {space.name!r}")
+        raise InvalidValueError(f"samples: {n} is more than the {space.n_subnets} subnets of space {space.name!r}",
+                                "samples")
     rng = random.Random(seed)
     seen: dict[str, Subnet] = {}
     while len(seen) < n:
@@ -72,7 +73,7 @@ def _parse(path: Path, text: str, space: SearchSpace, source: str | None = None)
             raise FileFormatError(path, f"line {line}: format {rec['format']!r} is not {FORMAT!r}")
         if rec["space"] != fp:
             raise FileFormatError(path, f"line {line}: rows of another search space (fingerprint "
-                                        f"{rec['space']}, this checkpoint has {fp}); use another --out file")
+                                        f"{rec['space']}, this checkpoint has {fp}); use another file")
         if source is not None and rec["checkpoint"] != source:
             raise FileFormatError(path, f"line {line}: measured on another checkpoint ({rec['checkpoint']}, "
                                         f"this one is {source}); its rows are stale: use another file")
@@ -111,7 +112,7 @@ def collect_accuracy(space: SearchSpace, evaluate: Callable[[Subnet], float], pa
     ``path``; every measured row is appended (flushed and fsynced) before the next one starts.
     ``source`` names the weights measured (e.g. the checkpoint's sha256 prefix); rows of another are refused."""
     if split == "test":
-        raise ValueError("accuracy rows for the predictor must come from the validation split, never test")
+        raise InvalidValueError("accuracy rows for the predictor must come from the validation split, never test")
     path = Path(path)
     rows: list[AccuracyRow] = []
     if path.is_file():

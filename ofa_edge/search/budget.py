@@ -18,27 +18,27 @@ _COUNT = re.compile(r"^\s*([0-9]*\.?[0-9]+(?:[eE][-+]?[0-9]+)?)\s*([kKmMgG]?)\s*
 _COUNT_UNITS = {"": 1.0, "k": 1e3, "m": 1e6, "g": 1e9}
 
 
-def parse_latency(text: str | float, option: str = "--latency") -> float:
+def parse_latency(text: str | float, option: str = "latency") -> float:
     """One latency budget in milliseconds; a bare number means milliseconds."""
     if isinstance(text, (int, float)) and not isinstance(text, bool):
         value = float(text)
         if not (math.isfinite(value) and value > 0):
-            raise BudgetError(f"{option}: {text!r} is not a positive latency; use e.g. 20ms, 0.02s or 20")
+            raise BudgetError(f"{option}: {text!r} is not a positive latency; use e.g. 20ms, 0.02s or 20", option)
         return value
     raw = str(text)
     m = _LATENCY.match(raw.strip().lower())
     value = float(m.group(1)) * _LATENCY_UNITS[m.group(2)] if m else math.nan
     if not m or not (math.isfinite(value) and value > 0):
         raise BudgetError(f"{option}: {raw!r} is not a positive latency; use e.g. 20ms, 0.02s or 20 "
-                          "(milliseconds)")
+                          "(milliseconds)", option)
     return value
 
 
-def parse_latencies(text: str, option: str = "--latency") -> list[float]:
+def parse_latencies(text: str, option: str = "latency") -> list[float]:
     """A comma-separated list of latency budgets (ms), sorted and de-duplicated."""
     parts = [p for p in str(text).split(",")]
     if not any(p.strip() for p in parts):
-        raise BudgetError(f"{option}: empty; give one or more budgets such as 10ms,20ms,40ms")
+        raise BudgetError(f"{option}: empty; give one or more budgets such as 10ms,20ms,40ms", option)
     return sorted({parse_latency(p, option) for p in parts})
 
 

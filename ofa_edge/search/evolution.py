@@ -8,7 +8,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from ofa_edge.errors import OfaEdgeError
+from ofa_edge.errors import InvalidValueError, OfaEdgeError
 from ofa_edge.search.cost import Constraint
 from ofa_edge.search.genome import GenomeCodec, Genomes
 from ofa_edge.space import Subnet
@@ -35,17 +35,18 @@ class EvolutionConfig:
 
     def __post_init__(self) -> None:
         if self.population < 2:
-            raise ValueError(f"population: need at least 2, got {self.population}")
+            raise InvalidValueError(f"population: need at least 2, got {self.population}", "population")
         if self.generations < 0:
-            raise ValueError(f"generations: must be >= 0, got {self.generations}")
+            raise InvalidValueError(f"generations: must be >= 0, got {self.generations}", "generations")
         for name in ("parent_ratio", "mutation_ratio", "mutation_prob", "resolution_prob"):
             v = getattr(self, name)
             if not 0.0 <= v <= 1.0:
-                raise ValueError(f"{name}: must be in [0, 1], got {v}")
+                raise InvalidValueError(f"{name}: must be in [0, 1], got {v}", name)
         if self.n_parents < 1:
-            raise ValueError(f"parent_ratio: {self.parent_ratio} x population {self.population} leaves no parent")
+            raise InvalidValueError(f"parent_ratio: {self.parent_ratio} x population {self.population} leaves "
+                                    "no parent", "parent_ratio")
         if self.max_retries < 1:
-            raise ValueError(f"max_retries: must be >= 1, got {self.max_retries}")
+            raise InvalidValueError(f"max_retries: must be >= 1, got {self.max_retries}", "max_retries")
 
     @property
     def n_parents(self) -> int:

@@ -13,7 +13,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ofa_edge.errors import FileFormatError
+from ofa_edge.errors import FileFormatError, InvalidValueError
 from ofa_edge.io import atomic_save
 from ofa_edge.search.genome import GenomeCodec, Genomes
 from ofa_edge.search.metrics import kendall_tau, rmse, spearman
@@ -130,7 +130,7 @@ def load_predictor(path: str | os.PathLike, space: SearchSpace | None = None,
             raise TypeError("encoding and state_dict must be dicts")
         if type(hidden) is not int or type(n_layers) is not int or not 1 <= hidden <= MAX_HIDDEN \
                 or not 1 <= n_layers <= MAX_LAYERS:
-            raise ValueError(f"hidden {hidden!r} / n_layers {n_layers!r} out of range "
+            raise InvalidValueError(f"hidden {hidden!r} / n_layers {n_layers!r} out of range "
                              f"(1..{MAX_HIDDEN} / 1..{MAX_LAYERS})")
         metrics = PredictorMetrics(**obj["metrics"]) if obj.get("metrics") is not None else None
         meta = obj.get("meta")
@@ -147,15 +147,13 @@ def load_predictor(path: str | os.PathLike, space: SearchSpace | None = None,
     if space is not None and own.fingerprint() != space.fingerprint():
         raise FileFormatError(path, f"predictor was fit for search space {own.name!r} "
                                     f"(fingerprint {own.fingerprint()}), not {space.name!r} "
-                                    f"(fingerprint {space.fingerprint()}); fit one for this checkpoint "
-                                    "with `ofa-edge predictor fit --checkpoint ...`")
+                                    f"(fingerprint {space.fingerprint()}); fit one for this checkpoint")
     fit_on = (meta or {}).get("checkpoint_sha256")
     if fit_on is not None and not isinstance(fit_on, str):
         raise FileFormatError(path, "bad predictor header: meta.checkpoint_sha256 must be a string")
     if checkpoint_sha256 is not None and fit_on is not None and fit_on != checkpoint_sha256:
         raise FileFormatError(path, f"predictor was fit on another checkpoint (sha256 {fit_on[:12]}..., "
-                                    f"this one is {checkpoint_sha256[:12]}...); fit one for this checkpoint "
-                                    "with `ofa-edge predictor fit --checkpoint ...`")
+                                    f"this one is {checkpoint_sha256[:12]}...); fit one for this checkpoint")
     model = AccuracyPredictor(encoding_size(own), hidden, n_layers)
     try:
         model.load_state_dict(sd)
@@ -174,11 +172,11 @@ def fit_predictor(space: SearchSpace, subnets: Sequence[Subnet], top1: Sequence[
     decay on MSE of fractions; ``base_acc`` = mean training target. Returns the predictor with metrics."""
     n = len(subnets)
     if n != len(top1):
-        raise ValueError(f"got {n} subnets but {len(top1)} accuracies")
+        raise InvalidValueError(f"got {n} subnets but {len(top1)} accuracies")
     n_hold = int(math.floor(n * holdout))
     if n - n_hold < 2 or (holdout > 0 and n_hold < 2):
-        raise ValueError(f"need more accuracy rows to fit a predictor: {n} rows with holdout {holdout} "
-                         "(collect more with --samples)")
+        raise InvalidValueError(f"need more accuracy rows to fit a predictor: {n} rows with holdout {holdout} "
+                                "(measure more subnets)", "samples")
     codec = GenomeCodec(space)
     x = torch.from_numpy(codec.encode(codec.from_subnets(list(subnets))))
     y = torch.as_tensor(np.asarray(top1, dtype=np.float64) / 100.0, dtype=torch.float32)

@@ -136,7 +136,22 @@ def select(setup: SearchSetup, selector: str = "evolution", *, latency_ms: float
            max_macs: float | None = None, max_params: float | None = None,
            config: EvolutionConfig = EvolutionConfig(), sampled: list[SampledEntry] | None = None,
            random_n: int = 1000, progress: Callable[[int, float], None] | None = None) -> SearchResult:
-    """Pick one subnet under the bounds with a registered ``selector`` (evolution | last-sampled | random)."""
+    """Pick one subnet under the bounds with a registered ``selector`` (evolution | last-sampled | random).
+
+    Args:
+        setup: The space with its score (predicted top-1) and cost models.
+        selector: A name in ``SELECTORS``.
+        latency_ms, max_macs, max_params: Upper bounds (None: unbounded).
+        config, sampled, random_n, progress: Evolution settings, the training log (for last-sampled),
+            draws of the random selector, a per-generation callback.
+
+    Returns:
+        The best subnet, the ranking it came from and the bounds.
+
+    Raises:
+        UnknownNameError: an unregistered selector.
+        InfeasibleBudgetError: no subnet meets the bounds.
+    """
     chosen = SELECTORS.get(selector)
     cons = setup.constraints(latency_ms, max_macs, max_params)
     return chosen.select(setup, cons, SelectOptions(config, sampled, random_n, progress))

@@ -33,7 +33,7 @@ def read_sampled_log(path: str | os.PathLike, space: SearchSpace) -> list[Sample
     """The training log ``runs/<run>/sampled.csv``: one entry per distinct subnet, at its latest iteration."""
     path = Path(path)
     if not path.is_file():
-        raise FileFormatError(path, "no such file; `--selector last-sampled` needs the training log "
+        raise FileFormatError(path, "no such file; the last-sampled selector needs the training log "
                                     "sampled.csv that `ofa-edge train` writes next to supernet.pt")
     try:
         return _read_sampled_log(path, space)
@@ -85,7 +85,7 @@ def last_sampled(codec: GenomeCodec, entries: list[SampledEntry], constraints: l
             parts.append(f"{c.name} <= {c.describe()} (the {'fastest' if c.cost.unit == 'ms' else 'smallest'} "
                          f"logged subnet has {c.describe(low)})")
         raise InfeasibleBudgetError(f"no subnet of the training log meets {' and '.join(parts)}; raise the "
-                                    "budget or use --selector evolution")
+                                    "budget or use the evolution selector")
     keyed = [(entries[i].iteration, entries[i].row, i) for i in np.flatnonzero(ok)]
     keyed.sort(reverse=True)
     scores = score(g) if score is not None else np.full(len(entries), np.nan)

@@ -7,6 +7,8 @@ import math
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from ofa_edge.errors import InvalidValueError
+
 #: OFA MobileNetV3 base widths: stem, block 0, five stages, final expand, feature mix.
 OFA_BASE_WIDTHS = (16, 16, 24, 40, 80, 112, 160, 960, 1280)
 #: Stride of the first block of each stage, its activation and whether it uses squeeze-excite.
@@ -49,42 +51,42 @@ class SearchSpace:
 
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not isinstance(self.stem, str) or not isinstance(self.family, str):
-            raise ValueError("name, stem and family must be strings")
+            raise InvalidValueError("name, stem and family must be strings")
         if isinstance(self.width_mult, bool) or not isinstance(self.width_mult, (int, float)) \
                 or not math.isfinite(self.width_mult):
-            raise ValueError(f"width_mult: must be a finite number, got {self.width_mult!r}")
+            raise InvalidValueError(f"width_mult: must be a finite number, got {self.width_mult!r}")
         for name in ("ks_list", "expand_list", "depth_list", "resolutions"):
             object.__setattr__(self, name, tuple(sorted(set(_int_list(name, getattr(self, name))))))
         for name in ("base_widths", "stage_strides"):
             object.__setattr__(self, name, tuple(_int_list(name, getattr(self, name))))
         if not isinstance(self.stage_acts, (list, tuple)) or not isinstance(self.stage_se, (list, tuple)):
-            raise ValueError("stage_acts and stage_se must be lists")
+            raise InvalidValueError("stage_acts and stage_se must be lists")
         object.__setattr__(self, "stage_acts", tuple(str(a) for a in self.stage_acts))
         if any(not isinstance(v, bool) for v in self.stage_se):
-            raise ValueError(f"stage_se: must be a list of booleans, got {list(self.stage_se)!r}")
+            raise InvalidValueError(f"stage_se: must be a list of booleans, got {list(self.stage_se)!r}")
         object.__setattr__(self, "stage_se", tuple(self.stage_se))
         self._check()
 
     def _check(self) -> None:
         if self.stem not in STEMS:
-            raise ValueError(f"stem: {self.stem!r} is not one of {sorted(STEMS)}")
+            raise InvalidValueError(f"stem: {self.stem!r} is not one of {sorted(STEMS)}")
         if any(w < 1 for w in self.base_widths) or any(st < 1 for st in self.stage_strides):
-            raise ValueError("base_widths and stage_strides must be positive")
+            raise InvalidValueError("base_widths and stage_strides must be positive")
         if not 0 < self.width_mult <= 4:
-            raise ValueError(f"width_mult: must be in (0, 4], got {self.width_mult}")
+            raise InvalidValueError(f"width_mult: must be in (0, 4], got {self.width_mult}")
         for name in ("ks_list", "expand_list", "depth_list", "resolutions"):
             values = getattr(self, name)
             if not values or min(values) < 1:
-                raise ValueError(f"{name}: needs at least one positive value, got {list(values)}")
+                raise InvalidValueError(f"{name}: needs at least one positive value, got {list(values)}")
         if any(k % 2 == 0 for k in self.ks_list):
-            raise ValueError(f"ks_list: kernel sizes must be odd, got {list(self.ks_list)}")
+            raise InvalidValueError(f"ks_list: kernel sizes must be odd, got {list(self.ks_list)}")
         n = len(self.stage_strides)
         if not (len(self.stage_acts) == len(self.stage_se) == n and len(self.base_widths) == n + 4):
-            raise ValueError("stage_strides, stage_acts, stage_se need one entry per stage and "
+            raise InvalidValueError("stage_strides, stage_acts, stage_se need one entry per stage and "
                              "base_widths needs stages + 4 entries")
         bad = [a for a in self.stage_acts if a not in ("relu", "h_swish")]
         if bad:
-            raise ValueError(f"stage_acts: {bad[0]!r} is not one of ['h_swish', 'relu']")
+            raise InvalidValueError(f"stage_acts: {bad[0]!r} is not one of ['h_swish', 'relu']")
 
     # -- derived layout -------------------------------------------------------------------------
     @property
@@ -130,11 +132,11 @@ class SearchSpace:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "SearchSpace":
         if not isinstance(data, dict):
-            raise ValueError(f"search space must be a mapping, got {type(data).__name__}")
+            raise InvalidValueError(f"search space must be a mapping, got {type(data).__name__}")
         known = set(cls.__dataclass_fields__) - {"extra"}
         unknown = sorted(set(data) - known)
         if unknown:
-            raise ValueError(f"search space: unknown field {unknown[0]!r}; known fields: {sorted(known)}")
+            raise InvalidValueError(f"search space: unknown field {unknown[0]!r}; known fields: {sorted(known)}")
         return cls(**data)
 
     def to_json(self) -> str:
@@ -156,10 +158,10 @@ class SearchSpace:
 def _int_list(name: str, values: Any) -> list[int]:
     """Strictly parse a list of integers for field ``name`` (no bools, fractions, inf or strings)."""
     if isinstance(values, (str, bytes)) or not isinstance(values, (list, tuple)):
-        raise ValueError(f"{name}: must be a list of integers, got {values!r}")
+        raise InvalidValueError(f"{name}: must be a list of integers, got {values!r}")
     out = []
     for v in values:
         if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or int(v) != v:
-            raise ValueError(f"{name}: {v!r} is not an integer")
+            raise InvalidValueError(f"{name}: {v!r} is not an integer")
         out.append(int(v))
     return out

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from ofa_edge.errors import InvalidValueError
 from ofa_edge.space.config import SearchSpace
 from ofa_edge.space.subnet import Subnet
 
@@ -14,7 +15,7 @@ def encoding_size(space: SearchSpace) -> int:
 def encode(space: SearchSpace, subnet: Subnet) -> list[float]:
     """[one-hot r][per slot one-hot kernel][per slot one-hot expand]; skipped slots are all zero."""
     if subnet.r not in space.resolutions:
-        raise ValueError(f"r: {subnet.r} is not one of {list(space.resolutions)}")
+        raise InvalidValueError(f"r: {subnet.r} is not one of {list(space.resolutions)}")
     nk, ne = len(space.ks_list), len(space.expand_list)
     vec = [0.0] * encoding_size(space)
     vec[space.resolutions.index(subnet.r)] = 1.0

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
 from typing import Callable
 
 from ofa_edge.errors import FileFormatError, UnknownNameError
@@ -53,9 +55,18 @@ def cifar_tiny() -> SearchSpace:
 
 
 def resolve_space(spec: "str | SearchSpace") -> SearchSpace:
-    """A registered name, or the path of a JSON file holding ``SearchSpace.to_dict()``."""
-    import json
-    from pathlib import Path
+    """A registered name, or the path of a JSON file holding ``SearchSpace.to_dict()``.
+
+    Args:
+        spec: A registered space name, a ``.json`` path, or a SearchSpace (returned as is).
+
+    Returns:
+        The search space.
+
+    Raises:
+        UnknownNameError: neither a registered name nor a file (lists the registered spaces).
+        FileFormatError: a missing or invalid space file.
+    """
 
     if isinstance(spec, SearchSpace):
         return spec

@@ -7,6 +7,7 @@ import json
 from dataclasses import dataclass
 from typing import Any, Iterable
 
+from ofa_edge.errors import InvalidValueError
 from ofa_edge.space.config import SearchSpace
 
 
@@ -24,11 +25,11 @@ class Subnet:
         for name in ("ks", "e", "d"):
             value = getattr(self, name)
             if isinstance(value, (str, bytes)) or not isinstance(value, Iterable):
-                raise ValueError(f"{name}: must be a list of integers, got {value!r}")
+                raise InvalidValueError(f"{name}: must be a list of integers, got {value!r}")
             object.__setattr__(self, name, tuple(_as_int(name, v) for v in value))
         object.__setattr__(self, "r", _as_int("r", self.r))
         if len(self.ks) != len(self.e) or len(self.ks) != len(self.d) * self.max_depth:
-            raise ValueError(f"ks/e: need {len(self.d) * self.max_depth} entries (stages x max depth), "
+            raise InvalidValueError(f"ks/e: need {len(self.d) * self.max_depth} entries (stages x max depth), "
                              f"got {len(self.ks)} and {len(self.e)}")
 
     # -- structure ------------------------------------------------------------------------------
@@ -76,37 +77,37 @@ class Subnet:
 
 def _as_int(name: str, v: Any) -> int:
     if isinstance(v, bool) or not isinstance(v, (int, float)) or int(v) != v:
-        raise ValueError(f"{name}: {v!r} is not an integer")
+        raise InvalidValueError(f"{name}: {v!r} is not an integer")
     return int(v)
 
 
 def validate(space: SearchSpace, subnet: Subnet) -> Subnet:
     """Raise ValueError naming the field and the allowed values if ``subnet`` is not in ``space``."""
     if subnet.max_depth != space.max_depth or len(subnet.d) != space.n_stages:
-        raise ValueError(f"d: need {space.n_stages} stage depths, got {len(subnet.d)}")
+        raise InvalidValueError(f"d: need {space.n_stages} stage depths, got {len(subnet.d)}")
     for s, depth in enumerate(subnet.d):
         if depth not in space.depth_list:
-            raise ValueError(f"d[{s}]: {depth} is not one of {list(space.depth_list)}")
+            raise InvalidValueError(f"d[{s}]: {depth} is not one of {list(space.depth_list)}")
     for i in subnet.active_blocks():
         if subnet.ks[i] not in space.ks_list:
-            raise ValueError(f"ks[{i}]: {subnet.ks[i]} is not one of {list(space.ks_list)}")
+            raise InvalidValueError(f"ks[{i}]: {subnet.ks[i]} is not one of {list(space.ks_list)}")
         if subnet.e[i] not in space.expand_list:
-            raise ValueError(f"e[{i}]: {subnet.e[i]} is not one of {list(space.expand_list)}")
+            raise InvalidValueError(f"e[{i}]: {subnet.e[i]} is not one of {list(space.expand_list)}")
     if subnet.r not in space.resolutions:
-        raise ValueError(f"r: {subnet.r} is not one of {list(space.resolutions)}")
+        raise InvalidValueError(f"r: {subnet.r} is not one of {list(space.resolutions)}")
     return subnet
 
 
 def subnet_from_dict(space: SearchSpace, data: Any) -> Subnet:
     """Build and validate a subnet from ``{"ks", "e", "d", "r"}``; scalars broadcast as in OFA."""
     if not isinstance(data, dict):
-        raise ValueError(f"subnet must be a JSON object with keys ks, e, d, r; got {type(data).__name__}")
+        raise InvalidValueError(f"subnet must be a JSON object with keys ks, e, d, r; got {type(data).__name__}")
     unknown = sorted(set(data) - {"ks", "e", "d", "r", "resolution", "image_size"})
     if unknown:
-        raise ValueError(f"subnet: unknown field {unknown[0]!r}; allowed: ks, e, d, r")
+        raise InvalidValueError(f"subnet: unknown field {unknown[0]!r}; allowed: ks, e, d, r")
     missing = [k for k in ("ks", "e", "d") if k not in data]
     if missing:
-        raise ValueError(f"subnet: missing field {missing[0]!r}; need ks, e, d and r")
+        raise InvalidValueError(f"subnet: missing field {missing[0]!r}; need ks, e, d and r")
     r = data.get("r", data.get("resolution", data.get("image_size", max(space.resolutions))))
     if isinstance(r, list) and len(r) == 1:
         r = r[0]
@@ -116,9 +117,9 @@ def subnet_from_dict(space: SearchSpace, data: Any) -> Subnet:
         if isinstance(value, (int, float)) and not isinstance(value, bool):
             return [value] * n
         if not isinstance(value, list):
-            raise ValueError(f"{name}: must be an integer or a list of {n} integers, got {value!r}")
+            raise InvalidValueError(f"{name}: must be an integer or a list of {n} integers, got {value!r}")
         if len(value) != n:
-            raise ValueError(f"{name}: need {n} entries, got {len(value)}")
+            raise InvalidValueError(f"{name}: need {n} entries, got {len(value)}")
         return value
 
     d = [min(_as_int("d", v), space.max_depth) for v in expand("d", space.n_stages)]
@@ -132,5 +133,5 @@ def subnet_from_json(space: SearchSpace, text: str) -> Subnet:
     try:
         data = json.loads(text)
     except json.JSONDecodeError as exc:
-        raise ValueError(f"subnet JSON is malformed: {exc}") from None
+        raise InvalidValueError(f"subnet JSON is malformed: {exc}") from None
     return subnet_from_dict(space, data)

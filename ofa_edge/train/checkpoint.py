@@ -10,7 +10,7 @@ from typing import Any
 
 import torch
 
-from ofa_edge.errors import FileFormatError, OfaEdgeError
+from ofa_edge.errors import FileFormatError, InvalidValueError, OfaEdgeError
 from ofa_edge.io import atomic_write_text
 from ofa_edge.space import SearchSpace
 from ofa_edge.supernet import read_supernet_file, save_supernet
@@ -44,7 +44,7 @@ def read_train_checkpoint(path: str | os.PathLike) -> tuple[dict[str, Any], Trai
     state = meta.get("train_state") if isinstance(meta, dict) else None
     if not isinstance(state, dict) or "config" not in meta:
         raise FileFormatError(path, "holds no training state (not written by ofa-edge train); "
-                                    "use it with --init to start a new run from its weights")
+                                    "start a new run from its weights instead (init)")
     if not is_value(state.get("version"), TRAIN_STATE_VERSION):
         raise FileFormatError(path, f"unknown training-state version {state.get('version')!r}")
     try:
@@ -184,8 +184,8 @@ def load_init(net, path: str | os.PathLike) -> dict[str, Any]:
         src_space = _guess_ofa_space(path, sd)
     if src_space.fingerprint() != net.space.fingerprint() and \
             sd.get("first_conv.conv.weight", torch.empty(0)).shape != net.first_conv.conv.weight.shape:
-        raise OfaEdgeError(f"init: {path} holds a supernet of space {src_space.name!r} but this run uses "
-                           f"{net.space.name!r}; pass --space {src_space.name}")
+        raise InvalidValueError(f"init: {path} holds a supernet of space {src_space.name!r} but this run uses "
+                                f"{net.space.name!r}; use space {src_space.name}", "space")
     head_keys = [k for k in sd if k.startswith("classifier.")]
     body = {k: v for k, v in sd.items() if not k.startswith("classifier.")}
     own = net.state_dict()

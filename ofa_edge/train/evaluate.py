@@ -7,6 +7,7 @@ from typing import Iterable
 import torch
 from torch import nn
 
+from ofa_edge.errors import InvalidValueError
 from ofa_edge.data import TaskData, bn_batches, make_loader
 from ofa_edge.data.sources import ImageSet
 from ofa_edge.space import Subnet
@@ -46,7 +47,7 @@ def evaluate(model: nn.Module, loader: Iterable) -> dict:
     finally:
         model.train(was_training)
     if not all_logits:
-        raise ValueError("evaluate: the loader yielded no batches")
+        raise InvalidValueError("evaluate: the loader yielded no batches")
     logits, labels = torch.cat(all_logits), torch.cat(all_labels)
     k = min(5, logits.size(1))
     topk = logits.topk(k, dim=1).indices
@@ -77,7 +78,7 @@ def evaluate_subnet(net, subnet: Subnet, task: TaskData, bn_images: int = 2000, 
     plus ``subnet`` (its id) and ``r``.
     """
     if split not in ("val", "test"):
-        raise ValueError(f"split: {split!r} is not one of ['val', 'test']")
+        raise InvalidValueError(f"split: {split!r} is not one of ['val', 'test']", "split")
     net.set_subnet(subnet)
     static = net.get_active_subnet().to(memory_format=torch.channels_last)
     if bn_images > 0:
@@ -98,7 +99,6 @@ def evaluate_checkpoint(path, subnet: str = "max", bn_images: int = 2000, data: 
     import random as _random
 
     from ofa_edge.data import load_task
-    from ofa_edge.errors import OfaEdgeError
     from ofa_edge.space import max_subnet, min_subnet, sample, subnet_from_json
     from ofa_edge.supernet import load_any
     from ofa_edge.supernet.checkpoint import FORMAT, read_torch_file
@@ -114,10 +114,10 @@ def evaluate_checkpoint(path, subnet: str = "max", bn_images: int = 2000, data: 
     else:
         task = load_task(data)
     if task.n_classes != net.n_classes:
-        raise OfaEdgeError(f"eval: {path} classifies {net.n_classes} classes but the data has "
-                           f"{task.n_classes}; pass the --data it was trained on")
+        raise InvalidValueError(f"{path} classifies {net.n_classes} classes but the data has "
+                                f"{task.n_classes}; give the data it was trained on", "data")
     if bn_images < 0:
-        raise OfaEdgeError(f"--bn-samples: must be >= 0, got {bn_images}")
+        raise InvalidValueError(f"bn images: must be >= 0, got {bn_images}", "bn_images")
     space = net.space
     if subnet == "max":
         sub = max_subnet(space)
@@ -129,6 +129,6 @@ def evaluate_checkpoint(path, subnet: str = "max", bn_images: int = 2000, data: 
         try:
             sub = subnet_from_json(space, subnet)
         except ValueError as exc:
-            raise OfaEdgeError(f"--subnet: {exc}; use max, min, random or a JSON subnet") from None
+            raise InvalidValueError(f"subnet: {exc}; use max, min, random or a JSON subnet", "subnet") from None
     result = evaluate_subnet(net, sub, task, bn_images=bn_images, split=split)
     return {"checkpoint": str(path), "split": split, "subnet_json": sub.to_dict(), **result}

@@ -17,7 +17,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from ofa_edge.data import Loader, TaskData, load_task, make_loader
-from ofa_edge.errors import FileFormatError, OfaEdgeError
+from ofa_edge.errors import FileFormatError, InvalidValueError, OfaEdgeError
 from ofa_edge.space import max_subnet, min_subnet, resolve_space
 from ofa_edge.supernet import HeadMap, OFAMobileNetV3, create_supernet
 from ofa_edge.supernet.sort import sort_channels
@@ -148,7 +148,7 @@ def pick_device(cfg: TrainConfig) -> torch.device:
     if cfg.device == "cpu" or (cfg.device == "auto" and not torch.cuda.is_available()):
         return torch.device("cpu")
     if not torch.cuda.is_available():
-        raise OfaEdgeError("device: cuda was requested but torch sees no GPU; use --device cpu")
+        raise OfaEdgeError("device: cuda was requested but torch sees no GPU; use cpu", field="device")
     index = int(os.environ.get("LOCAL_RANK", "0"))
     torch.cuda.set_device(index)
     return torch.device("cuda", index)
@@ -405,8 +405,8 @@ def train(cfg: TrainConfig | None = None, resume: str | Path | None = None,
         raise ValueError("train: give a config or a checkpoint to resume")
     else:
         if (Path(cfg.out) / CHECKPOINT_NAME).is_file():
-            raise OfaEdgeError(f"out: {cfg.out} already holds a training run; continue it with "
-                               f"--resume {cfg.out}, or pass another --out")
+            raise InvalidValueError(f"out: {cfg.out} already holds a training run; resume it, or choose another "
+                                    "output folder", "out")
         cfg = fill_space(cfg)
     device = pick_device(cfg)
     cfg = dataclasses.replace(cfg, precision=resolve_precision(cfg.precision, device))

@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 
 from ofa_edge.data import derive_seed
-from ofa_edge.errors import InvalidValueError, OfaEdgeError
+from ofa_edge.errors import InvalidValueError
 from ofa_edge.registry import Registry
 from ofa_edge.space import SearchSpace, Subnet, max_subnet, min_subnet, sample
 from ofa_edge.train.losses import TofaTerms, kd_loss, pseudo_labels, smooth_ce, tofa_loss
@@ -70,13 +70,14 @@ def progressive_phases(space: SearchSpace, epochs: int, phase_epochs=None, phase
     n = len(plan)
     if phase_epochs is not None:
         if len(phase_epochs) != n:
-            raise OfaEdgeError(f"phase epochs: this space has {n} progressive phases "
-                               f"({', '.join(p[0] for p in plan)}); got {len(phase_epochs)} numbers")
+            raise InvalidValueError(f"phase epochs: this space has {n} progressive phases "
+                                    f"({', '.join(p[0] for p in plan)}); got {len(phase_epochs)} numbers",
+                                    "phase_epochs")
         lengths = list(phase_epochs)
     else:
         if epochs < n:
-            raise OfaEdgeError(f"epochs: progressive shrinking on {space.name} has {n} phases "
-                               f"({', '.join(p[0] for p in plan)}); use --epochs >= {n}")
+            raise InvalidValueError(f"epochs: progressive shrinking on {space.name} has {n} phases "
+                                    f"({', '.join(p[0] for p in plan)}); train at least {n} epochs", "epochs")
         weights = [_PS_WEIGHT[p[1]] for p in plan]
         raw = [1 + (epochs - n) * w / sum(weights) for w in weights]
         lengths = [math.floor(r) for r in raw]
@@ -85,8 +86,8 @@ def progressive_phases(space: SearchSpace, epochs: int, phase_epochs=None, phase
     lrs = [_PS_LR[p[1]] for p in plan]
     if phase_lr is not None:
         if len(phase_lr) != n:
-            raise OfaEdgeError(f"phase lr: this space has {n} progressive phases "
-                               f"({', '.join(p[0] for p in plan)}); got {len(phase_lr)} numbers")
+            raise InvalidValueError(f"phase lr: this space has {n} progressive phases "
+                                    f"({', '.join(p[0] for p in plan)}); got {len(phase_lr)} numbers", "phase_lr")
         lrs = list(phase_lr)
     return [Phase(name, length, sp, lr, k, sort, teacher)
             for (name, kind, sp, k, sort, teacher), length, lr in zip(plan, lengths, lrs) if length > 0]
