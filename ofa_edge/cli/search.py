@@ -8,7 +8,8 @@ from typing import Optional
 import typer
 from rich.table import Table
 
-from ofa_edge.cli.common import TABLES_OPTION, console, err_console, fail, print_json, progress_bar
+from ofa_edge.cli.common import (TABLES_OPTION, VERBOSE_OPTION, console, converter_log_lines, err_console, fail,
+                                 print_json, progress_bar)
 from ofa_edge.pipelines.specialization import exports
 from ofa_edge.search.select import SELECTORS
 
@@ -86,6 +87,7 @@ def specialize_cmd(
                                    "recommended INT8 artefact."),
     precision: str = typer.Option("fp32", "--precision", help="fp32 | int8: search (and --measure) with the "
                                   "device's INT8 table and models; implies --quantize int8."),
+    verbose: bool = VERBOSE_OPTION,
     as_json: bool = _JSON,
 ) -> None:
     """Pick the most accurate subnet per latency budget, extract, recalibrate, test, export, write a manifest."""
@@ -106,7 +108,8 @@ def specialize_cmd(
                                     predictor=str(predictor) if predictor else None, out=out, export=formats,
                                     quantize=quantize, tables_dir=tables, data=data, bn_images=bn_images,
                                     config=_config(population, generations, seed), random_n=random_n,
-                                    measure=measure, max_drop=max_drop, precision=precision)
+                                    measure=measure, max_drop=max_drop, precision=precision,
+                                    verbose=verbose)
         with progress_bar(not as_json) as progress:
             manifests.extend(specialize(request, progress=progress))
     if as_json:
@@ -124,6 +127,8 @@ def specialize_cmd(
         rec = m.get("recommended")
         ship = f" (ship {rec['file']}: {rec['latency_ms']:.3f} ms measured)" if rec else ""
         console.print(f"{m['budget_ms']:g} ms: {m['folder']}/manifest.json{ship}", soft_wrap=True)
+        for line in converter_log_lines(m, m["folder"]):
+            err_console.print(line, soft_wrap=True, highlight=False)
     labels = {m["device"]: m["latency_ms"]["table_measured_on"] for m in manifests}
     for name, label in labels.items():  # whose numbers "ms pred" are
         console.print(f"ms pred for {name}: {label}", soft_wrap=True, markup=False, highlight=False)
@@ -156,6 +161,8 @@ def pareto_cmd(
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Folder for pareto.png and pareto.csv "
                                        "(default builds/<device>)."),
     tables: Path = TABLES_OPTION,
+    builds: Optional[Path] = typer.Option(None, "--builds", help="Folder of builds to mark on the plot "
+                                          "(default: the --out folder)."),
     n_random: int = typer.Option(200, "--random", help="Random subnets to plot."),
     population: int = typer.Option(100, "--population", help="Evolution population."),
     generations: int = typer.Option(500, "--generations", help="Evolution generations."),
@@ -168,7 +175,8 @@ def pareto_cmd(
 
     budgets = parse_latencies(latency) if latency is not None else None
     info = pareto(checkpoint, device, budgets, predictor=str(predictor) if predictor else None, out=out,
-                  tables_dir=tables, n_random=n_random, config=_config(population, generations, seed), seed=seed)
+                  tables_dir=tables, n_random=n_random, config=_config(population, generations, seed), seed=seed,
+                  builds=builds)
     if as_json:
         print_json(info)
         return

@@ -124,6 +124,7 @@ class SpecializeRequest:
         cache_dir: Cache of exported measurement models.
         precision: The deployment's precision: ``fp32``, or ``int8`` (search and measure with the device's INT8
             table and models; the exported formats get their INT8 variants).
+        verbose: Stream the converters' own output instead of writing it to ``<build>/logs/<artefact>.log``.
     """
 
     checkpoint: str | os.PathLike
@@ -143,6 +144,7 @@ class SpecializeRequest:
     cache_dir: str | None = None
     precision: str = "fp32"
     max_drop: float = DEFAULT_MAX_DROP
+    verbose: bool = False
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "budgets_ms", tuple(float(b) for b in self.budgets_ms))
@@ -252,7 +254,8 @@ def _build(run: TrainedRun, profile, table, table_path, setup: SearchSetup, res:
     calib_x = torch.cat(calib)[:256] if calib else None
     formats = tuple(f for f in export if f != "pt")
     manifest = build_target(static, subnet, run.space, run.n_classes, folder, formats, bool(quantize), calib_x,
-                            (test_x, test_y), extra, latency_ms=latency, raise_on_failure=False)
+                            (test_x, test_y), extra, latency_ms=latency, raise_on_failure=False,
+                            capture=not r.verbose)
     if not formats:  # nothing exported: the fp32 accuracy still comes from PyTorch
         manifest.top1 = {"fp32": evaluate(static, make_loader(task.test, subnet.r, 200, train=False))["top1"],
                          "split": "test", "n_images": int(test_y.numel()), "drop_points": {}}
