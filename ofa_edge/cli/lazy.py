@@ -52,8 +52,8 @@ COMMANDS: dict[str, LazyCommand] = {
     "demo": LazyCommand("ofa_edge.cli.demo", "Specialise the packaged CIFAR-10 supernet (or, with --from-scratch, "
                         "train one on the embedded set) for this machine: profile it, specialise three latency "
                         "budgets, export ONNX + INT8 (TFLite/CoreML when installed), measure, report."),
-    "report": LazyCommand("ofa_edge.cli.demo", "Print the budgets table (and list the plots) from files already on "
-                          "disk."),
+    "report": LazyCommand("ofa_edge.cli.demo", "Print again what the demo printed (or the budgets table of any "
+                          "builds folder) from files on disk."),
 }
 
 
