@@ -198,6 +198,63 @@ def test_cli_build_matrix_builds_both_and_fails_the_impossible_target(run, capsy
         assert manifest["latency_ms"]["predicted"] <= manifest["extra"]["budget_ms"]
 
 
+def test_specialize_as_typed_uses_the_workspace_supernet_and_every_table(run, capsys, tmp_path, monkeypatch):
+    """`ofa-edge use CKPT` then `ofa-edge specialize --latency ...` with no --checkpoint and no --device."""
+    root, _ = run
+    monkeypatch.chdir(tmp_path)
+    shutil.copytree(root / "tables", tmp_path / "latency_tables")
+    assert main(["use", str(root / "run" / "supernet.pt")]) == 0
+    capsys.readouterr()
+    code = main(["specialize", "--latency", "1000ms", "--selector", "last-sampled", "--export", "pt",
+                 "--bn-images", "20", "--json"])
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    manifests = json.loads(out)
+    assert [m["device"] for m in manifests] == ["x86-local"]
+    assert (tmp_path / "builds" / "x86-local").is_dir()
+    assert all((tmp_path / m["folder"] / "manifest.json").is_file() for m in manifests)
+    said = " ".join(err.split())
+    assert f"supernet {root / 'run' / 'supernet.pt'} (from ofa-edge.toml)" in said and "device x86-local" in said
+    assert main(["status", "--json"]) == 0
+    status = json.loads(capsys.readouterr().out)
+    assert status["supernet"]["source"] == "ofa-edge.toml" and status["supernet"]["exists"]
+    assert status["predictor"].endswith("predictor.pt")
+    assert [t["device"] for t in status["tables"]] == ["x86-local"] and len(status["builds"]) == 1
+    # an explicit flag wins over the workspace file
+    assert main(["specialize", "--checkpoint", str(tmp_path / "nope.pt"), "--latency", "1000ms"]) == 2
+    assert "nope.pt" in capsys.readouterr().err
+
+
+def test_a_predictor_given_as_checkpoint_is_named(run, capsys):
+    root, _ = run
+    assert main(["specialize", "--checkpoint", str(root / "run" / "predictor.pt"), "--device", "x86-local",
+                 "--tables", str(root / "tables"), "--latency", "1000ms"]) == 2
+    err = " ".join(capsys.readouterr().err.split())
+    assert "this is a predictor file, not a supernet checkpoint" in err and "Traceback" not in err
+
+
+def test_numbers_from_another_machines_table_are_labelled(run, capsys, tmp_path):
+    """specialize and pareto print whose table their latencies come from, flagging another machine's."""
+    root, _ = run
+    tables = tmp_path / "tables"
+    shutil.copytree(root / "tables", tables)
+    csv_path = tables / "x86-local" / "onnxruntime.csv"
+    text = csv_path.read_text()
+    host = json.loads(text.split("# provenance:", 1)[1].splitlines()[0])["hostname"]
+    csv_path.write_text(text.replace(f'"hostname": "{host}"', '"hostname": "lab-box-7"', 1))
+    common = ["--checkpoint", str(root / "run" / "supernet.pt"), "--device", "x86-local", "--tables", str(tables)]
+    assert main(["specialize", *common, "--latency", "1000ms", "--selector", "last-sampled", "--export", "pt",
+                 "--out", str(tmp_path / "b"), "--bn-images", "20"]) == 0
+    out = " ".join(capsys.readouterr().out.split())
+    assert "ms pred for x86-local: table measured on lab-box-7 (" in out and "[another machine" in out
+    manifest = json.loads(next((tmp_path / "b" / "x86-local").glob("*/manifest.json")).read_text())
+    assert manifest["latency_ms"]["table_measured_on"].startswith("table measured on lab-box-7 (")
+    assert main(["pareto", *common, "--out", str(tmp_path / "p"), "--random", "10", "--generations", "5",
+                 "--population", "10"]) == 0
+    out = " ".join(capsys.readouterr().out.split())
+    assert "latency (ms): table measured on lab-box-7 (" in out and "[another machine" in out
+
+
 def test_measured_build_times_every_artifact_and_recommends_the_fastest_within_the_drop(run, capsys, monkeypatch):
     root, _ = run
     devices = root / "devices"

@@ -10,6 +10,7 @@ import numpy as np
 
 from ofa_edge.errors import OfaEdgeError
 from ofa_edge.export.manifest import MANIFEST_NAME, read_manifest
+from ofa_edge.latency.origin import origin_label
 from ofa_edge.pipelines.checkpoint import open_run
 from ofa_edge.pipelines.specialization import device_latency, resolve_predictor, search_setup
 from ofa_edge.search.accuracy import read_accuracy_csv
@@ -46,7 +47,7 @@ def pareto(checkpoint: str | os.PathLike, device: str, budgets_ms: list[float] |
         MissingStepError: no latency table or no predictor.
     """
     run = open_run(checkpoint)
-    profile, _, _, latency = device_latency(device, tables_dir, run.space, run.n_classes)
+    profile, table, _, latency = device_latency(device, tables_dir, run.space, run.n_classes)
     pred = resolve_predictor(run, predictor, required=True)
     setup = search_setup(run, pred, latency)
     if not budgets_ms:
@@ -88,7 +89,8 @@ def pareto(checkpoint: str | os.PathLike, device: str, budgets_ms: list[float] |
     return {"png": str(png), "csv": str(csv_path), "front": [p.__dict__ for p in points if p.kind == "front"],
             "n_random": sum(p.kind == "random" for p in points),
             "n_measured": sum(p.kind == "measured" for p in points),
-            "n_built": sum(p.kind == "built" for p in points)}
+            "n_built": sum(p.kind == "built" for p in points),
+            "table_measured_on": origin_label(table.provenance, profile.connection.transport == "local")}
 
 
 def built_points(folder: Path, space: str, device: str) -> list[ParetoPoint]:
