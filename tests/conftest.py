@@ -41,6 +41,18 @@ def ofa_net(ofa_fixture):
     return load_ofa_checkpoint(ofa_fixture / "supernet_state_dict.pt")
 
 
+@pytest.fixture(autouse=True)
+def _checkout_workspace_untouched():
+    """A test that trains through the CLI must run in its own folder: never leave an ofa-edge.toml here."""
+    path = ROOT / "ofa-edge.toml"
+    before = path.read_bytes() if path.is_file() else None
+    yield
+    after = path.read_bytes() if path.is_file() else None
+    if after != before:
+        path.unlink(missing_ok=True) if before is None else path.write_bytes(before)
+        pytest.fail("the test wrote the checkout's ofa-edge.toml (run CLI training in tmp_path: monkeypatch.chdir)")
+
+
 def pytest_runtest_makereport(item, call):
     """With OFA_EDGE_STRICT_TESTS=1 (CI), a skipped test fails: CI must exercise sshd and every back end."""
     if os.environ.get("OFA_EDGE_STRICT_TESTS") != "1" or call.when not in ("setup", "call"):

@@ -125,3 +125,35 @@ def test_unknown_format_version_is_refused(tmp_path):
     torch.save(obj, path)
     with pytest.raises(FileFormatError, match="unknown format version 99"):
         load_supernet(path)
+
+
+@pytest.mark.parametrize("make,needle", [
+    (lambda p: (p.mkdir(), save_supernet(OFAMobileNetV3("cifar-tiny", 10), p / "supernet.pt")),
+     "is a folder; pass {p}/supernet.pt"),
+    (lambda p: p.mkdir(), "is a folder, not a checkpoint file"),
+    (lambda p: p.write_text("# My notes\n\nSee runs/x/supernet.pt\n"), "not a torch checkpoint (a text file"),
+    (lambda p: p.write_text("101\n"), "not a torch checkpoint (a text file"),
+    (lambda p: p.write_bytes(b""), "not a torch checkpoint (an empty file"),
+    (lambda p: p.write_bytes(bytes(range(256))), "not a torch checkpoint (an unknown binary file"),
+], ids=["folder-with-supernet", "empty-folder", "markdown", "number", "empty", "binary"])
+def test_a_wrong_file_is_named_for_what_it_is(tmp_path, capsys, make, needle):
+    path = tmp_path / "given"
+    make(path)
+    with pytest.raises(FileFormatError) as err:
+        load_any(path)
+    assert needle.format(p=path) in str(err.value)
+    from ofa_edge.cli import main
+
+    assert main(["subnet", "--checkpoint", str(path)]) == 2
+    err = " ".join(capsys.readouterr().err.split())
+    assert needle.format(p=path) in err and "Traceback" not in err
+    assert "(101)" not in err and "could run code" not in err
+
+
+def test_a_torch_file_of_another_kind_is_named(tmp_path):
+    path = tmp_path / "predictor.pt"
+    torch.save({"format": "ofa-edge-predictor", "version": 1, "state_dict": {"w": torch.zeros(2)}}, path)
+    with pytest.raises(FileFormatError, match="this is a predictor file, not a supernet checkpoint"):
+        load_any(path)
+    with pytest.raises(FileFormatError, match="this is a predictor file, not an ofa-edge supernet checkpoint"):
+        load_supernet(path)

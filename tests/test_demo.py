@@ -8,7 +8,7 @@ import json
 import pytest
 
 from ofa_edge.cli import main
-from ofa_edge.pipelines import DemoConfig, collect_rows, run_demo
+from ofa_edge.pipelines import DemoConfig, collect_rows, read_summary, run_demo, summary_lines
 from ofa_edge.export.manifest import sha256_path
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -66,7 +66,7 @@ def test_demo_resumes_without_redoing_work(demo):
 
 
 def test_report_command_prints_the_table_from_disk(demo, capsys):
-    out, _, result, _ = demo
+    out, cfg, result, _ = demo
     assert main(["report", str(out), "--json"]) == 0
     assert json.loads(capsys.readouterr().out) == [r.__dict__ | {"files": list(r.files)}
                                                    for r in collect_rows(out)]
@@ -74,6 +74,15 @@ def test_report_command_prints_the_table_from_disk(demo, capsys):
     text = capsys.readouterr().out
     for row in result["rows"]:
         assert row["subnet_id"] in text
+    # everything the demo printed under its table, from the files alone
+    lines = text.splitlines()
+    lut, pred = result["lut_metrics"], result["predictor"]
+    assert f"latency table: {lut['n']} held-out subnets, MAPE {lut['mape']:.2f} %" in text
+    assert f"accuracy predictor: {pred['rows']} subnets, held-out RMSE {pred['rmse']:.2f} points" in text
+    assert f"max subnet {result['quality']['max_val_top1']:.1f} % on the validation split" in text
+    assert f"plots: {result['pareto_png']}, {result['lut_scatter_png']}" in text
+    assert lines[-4:] == summary_lines(read_summary(out))  # the last (resumed) run's time
+    assert "ofa-edge demo: cifar-tiny on x86-local" in text  # the demo's title, not a generic one
 
 
 def test_demo_refuses_a_model_near_chance_and_replans(tmp_path, monkeypatch, capsys):

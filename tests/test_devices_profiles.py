@@ -198,3 +198,22 @@ def test_runner_measure_statistics():
     stats = runner.measure(lambda: calls.append(1), warmup=3, repeats=11)
     assert len(calls) == 14 and stats["repeats"] == 11
     assert stats["min_ms"] <= stats["median_ms"] <= stats["p90_ms"] and stats["std_ms"] >= 0
+
+
+def test_devices_list_is_readable_at_80_columns():
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    env = {**os.environ, "COLUMNS": "80", "PYTHONPATH": str(root)}
+    proc = subprocess.run([sys.executable, "-m", "ofa_edge", "devices", "list"], env=env, capture_output=True,
+                          text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.splitlines()
+    assert max(len(ln) for ln in lines) <= 80
+    from ofa_edge.devices import list_devices
+
+    for name in list_devices():
+        assert any(f" {name} " in ln for ln in lines), name  # every name whole, never cut

@@ -55,13 +55,13 @@ def reference(tmp_path_factory) -> Path:
     """An uninterrupted run of the same configuration (subprocess, one thread)."""
     out = tmp_path_factory.mktemp("ref") / "run"
     subprocess.run(cli("train", *TRAIN_ARGS, "--out", str(out)), env=ENV, check=True, capture_output=True,
-                   timeout=300)
+                   timeout=300, cwd=out.parent)  # `train` makes its output the current folder's supernet
     return out
 
 
 def start_training(out: Path) -> subprocess.Popen:
     return subprocess.Popen(cli("train", *TRAIN_ARGS, "--out", str(out)), env=ENV, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+                            stderr=subprocess.PIPE, text=True, cwd=out.parent)
 
 
 def wait_for(predicate, proc: subprocess.Popen, timeout: float = 120.0) -> None:
@@ -88,7 +88,7 @@ def test_sigterm_saves_exits_130_and_resume_is_bit_exact(tmp_path, reference):
     assert temp_files(out) == []
     load_supernet(out / "supernet.pt")
     done = subprocess.run(cli("train", "--resume", str(out), "--quiet"), env=ENV, capture_output=True, text=True,
-                          timeout=300)
+                          timeout=300, cwd=out.parent)
     assert done.returncode == 0, done.stderr
     assert_same_run(reference, out)
     assert temp_files(out) == []
@@ -114,7 +114,7 @@ def test_sigkill_keeps_the_last_checkpoint_and_resume_finishes(tmp_path, referen
     if temp_files(out):  # killed mid-write: the partial file is not under the checkpoint's name
         assert all(not n.startswith("supernet") for n in os.listdir(out) if n.endswith(".tmp"))
     done = subprocess.run(cli("train", "--resume", str(out), "--quiet"), env=ENV, capture_output=True, text=True,
-                          timeout=300)
+                          timeout=300, cwd=out.parent)
     assert done.returncode == 0, done.stderr
     assert temp_files(out) == [], "resume should remove the temp files a killed run left"
     assert_same_run(reference, out)
@@ -145,6 +145,7 @@ class _FullDisk:
 
 
 def test_full_disk_during_a_checkpoint_keeps_the_previous_one(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)  # `train` makes its output this folder's current supernet
     args = ["--space", "cifar-tiny", "--strategy", "random", "--epochs", "3", "--steps-per-epoch", "2",
             "--batch-size", "8", "--eval-every", "0", "--quiet"]
     assert main(["train", *args, "--out", str(tmp_path / "ref")]) == 0

@@ -116,7 +116,8 @@ def test_json_space_show(work, capsys):
     assert SearchSpace.from_dict(out["space"]) == JSON_SPACE and out["n_subnets"] == JSON_SPACE.n_subnets
 
 
-def test_plugin_strategy_trains_the_json_space(work, capsys):
+def test_plugin_strategy_trains_the_json_space(work, capsys, monkeypatch):
+    monkeypatch.chdir(work)  # `train` makes its output this folder's current supernet
     _cli(capsys, "train", "--strategy", "max-only", "--space", work / "space.json", "--epochs", "1",
          "--steps-per-epoch", "2", "--batch-size", "16", "--eval-every", "0", "--out", work / "run", "--quiet")
     ckpt = torch.load(work / "run" / "supernet.pt", map_location="cpu", weights_only=False)

@@ -6,7 +6,11 @@ import csv
 import dataclasses
 import hashlib
 import json
+import os
 import shutil
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -113,7 +117,7 @@ def test_cli_last_sampled_and_pareto(run, capsys):
     assert m["selector"] == "last-sampled"
     assert any(r["id"] == m["subnet_id"] and int(r["last_iteration"]) == newest for r in rows)
     code = main(["pareto", *common, "--out", str(root / "pareto"), "--random", "30", "--generations", "20",
-                 "--population", "20", "--json"])
+                 "--population", "20", "--builds", str(root / "ls"), "--json"])
     out = capsys.readouterr().out
     assert code == 0, out
     info = json.loads(out)
@@ -121,6 +125,10 @@ def test_cli_last_sampled_and_pareto(run, capsys):
     with open(root / "pareto" / "pareto.csv") as fh:
         kinds = [r["kind"] for r in csv.DictReader(fh)]
     assert kinds.count("front") == len(info["front"]) >= 1 and kinds.count("measured") == info["n_measured"] >= 12
+    with open(root / "pareto" / "pareto.csv") as fh:  # the build above is marked with its test top-1
+        (built,) = [r for r in csv.DictReader(fh) if r["kind"] == "built"]
+    assert info["n_built"] == 1 and built["subnet_id"] == m["subnet_id"] and float(built["budget_ms"]) == 1000
+    assert float(built["measured_top1"]) == pytest.approx(m["top1"]["fp32"], abs=1e-4)
     lat = [p["latency_ms"] for p in info["front"]]
     acc = [p["predicted_top1"] for p in info["front"]]
     assert lat == sorted(lat) and acc == sorted(acc)
@@ -190,6 +198,63 @@ def test_cli_build_matrix_builds_both_and_fails_the_impossible_target(run, capsy
         assert manifest["latency_ms"]["predicted"] <= manifest["extra"]["budget_ms"]
 
 
+def test_specialize_as_typed_uses_the_workspace_supernet_and_every_table(run, capsys, tmp_path, monkeypatch):
+    """`ofa-edge use CKPT` then `ofa-edge specialize --latency ...` with no --checkpoint and no --device."""
+    root, _ = run
+    monkeypatch.chdir(tmp_path)
+    shutil.copytree(root / "tables", tmp_path / "latency_tables")
+    assert main(["use", str(root / "run" / "supernet.pt")]) == 0
+    capsys.readouterr()
+    code = main(["specialize", "--latency", "1000ms", "--selector", "last-sampled", "--export", "pt",
+                 "--bn-images", "20", "--json"])
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    manifests = json.loads(out)
+    assert [m["device"] for m in manifests] == ["x86-local"]
+    assert (tmp_path / "builds" / "x86-local").is_dir()
+    assert all((tmp_path / m["folder"] / "manifest.json").is_file() for m in manifests)
+    said = " ".join(err.split())
+    assert f"supernet {root / 'run' / 'supernet.pt'} (from ofa-edge.toml)" in said and "device x86-local" in said
+    assert main(["status", "--json"]) == 0
+    status = json.loads(capsys.readouterr().out)
+    assert status["supernet"]["source"] == "ofa-edge.toml" and status["supernet"]["exists"]
+    assert status["predictor"].endswith("predictor.pt")
+    assert [t["device"] for t in status["tables"]] == ["x86-local"] and len(status["builds"]) == 1
+    # an explicit flag wins over the workspace file
+    assert main(["specialize", "--checkpoint", str(tmp_path / "nope.pt"), "--latency", "1000ms"]) == 2
+    assert "nope.pt" in capsys.readouterr().err
+
+
+def test_a_predictor_given_as_checkpoint_is_named(run, capsys):
+    root, _ = run
+    assert main(["specialize", "--checkpoint", str(root / "run" / "predictor.pt"), "--device", "x86-local",
+                 "--tables", str(root / "tables"), "--latency", "1000ms"]) == 2
+    err = " ".join(capsys.readouterr().err.split())
+    assert "this is a predictor file, not a supernet checkpoint" in err and "Traceback" not in err
+
+
+def test_numbers_from_another_machines_table_are_labelled(run, capsys, tmp_path):
+    """specialize and pareto print whose table their latencies come from, flagging another machine's."""
+    root, _ = run
+    tables = tmp_path / "tables"
+    shutil.copytree(root / "tables", tables)
+    csv_path = tables / "x86-local" / "onnxruntime.csv"
+    text = csv_path.read_text()
+    host = json.loads(text.split("# provenance:", 1)[1].splitlines()[0])["hostname"]
+    csv_path.write_text(text.replace(f'"hostname": "{host}"', '"hostname": "lab-box-7"', 1))
+    common = ["--checkpoint", str(root / "run" / "supernet.pt"), "--device", "x86-local", "--tables", str(tables)]
+    assert main(["specialize", *common, "--latency", "1000ms", "--selector", "last-sampled", "--export", "pt",
+                 "--out", str(tmp_path / "b"), "--bn-images", "20"]) == 0
+    out = " ".join(capsys.readouterr().out.split())
+    assert "ms pred for x86-local: table measured on lab-box-7 (" in out and "[another machine" in out
+    manifest = json.loads(next((tmp_path / "b" / "x86-local").glob("*/manifest.json")).read_text())
+    assert manifest["latency_ms"]["table_measured_on"].startswith("table measured on lab-box-7 (")
+    assert main(["pareto", *common, "--out", str(tmp_path / "p"), "--random", "10", "--generations", "5",
+                 "--population", "10"]) == 0
+    out = " ".join(capsys.readouterr().out.split())
+    assert "latency (ms): table measured on lab-box-7 (" in out and "[another machine" in out
+
+
 def test_measured_build_times_every_artifact_and_recommends_the_fastest_within_the_drop(run, capsys, monkeypatch):
     root, _ = run
     devices = root / "devices"
@@ -215,3 +280,44 @@ def test_measured_build_times_every_artifact_and_recommends_the_fastest_within_t
     assert rec["artifact"] == fastest and rec["latency_ms"] == timed[fastest] and rec["max_drop_points"] == 100.0
     assert (row["recommended"], float(row["recommended_ms"])) == (rec["file"], timed[fastest])
     assert (root / "measured" / row["folder"] / rec["file"]).is_file()
+
+
+def _cli(args: list[str], cwd) -> subprocess.CompletedProcess:
+    """``ofa-edge ARGS`` in a child process (its fds 1/2 are the pipes a terminal would be)."""
+    root = Path(__file__).resolve().parents[1]
+    return subprocess.run([sys.executable, "-m", "ofa_edge", *args], capture_output=True, text=True, cwd=cwd,
+                          timeout=1200, env={**os.environ, "PYTHONPATH": str(root)})
+
+
+def test_specialize_with_every_converter_keeps_the_terminal_clean(run, tmp_path):
+    """TFLite, CoreML and INT8 converters print ~30 KB; the terminal gets one line per artefact instead."""
+    pytest.importorskip("litert_torch")
+    pytest.importorskip("coremltools")
+    root, _ = run
+    args = ["specialize", "--checkpoint", str(root / "run" / "supernet.pt"), "--device", "x86-local",
+            "--tables", str(root / "tables"), "--latency", "1000ms", "--selector", "last-sampled",
+            "--bn-images", "20", "--export", "onnx,tflite,coreml", "--quantize", "int8", "--out", "builds"]
+    out = _cli(args, tmp_path)
+    assert out.returncode == 0, out.stderr[-3000:]
+    lines = out.stderr.splitlines()
+    assert len(lines) <= 40, out.stderr[-3000:]
+    for noise in ("absl", "Running Calibration", "MIL", "XNNPACK delegate", "Warning:"):
+        assert noise not in out.stderr
+    folder = tmp_path / "builds" / "x86-local" / "1000ms"
+    manifest = json.loads((folder / "manifest.json").read_text())
+    assert manifest["status"] == "ok"
+    logged = {a["key"]: a["log"] for a in manifest["artifacts"] if "log" in a}
+    assert {"tflite", "tflite-int8", "coreml", "coreml-int8"} <= set(logged)
+    for key, log in logged.items():
+        text = (folder / log["file"]).read_text()
+        artefact = next(a["file"] for a in manifest["artifacts"] if a["key"] == key)
+        assert text.strip() and log["file"] == f"logs/{artefact}.log"
+        line = next(x for x in lines if x.startswith(f"{key}: "))
+        assert line == f"{key}: {log['warnings']} warning{'s' * (log['warnings'] != 1)}, log in " \
+                       f"builds/x86-local/1000ms/{log['file']}"
+    assert "Converting PyTorch Frontend" in (folder / "logs" / "model.mlpackage.log").read_text()
+    # --verbose streams the converters' output instead and keeps no logs
+    out = _cli([*args[:-6], "--export", "coreml", "--out", "loud", "--verbose"], tmp_path)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert "Converting PyTorch Frontend" in out.stderr
+    assert not (tmp_path / "loud" / "x86-local" / "1000ms" / "logs").exists()

@@ -58,7 +58,7 @@ def test_cli_nproc_spawns_ddp(tmp_path):
     proc = subprocess.run([sys.executable, "-c", "import sys; from ofa_edge.cli import main; sys.exit(main())",
                            "train", "--nproc", "2", "--space", "cifar-tiny", "--strategy", "random", "--epochs", "1",
                            "--steps-per-epoch", "2", "--batch-size", "8", "--bn-images", "16", "--quiet", "--json",
-                           "--out", str(out)], capture_output=True, text=True, timeout=300, env=_env())
+                           "--out", str(out)], capture_output=True, text=True, timeout=300, env=_env(), cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
     _, _, state = read_train_checkpoint(out)
     assert state["world"] == 2 and state["epoch"] == 1

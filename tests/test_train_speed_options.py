@@ -89,7 +89,8 @@ def test_thread_choice_is_applied_and_explained(monkeypatch):
         torch.set_num_threads(before)
 
 
-def test_cli_says_which_threads_and_precision_it_chose(tmp_path, capsys):
+def test_cli_says_which_threads_and_precision_it_chose(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # `train` makes its output this folder's current supernet
     code = main(["train", "--space", "cifar-tiny", "--epochs", "1", "--steps-per-epoch", "1", "--batch-size", "8",
                  "--eval-every", "0", "--out", str(tmp_path / "r"), "--threads", "1", "--precision", "bf16"])
     assert code == 0
@@ -100,7 +101,8 @@ def test_cli_says_which_threads_and_precision_it_chose(tmp_path, capsys):
     assert "fp16 training needs a CUDA GPU" in capsys.readouterr().err
 
 
-def test_recipe_sets_defaults_and_flags_override(tmp_path, capsys):
+def test_recipe_sets_defaults_and_flags_override(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # `train` makes its output this folder's current supernet
     r = get_recipe("cifar10-mbv3")
     assert r.settings["strategy"] == "random" and r.settings["weight_decay"] == 5e-4
     code = main(["train", "--recipe", "cifar10-mbv3", "--space", "cifar-tiny", "--epochs", "1", "--steps-per-epoch",

@@ -102,6 +102,14 @@ def int8_speed(d: dict) -> str:
     return "\n".join(rows)
 
 
+def cli_startup(d: dict) -> str:
+    rows = ["| command | wall s (median) | CPU s (median) | heavy imports |", "|---|---|---|---|"]
+    for r in d["rows"]:
+        rows.append(f"| `{r['command']}` | {r['median_s']:.2f} | {r['median_cpu_s']:.2f} | "
+                    f"{', '.join(r['heavy_imports']) or 'none'} |")
+    return "\n".join(rows)
+
+
 def _bf16(row: dict) -> str:
     return "-" if row.get("bf16_vs_fp32") is None else f"x{row['bf16_vs_fp32']:.2f}"
 
@@ -162,7 +170,7 @@ RENDER = {"search": search, "export": export, "int8_accuracy": int8_accuracy, "s
           "lut_accuracy": lut_accuracy,
           "lut_accuracy_int8": lut_accuracy, "lut_accuracy_fp32_loaded": lut_accuracy,
           "train_strategies": train_strategies, "int8_speed": int8_speed, "train_speed": train_speed,
-          "convergence": convergence, "predictor": predictor}
+          "convergence": convergence, "predictor": predictor, "cli_startup": cli_startup}
 
 
 def main() -> None:

@@ -14,14 +14,36 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from ofa_edge.errors import MissingStepError, OfaEdgeError
+from ofa_edge.terminal import STDERR, STDOUT
 
-console = Console(stderr=False)
-err_console = Console(stderr=True)
+# The real terminal even while converter output is captured into log files (ofa_edge.terminal).
+console = Console(file=STDOUT)
+err_console = Console(file=STDERR)
 
 
 #: Folder of latency tables, shared by the commands that read or write them.
 TABLES_OPTION = typer.Option(Path("latency_tables"), "--tables",
                              help="Folder of latency tables (<device>/<runtime>.csv).")
+
+
+#: Stream the converters' output instead of capturing it, shared by the commands that export.
+VERBOSE_OPTION = typer.Option(False, "--verbose", "-v", help="Stream the converters' own output (TensorFlow, "
+                              "coremltools, ...) instead of writing it to <build>/logs/<artefact>.log.")
+
+
+def converter_log_lines(manifest: dict[str, Any], folder: str | Path) -> list[str]:
+    """One line per artefact whose converters printed something: what it holds and where the log is."""
+    lines = []
+    for art in manifest.get("artifacts", []):
+        log = art.get("log")
+        if not log:
+            continue
+        counts = [f"{log['warnings']} warning{'s' * (log['warnings'] != 1)}"]
+        if log.get("errors"):
+            counts.append(f"{log['errors']} error{'s' * (log['errors'] != 1)}")
+        failed = " (failed)" if art.get("status") == "failed" else ""
+        lines.append(f"{art['key']}{failed}: {', '.join(counts)}, log in {Path(folder) / log['file']}")
+    return lines
 
 
 class CommandLineError(OfaEdgeError):

@@ -176,7 +176,9 @@ def validate_cmd(
         return
     console.print(f"[bold]{metrics['device']}[/] {metrics['runtime']} {metrics['precision']}: n={metrics['n']}  "
                   f"MAPE {metrics['mape']:.2f}%  within ±10% {metrics['within_10pct']:.3f}  "
-                  f"Kendall tau {metrics['kendall_tau']:.3f}  (fit on {metrics['n_fit']})")
+                  f"Kendall tau {metrics['kendall_tau']:.3f}  (fit on {metrics['n_fit']})", soft_wrap=True)
+    console.print(metrics["table_label"] + ("" if metrics["saved"] else "; nothing written"), soft_wrap=True,
+                  markup=False, highlight=False)
 
 
 @devices_app.command("list")

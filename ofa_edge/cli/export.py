@@ -7,19 +7,20 @@ from pathlib import Path
 import typer
 from rich.table import Table
 
-from ofa_edge.cli.common import console, err_console, fail, print_json
+from ofa_edge.cli.common import VERBOSE_OPTION, console, converter_log_lines, err_console, fail, print_json
 
 
 def build_cmd(
     targets: Path = typer.Argument(..., help="targets.toml: checkpoint, devices x budgets x formats."),
     fresh: bool = typer.Option(False, "--fresh", help="Rebuild targets that are already built (no resume)."),
+    verbose: bool = VERBOSE_OPTION,
     as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
 ) -> None:
     """Build every target of a targets.toml; exit 1 listing the failed targets (budget, parity, converter)."""
     from ofa_edge.pipelines.build import load_targets, run_matrix, specialize_builder
 
     spec = load_targets(targets)
-    builder = specialize_builder(spec)
+    builder = specialize_builder(spec, verbose=verbose)
 
     def progress(target, i, n, stage):
         if stage == "start" and not as_json:
@@ -39,6 +40,10 @@ def build_cmd(
                           r["message"])
         console.print(table)
         console.print(f"summary: {result.summary}")
+        for r in result.results:
+            if r.status in ("built", "failed") and r.manifest is not None:
+                for line in converter_log_lines(r.manifest.to_dict(), r.folder):
+                    err_console.print(line, soft_wrap=True, highlight=False)
     if not result.ok:
         names = ", ".join(r.target.name for r in result.failed)
         err_console.print(f"[bold red]error:[/] {len(result.failed)} target(s) failed: {names}", highlight=False)

@@ -36,6 +36,8 @@ def _option_row(param: Any) -> str:
 def cli_reference(app: typer.Typer) -> str:
     """Markdown: one section per command with its help text and options."""
     root = typer.main.get_command(app)
+    if hasattr(root, "load_all"):  # the lazy root group imports its commands on demand
+        root.load_all()
     out = []
     for path, cmd in _commands(root, []):
         out.append(f"#### `ofa-edge {' '.join(path)}`\n")

@@ -8,7 +8,8 @@ from typing import Optional
 import typer
 from rich.table import Table
 
-from ofa_edge.cli.common import TABLES_OPTION, console, print_json, progress_bar
+from ofa_edge.cli.common import (TABLES_OPTION, VERBOSE_OPTION, console, converter_log_lines, err_console, fail,
+                                 print_json, progress_bar)
 from ofa_edge.pipelines.specialization import exports
 from ofa_edge.search.select import SELECTORS
 
@@ -61,8 +62,10 @@ def predictor_fit(
 
 
 def specialize_cmd(
-    checkpoint: Path = _CKPT,
-    device: str = typer.Option(..., "--device", "-d", help="Device profile name or .toml path."),
+    checkpoint: Optional[Path] = typer.Option(None, "--checkpoint", "-c", help="Trained supernet (default: the "
+                                              "workspace's, see `ofa-edge status`)."),
+    device: Optional[str] = typer.Option(None, "--device", "-d", help="Device profile name or .toml path "
+                                         "(default: every device with a table under --tables)."),
     latency: str = typer.Option(..., "--latency", "-l", help="Latency budget(s): 20ms, 0.02s, 20 (ms); "
                                 "comma-separated for several (10ms,20ms,40ms)."),
     selector: str = typer.Option("evolution", "--selector", help=f"{' | '.join(SELECTORS)}."),
@@ -84,6 +87,7 @@ def specialize_cmd(
                                    "recommended INT8 artefact."),
     precision: str = typer.Option("fp32", "--precision", help="fp32 | int8: search (and --measure) with the "
                                   "device's INT8 table and models; implies --quantize int8."),
+    verbose: bool = VERBOSE_OPTION,
     as_json: bool = _JSON,
 ) -> None:
     """Pick the most accurate subnet per latency budget, extract, recalibrate, test, export, write a manifest."""
@@ -94,20 +98,28 @@ def specialize_cmd(
     if selector not in SELECTORS:
         raise typer.BadParameter(f"{selector!r} is not one of {', '.join(SELECTORS)}", param_hint="--selector")
     formats = tuple(f.strip() for f in export.split(",") if f.strip())
-    request = SpecializeRequest(checkpoint, device, tuple(budgets), selector=selector,
-                                predictor=str(predictor) if predictor else None, out=out, export=formats,
-                                quantize=quantize, tables_dir=tables, data=data, bn_images=bn_images,
-                                config=_config(population, generations, seed), random_n=random_n, measure=measure,
-                                max_drop=max_drop, precision=precision)
-    with progress_bar(not as_json) as progress:
-        manifests = specialize(request, progress=progress)
+    net, devices = _workspace_inputs(checkpoint, device, tables)
+    source = "--checkpoint" if net.source == "given" else net.source
+    err_console.print(f"supernet {net.checkpoint} (from {source}); device{'s' if len(devices) > 1 else ''} "
+                      f"{', '.join(devices)}", soft_wrap=True, highlight=False)
+    manifests = []
+    for name in devices:
+        request = SpecializeRequest(net.checkpoint, name, tuple(budgets), selector=selector,
+                                    predictor=str(predictor) if predictor else None, out=out, export=formats,
+                                    quantize=quantize, tables_dir=tables, data=data, bn_images=bn_images,
+                                    config=_config(population, generations, seed), random_n=random_n,
+                                    measure=measure, max_drop=max_drop, precision=precision,
+                                    verbose=verbose)
+        with progress_bar(not as_json) as progress:
+            manifests.extend(specialize(request, progress=progress))
     if as_json:
         print_json(manifests)
         return
-    table = Table("budget", "subnet", "r", "MMACs", "ms pred", "ms meas", "top1 pred", "top1 test")
+    table = Table("device", "budget", "subnet", "r", "MMACs", "ms pred", "ms meas", "top1 pred", "top1 test")
     for m in manifests:
         lat, acc = m["latency_ms"], m["top1"]
-        table.add_row(f"{m['budget_ms']:g} ms", m["subnet_id"], str(m["resolution"]), f"{m['macs'] / 1e6:.2f}",
+        table.add_row(m["device"], f"{m['budget_ms']:g} ms", m["subnet_id"], str(m["resolution"]),
+                      f"{m['macs'] / 1e6:.2f}",
                       f"{lat['predicted']:.3f}", "-" if lat["measured"] is None else f"{lat['measured']:.3f}",
                       "-" if acc["predicted"] is None else f"{acc['predicted']:.2f}", f"{acc['measured']:.2f}")
     console.print(table)
@@ -115,6 +127,29 @@ def specialize_cmd(
         rec = m.get("recommended")
         ship = f" (ship {rec['file']}: {rec['latency_ms']:.3f} ms measured)" if rec else ""
         console.print(f"{m['budget_ms']:g} ms: {m['folder']}/manifest.json{ship}", soft_wrap=True)
+        for line in converter_log_lines(m, m["folder"]):
+            err_console.print(line, soft_wrap=True, highlight=False)
+    labels = {m["device"]: m["latency_ms"]["table_measured_on"] for m in manifests}
+    for name, label in labels.items():  # whose numbers "ms pred" are
+        console.print(f"ms pred for {name}: {label}", soft_wrap=True, markup=False, highlight=False)
+
+
+def _workspace_inputs(checkpoint: Optional[Path], device: Optional[str], tables: Path):
+    """The supernet and devices to use: the flags when given, else the workspace's (ofa-edge.toml, tables)."""
+    from ofa_edge.errors import MissingStepError
+    from ofa_edge.workspace import current_supernet, load_workspace, table_devices
+
+    try:
+        net = current_supernet(load_workspace(), checkpoint)
+    except MissingStepError as exc:
+        fail(f"--checkpoint: {exc}; run `ofa-edge train`, or set one with `ofa-edge use CHECKPOINT`")
+    if device is not None:
+        return net, [device]
+    devices = table_devices(tables)
+    if not devices:
+        fail(f"--device: no device given and no latency table under {tables}/; run "
+             "`ofa-edge profile --device D` (or pass --device D)")
+    return net, devices
 
 
 def pareto_cmd(
@@ -126,6 +161,8 @@ def pareto_cmd(
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Folder for pareto.png and pareto.csv "
                                        "(default builds/<device>)."),
     tables: Path = TABLES_OPTION,
+    builds: Optional[Path] = typer.Option(None, "--builds", help="Folder of builds to mark on the plot "
+                                          "(default: the --out folder)."),
     n_random: int = typer.Option(200, "--random", help="Random subnets to plot."),
     population: int = typer.Option(100, "--population", help="Evolution population."),
     generations: int = typer.Option(500, "--generations", help="Evolution generations."),
@@ -138,7 +175,8 @@ def pareto_cmd(
 
     budgets = parse_latencies(latency) if latency is not None else None
     info = pareto(checkpoint, device, budgets, predictor=str(predictor) if predictor else None, out=out,
-                  tables_dir=tables, n_random=n_random, config=_config(population, generations, seed), seed=seed)
+                  tables_dir=tables, n_random=n_random, config=_config(population, generations, seed), seed=seed,
+                  builds=builds)
     if as_json:
         print_json(info)
         return
@@ -147,6 +185,7 @@ def pareto_cmd(
         table.add_row(f"{p['budget_ms']:g}", f"{p['latency_ms']:.3f}", f"{p['predicted_top1']:.2f}",
                       f"{p['macs'] / 1e6:.2f}", p["subnet_id"])
     console.print(table)
+    console.print(f"latency (ms): {info['table_measured_on']}", soft_wrap=True, markup=False, highlight=False)
     console.print(f"wrote {info['png']} and {info['csv']}")
 
 

@@ -214,6 +214,9 @@ def train_cmd(
 
     if os.environ.get("RANK", "0") != "0":  # under torchrun only rank 0 reports
         return
+    from ofa_edge.workspace import set_supernet
+
+    workspace = set_supernet(ckpt)
     if as_json:
         print_json({"checkpoint": str(ckpt), "metrics": metrics, "init": init_report})
         return
@@ -222,7 +225,7 @@ def train_cmd(
         table.add_row(str(m["epoch"]), m["phase"], f"{m['loss']:.4f}", f"{m['images_per_s']:.0f}",
                       f"{m.get('val_max_top1', float('nan')):.2f}", f"{m.get('val_min_top1', float('nan')):.2f}")
     console.print(table)
-    console.print(f"checkpoint: {ckpt}")
+    console.print(f"checkpoint: {ckpt} (now the current supernet in {workspace.file.name})", soft_wrap=True)
 
 
 def eval_cmd(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
 import traceback
@@ -16,6 +17,10 @@ from ofa_edge.export import parity
 from ofa_edge.export.backends import versions
 from ofa_edge.export.formats import TFLITE_INT8_MODES, Artifact, ExportContext, get_exporter
 from ofa_edge.export.manifest import MANIFEST_NAME, Manifest, file_entry
+from ofa_edge.terminal import capture_output, summarise
+
+#: Folder (inside a build) holding each artefact's converter output: ``logs/<artefact file>.log``.
+LOGS_DIR = "logs"
 
 
 class BuildError(OfaEdgeError):
@@ -59,7 +64,8 @@ def build_target(static_model: torch.nn.Module, subnet, space, n_classes: int, o
                  calibration_images=None, eval_data: tuple[Any, Any] | None = None,
                  extra_manifest: Mapping[str, Any] | None = None, *, tflite_quantize: str = "int8",
                  tolerance: float = parity.FP32_TOLERANCE, latency_ms: Mapping[str, Any] | None = None,
-                 raise_on_failure: bool = True, log: Callable[[str], None] | None = None) -> Manifest:
+                 raise_on_failure: bool = True, log: Callable[[str], None] | None = None,
+                 capture: bool = True) -> Manifest:
     """Export, quantise, parity-check and evaluate one static subnet; write ``out_dir/manifest.json``.
 
     See ``ofa_edge.export`` for the argument contract. Each artifact's failure is recorded in the
@@ -76,6 +82,8 @@ def build_target(static_model: torch.nn.Module, subnet, space, n_classes: int, o
         extra_manifest, latency_ms: Stored in the manifest.
         tflite_quantize, tolerance: TFLite INT8 mode; fp32 parity tolerance (max abs logit difference).
         raise_on_failure, log: Raise BuildError after writing a failed manifest; progress lines.
+        capture: Write what the converters and runtimes print to ``out_dir/logs/<artefact file>.log``
+            (counted under the artefact's ``log`` in the manifest) instead of the terminal; False streams it.
 
     Returns:
         The manifest written.
@@ -126,32 +134,14 @@ def build_target(static_model: torch.nn.Module, subnet, space, n_classes: int, o
             entry.update(status="skipped", error=f"the fp32 {art.format} export failed")
             continue
         path = out_dir / art.filename
+        log_path = out_dir / LOGS_DIR / f"{art.filename}.log"
+        log_path.unlink(missing_ok=True)
+        if log:
+            log(f"{art.key}: exporting")
         try:
-            if log:
-                log(f"{art.key}: exporting")
-            t0 = time.perf_counter()
-            exporter = get_exporter(art.format)
-            exporter.export(art, path, ctx)
-            entry["export_seconds"] = round(time.perf_counter() - t0, 3)
-            if not art.quantized:
-                ctx.fp32_paths[art.format] = path
-            manifest.files.append(file_entry(path, out_dir))
-            entry.update(exporter.describe(art, path))
-            run = exporter.runner(art, path)
-            if run is None:  # a format that cannot run here: its file's structure is checked instead
-                entry["spec"] = exporter.check(art, path, ctx)
-                continue
-            got = run(check_x)
-            tol = None if art.quantized else tolerance
-            entry["parity"] = parity.check(f"{art.filename}", ref_check, got, tol).to_dict()
-            if ref_eval is not None:
-                got_eval = run(eval_x)
-                acc = parity.accuracy(got_eval, eval_y)
-                entry["top1"] = acc
-                entry["top1_agreement"] = parity.top1_agreement(ref_eval, got_eval)
-                if art.quantized:
-                    manifest.top1[art.key] = acc
-                    manifest.top1["drop_points"][art.key] = round(manifest.top1["fp32"] - acc, 3)
+            with capture_output(log_path, capture):
+                _make_artifact(art, path, out_dir, entry, manifest, ctx, check_x, ref_check, (eval_x, eval_y),
+                               ref_eval, tolerance)
         except Exception as exc:  # any converter/runtime error fails this artifact, not the whole build
             if not art.quantized:
                 failed_formats.add(art.format)
@@ -161,8 +151,52 @@ def build_target(static_model: torch.nn.Module, subnet, space, n_classes: int, o
             manifest.errors.append(f"{art.key}: {message}")
             if not isinstance(exc, (OfaEdgeError, ValueError)):
                 entry["traceback"] = traceback.format_exc(limit=4)
+        finally:
+            _record_log(entry, log_path, out_dir)
+    with contextlib.suppress(OSError):  # no converter printed anything: no empty logs folder
+        (out_dir / LOGS_DIR).rmdir()
     manifest.status = "failed" if manifest.errors else "ok"
     manifest.write(out_dir)
     if manifest.errors and raise_on_failure:
         raise BuildError(f"{out_dir}: " + "; ".join(manifest.errors), manifest)
     return manifest
+
+
+def _record_log(entry: dict[str, Any], log_path: Path, out_dir: Path) -> None:
+    """Describe an artefact's captured converter output in its manifest entry (an empty log is removed)."""
+    if not log_path.is_file():
+        return
+    if log_path.stat().st_size == 0:
+        log_path.unlink()
+        return
+    entry["log"] = summarise(log_path).to_dict(out_dir)
+
+
+def _make_artifact(art: Artifact, path: Path, out_dir: Path, entry: dict[str, Any], manifest: Manifest,
+                   ctx: ExportContext, check_x: np.ndarray, ref_check: np.ndarray, eval_data: tuple,
+                   ref_eval: np.ndarray | None, tolerance: float) -> None:
+    """Export one artefact, then run its parity check and test accuracy (or its structural check)."""
+    eval_x, eval_y = eval_data
+    t0 = time.perf_counter()
+    exporter = get_exporter(art.format)
+    exporter.export(art, path, ctx)
+    entry["export_seconds"] = round(time.perf_counter() - t0, 3)
+    if not art.quantized:
+        ctx.fp32_paths[art.format] = path
+    manifest.files.append(file_entry(path, out_dir))
+    entry.update(exporter.describe(art, path))
+    run = exporter.runner(art, path)
+    if run is None:  # a format that cannot run here: its file's structure is checked instead
+        entry["spec"] = exporter.check(art, path, ctx)
+        return
+    got = run(check_x)
+    tol = None if art.quantized else tolerance
+    entry["parity"] = parity.check(f"{art.filename}", ref_check, got, tol).to_dict()
+    if ref_eval is not None:
+        got_eval = run(eval_x)
+        acc = parity.accuracy(got_eval, eval_y)
+        entry["top1"] = acc
+        entry["top1_agreement"] = parity.top1_agreement(ref_eval, got_eval)
+        if art.quantized:
+            manifest.top1[art.key] = acc
+            manifest.top1["drop_points"][art.key] = round(manifest.top1["fp32"] - acc, 3)

@@ -25,6 +25,7 @@ from ofa_edge.errors import OfaEdgeError
 from ofa_edge.latency.blocks import enumerate_blocks
 from ofa_edge.latency.fit import accuracy_metrics, fit_correction
 from ofa_edge.latency.lock import table_lock
+from ofa_edge.latency.origin import measured_here, origin, origin_label
 from ofa_edge.latency.models import (MODEL_VERSION, block_model, block_name, default_cache_dir, subnet_model,
                                      subnet_name)
 from ofa_edge.latency.precision import check_precision, table_stem
@@ -50,6 +51,7 @@ class ProfileOptions:
     batch_size: int = 256  # models per remote command; results are kept one by one as they arrive
     tables_dir: Path = Path("latency_tables")
     cache_dir: Path | None = None
+    read_only: bool = False  # measure and report, but write no table or validation file
     precision: str = "fp32"  # fp32 | int8: the models measured, quantised as the exported INT8 artefacts
 
 
@@ -70,6 +72,7 @@ class ProfileResult:
     commands: int = 0
     uploads: int = 0
     metrics: dict[str, Any] | None = None
+    saved: bool = False
     wall_s: float = 0.0
     info: dict[str, Any] = field(default_factory=dict)
 
@@ -77,7 +80,7 @@ class ProfileResult:
         return {"device": self.device, "runtime": self.runtime, "precision": self.precision, "table": str(self.table),
                 "validation": str(self.validation), "n_layers": self.n_layers, "n_subnets": self.n_subnets,
                 "measured": self.measured, "recovered": self.recovered, "reused": self.reused,
-                "commands": self.commands, "uploads": self.uploads, "metrics": self.metrics,
+                "commands": self.commands, "uploads": self.uploads, "metrics": self.metrics, "saved": self.saved,
                 "wall_s": round(self.wall_s, 3)}
 
 
@@ -272,6 +275,9 @@ def _profile_device(profile: DeviceProfile, opts: ProfileOptions, progress: Prog
                                 or old.provenance.get("model_version") != MODEL_VERSION
                                 or old.provenance.get("precision", "fp32") != prec):
             old = None  # measured with other settings or other exported models: rebuilt from scratch
+        if old is not None and not opts.read_only and profile.connection.transport == "local" \
+                and not measured_here(old.provenance):
+            old = None  # another machine's table: this machine's own is measured from scratch
         old_rows = dict(old.rows) if old else {}
         old_val: dict[str, Measured] = {}
         if old is not None and paths["validation"].is_file():
@@ -322,8 +328,11 @@ def _profile_device(profile: DeviceProfile, opts: ProfileOptions, progress: Prog
                                      len(layers(plan.space, s, opts.n_classes)), 0.0, 0.0, m["median_ms"],
                                      m["mean_ms"], m["p90_ms"])
         val_rows = _refit(table, val, plan.space)
-        table.save(paths["table"])
-        save_validation(paths["validation"], settings, val_rows)
+        new = any(complete(n) for n in list(block_names) + list(subnets) if n not in have)
+        if (new or not paths["table"].is_file()) and not opts.read_only:  # never rewrite what it did not measure
+            table.save(paths["table"])
+            save_validation(paths["validation"], settings, val_rows)
+            result.saved = True
         paths["journal"].unlink(missing_ok=True)
         test_names = [subnet_name(s, opts.n_classes, plan.space, prec) for s in plan.test]
         result.metrics = _metrics(profile, [val[n] for n in test_names if n in val] if test_names else
@@ -426,10 +435,12 @@ def validate_device(profile: DeviceProfile, samples: int, opts: ProfileOptions,
     space = opts.space if opts.space else table.provenance.get("space", "cifar-mbv3")
     from dataclasses import replace
 
-    opts = replace(opts, space=space, validate=samples)
+    local = profile.connection.transport == "local"
+    opts = replace(opts, space=space, validate=samples, read_only=local and not measured_here(table.provenance))
     res = profile_device(profile, opts, progress)
     assert res.metrics is not None
-    return res.metrics
+    return {**res.metrics, "table_origin": origin(table.provenance), "table_label":
+            origin_label(table.provenance, local), "saved": res.saved}
 
 
 def profile_fleet(profiles: Sequence[DeviceProfile], opts: ProfileOptions,

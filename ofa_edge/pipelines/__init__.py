@@ -16,7 +16,7 @@ _EXPORTS = {
     "specialize_builder": "build",
     "DemoConfig": "demo", "run_demo": "demo",
     "BuildRow": "report", "collect_rows": "report", "describe_rows": "report", "lut_scatter": "report",
-    "render_table": "report",
+    "render_table": "report", "read_summary": "report", "summary_lines": "report",
 }
 
 __all__ = sorted(_EXPORTS)

@@ -310,9 +310,10 @@ def _extra(target: Target, key: str) -> dict[str, Any]:
             "settings_key": key}
 
 
-def specialize_builder(spec: TargetsFile, bn_images: int = 500) -> Builder:
+def specialize_builder(spec: TargetsFile, bn_images: int = 500, verbose: bool = False) -> Builder:
     """A builder that runs :func:`ofa_edge.pipelines.specialize` (search, extract, BN recalibration,
-    test accuracy, :func:`ofa_edge.export.build_target` for the target's formats) for its device and budget."""
+    test accuracy, :func:`ofa_edge.export.build_target` for the target's formats) for its device and budget;
+    ``verbose`` streams the converters' output instead of logging it to each build's ``logs/``."""
     if spec.checkpoint is None:
         raise FileFormatError(spec.path, "checkpoint = \"runs/<run>/supernet.pt\" is required for ofa-edge build")
 
@@ -321,7 +322,8 @@ def specialize_builder(spec: TargetsFile, bn_images: int = 500) -> Builder:
             spec.checkpoint, target.device, (target.budget_ms,), selector=target.selector, out=folder.parent.parent,
             export=("pt",) + tuple(target.formats), quantize="int8" if target.quantize else None,
             tables_dir=spec.tables, data=spec.data, bn_images=bn_images, measure=target.measure,
-            precision=target.precision, max_drop=target.max_drop))
+            precision=target.precision, max_drop=target.max_drop,
+            verbose=verbose))
         return read_manifest(Path(found["folder"]))
 
     return build

@@ -26,7 +26,7 @@ from ofa_edge.latency import ProfileOptions, profile_device
 from ofa_edge.pipelines.checkpoint import open_run
 from ofa_edge.pipelines.front import pareto
 from ofa_edge.pipelines.predictor_fit import fit_from_checkpoint
-from ofa_edge.pipelines.report import collect_rows, lut_scatter, write_rows_json
+from ofa_edge.pipelines.report import REPORT_NAME, collect_rows, lut_scatter, write_rows_json
 from ofa_edge.pipelines.specialization import SpecializeRequest, build_folder, device_latency, specialize
 from ofa_edge.search.evolution import EvolutionConfig
 from ofa_edge.search.select import SearchSetup
@@ -215,7 +215,8 @@ def _budgets(ckpt: Path, device: str, tables: Path, n: int) -> list[float]:
     return [round(lo + f * (hi - lo), 3) for f in fractions]
 
 
-def _specialize(cfg: DemoConfig, out: Path, ckpt: Path, budgets: list[float], progress: Progress) -> None:
+def _specialize(cfg: DemoConfig, out: Path, ckpt: Path, budgets: list[float], progress: Progress,
+                verbose: bool = False) -> None:
     def done(b: float) -> bool:
         manifest = build_folder(out / "builds", cfg.device, b) / MANIFEST_NAME
         return manifest.is_file() and json.loads(manifest.read_text()).get("status") == "ok"
@@ -225,20 +226,24 @@ def _specialize(cfg: DemoConfig, out: Path, ckpt: Path, budgets: list[float], pr
     if todo:
         specialize(SpecializeRequest(ckpt, cfg.device, tuple(todo), out=out / "builds",
                                      tables_dir=out / "latency_tables", export=formats, quantize="int8",
-                                     bn_images=cfg.bn_images, measure=True, cache_dir=str(out / "cache")),
+                                     bn_images=cfg.bn_images, measure=True, cache_dir=str(out / "cache"),
+                                     verbose=verbose),
                    progress=lambda phase, i, n: progress("specialize", i, n, phase))
     progress("specialize", len(budgets), len(budgets), "done")
 
 
-def run_demo(cfg: DemoConfig = DemoConfig(), progress: Progress | None = None) -> dict[str, Any]:
+def run_demo(cfg: DemoConfig = DemoConfig(), progress: Progress | None = None, *,
+             verbose: bool = False) -> dict[str, Any]:
     """Run (or resume) the whole pipeline into ``cfg.out``: train, profile, predictor, specialize, report.
 
     Args:
         cfg: What to run and the time budget; the same ``cfg`` resumes an interrupted demo.
         progress: Called with (stage, done, total, note).
+        verbose: Converter output on the terminal instead of each build's ``logs/``.
 
     Returns:
-        The paths written (checkpoint, table, plots), the budgets, the metrics and the report rows.
+        The paths written (checkpoint, table, plots), the budgets, the metrics, the report rows and the
+        summary that ``ofa-edge report`` reprints.
 
     Raises:
         InvalidValueError: ``cfg.out`` holds a demo run with other settings.
@@ -268,20 +273,27 @@ def run_demo(cfg: DemoConfig = DemoConfig(), progress: Progress | None = None) -
                                    seed=cfg.seed,
                                    progress=lambda phase, done, total: progress("predictor", done, total, phase))
     budgets = _budgets(ckpt, cfg.device, out / "latency_tables", cfg.budgets)
-    _specialize(cfg, out, ckpt, budgets, progress)
+    _specialize(cfg, out, ckpt, budgets, progress, verbose)
     progress("report", 0, 1, "plots")
     write_summary_for(out / "builds")
     front = pareto(ckpt, cfg.device, out=out, tables_dir=out / "latency_tables", n_random=150,
-                   config=_search_config())
+                   config=_search_config(), builds=out / "builds")
     scatter = lut_scatter(prof.validation, out / "lut_scatter.png", f"{cfg.device} / {prof.runtime}")
     rows = collect_rows(out / "builds")
-    write_rows_json(rows, out / "report.json")
+    source = (f"{cfg.pretrained} (packaged pretrained supernet, no training)" if plan["source"] == "pretrained"
+              else f"{ckpt} (trained from scratch)")
+    summary = {"title": f"ofa-edge demo: {cfg.space} on {cfg.device} (top-1 on the test split, %)",
+               "lut_metrics": prof.metrics, "supernet": source, "max_val_top1": quality["max_val_top1"],
+               "predictor": {k: pred.get(k) for k in ("rows", "rmse", "kendall_tau")},
+               "plots": [str(front["png"]), str(scatter)],
+               "seconds": round(time.perf_counter() - t0, 1)}
+    write_rows_json(rows, out / REPORT_NAME, summary)
     progress("report", 1, 1, "done")
     return {"out": str(out), "checkpoint": str(ckpt), "source": plan["source"], "quality": quality,
             "table": str(prof.table), "predictor": pred,
             "lut_metrics": prof.metrics, "budgets_ms": budgets, "pareto_png": front["png"],
             "pareto_csv": front["csv"], "lut_scatter_png": str(scatter), "rows": [r.to_dict() for r in rows],
-            "seconds": round(time.perf_counter() - t0, 1)}
+            "summary": summary, "seconds": summary["seconds"]}
 
 
 def _packaged_predictor(pack) -> dict[str, Any]:

@@ -8,6 +8,9 @@ from typing import Any
 
 import numpy as np
 
+from ofa_edge.errors import OfaEdgeError
+from ofa_edge.export.manifest import MANIFEST_NAME, read_manifest
+from ofa_edge.latency.origin import origin_label
 from ofa_edge.pipelines.checkpoint import open_run
 from ofa_edge.pipelines.specialization import device_latency, resolve_predictor, search_setup
 from ofa_edge.search.accuracy import read_accuracy_csv
@@ -19,8 +22,10 @@ from ofa_edge.search.select import select_budgets
 def pareto(checkpoint: str | os.PathLike, device: str, budgets_ms: list[float] | None = None, *,
            predictor: str | None = None, out: str | os.PathLike | None = None,
            tables_dir: str | os.PathLike = "latency_tables", n_random: int = 200, n_budgets: int = 8,
-           config: EvolutionConfig = EvolutionConfig(), seed: int = 0) -> dict[str, Any]:
-    """The search's front over several budgets, random subnets and the measured accuracy rows: PNG + CSV.
+           config: EvolutionConfig = EvolutionConfig(), seed: int = 0,
+           builds: str | os.PathLike | None = None) -> dict[str, Any]:
+    """The search's front over several budgets, random subnets, the measured accuracy rows and the
+    subnets built under ``builds``: PNG + CSV.
 
     Args:
         checkpoint: The trained supernet.
@@ -33,15 +38,16 @@ def pareto(checkpoint: str | os.PathLike, device: str, budgets_ms: list[float] |
         n_budgets: Budgets when ``budgets_ms`` is not given.
         config: Evolution settings.
         seed: Seed of the random subnets.
+        builds: Folder whose manifests mark the built subnets (test top-1; default: ``out``).
 
     Returns:
-        ``png``, ``csv``, the ``front`` points and the numbers of random and measured points.
+        ``png``, ``csv``, the ``front`` points and the numbers of random, measured and built points.
 
     Raises:
         MissingStepError: no latency table or no predictor.
     """
     run = open_run(checkpoint)
-    profile, _, _, latency = device_latency(device, tables_dir, run.space, run.n_classes)
+    profile, table, _, latency = device_latency(device, tables_dir, run.space, run.n_classes)
     pred = resolve_predictor(run, predictor, required=True)
     setup = search_setup(run, pred, latency)
     if not budgets_ms:
@@ -77,8 +83,28 @@ def pareto(checkpoint: str | os.PathLike, device: str, budgets_ms: list[float] |
                                           float(minfo["latency_ms"][j]), float(minfo["predicted_top1"][j]),
                                           int(minfo["macs"][j]), int(minfo["params"][j]), measured_top1=row.top1))
     folder = Path(out) if out else Path("builds") / profile.name
+    points += built_points(Path(builds) if builds else folder, run.space.name, profile.name)
     png = plot_pareto(folder / "pareto.png", points, f"{run.space.name} on {profile.name}")
     csv_path = write_pareto_csv(folder / "pareto.csv", points)
     return {"png": str(png), "csv": str(csv_path), "front": [p.__dict__ for p in points if p.kind == "front"],
             "n_random": sum(p.kind == "random" for p in points),
-            "n_measured": sum(p.kind == "measured" for p in points)}
+            "n_measured": sum(p.kind == "measured" for p in points),
+            "n_built": sum(p.kind == "built" for p in points),
+            "table_measured_on": origin_label(table.provenance, profile.connection.transport == "local")}
+
+
+def built_points(folder: Path, space: str, device: str) -> list[ParetoPoint]:
+    """The subnets built for ``device`` under ``folder`` (one per manifest of this space), as Pareto points."""
+    points = []
+    for path in sorted(folder.rglob(MANIFEST_NAME)) if folder.is_dir() else []:
+        try:
+            m = read_manifest(path.parent)
+        except OfaEdgeError:
+            continue  # a corrupt or foreign manifest is not this plot's business
+        if m.space != space or m.extra.get("device") != device:
+            continue
+        lat, top1 = m.latency_ms or {}, m.top1 or {}
+        points.append(ParetoPoint("built", m.subnet, m.subnet_id, float(lat.get("predicted") or 0.0),
+                                  float(top1.get("predicted") or 0.0), m.macs, m.params, str(m.extra.get("selector", "")),
+                                  m.extra.get("budget_ms"), lat.get("measured"), top1.get("fp32")))
+    return points

@@ -15,6 +15,10 @@ from ofa_edge.errors import MissingStepError, OfaEdgeError
 from ofa_edge.export.manifest import MANIFEST_NAME, read_manifest
 
 
+#: The demo's report file: the rows of its table and the summary lines under it.
+REPORT_NAME = "report.json"
+
+
 @dataclass(frozen=True)
 class BuildRow:
     """One built target as the demo table shows it."""
@@ -34,6 +38,7 @@ class BuildRow:
     status: str
     folder: str
     files: tuple[str, ...]
+    converter_logs: dict[str, int] | None = None  # {"files", "warnings", "errors"} of the build's logs/
 
     def to_dict(self) -> dict[str, Any]:
         d = self.__dict__.copy()
@@ -64,10 +69,20 @@ def collect_rows(root: str | os.PathLike) -> list[BuildRow]:
             subnet_short=_short(m.subnet), resolution=m.resolution, macs=m.macs, params=m.params,
             predicted_ms=lat.get("predicted"), measured_ms=lat.get("measured"),
             predicted_top1=top1.get("predicted"), top1_fp32=top1.get("fp32"), top1_int8=int8, status=m.status,
-            folder=str(path.parent.relative_to(root)), files=tuple(f["path"] for f in m.files)))
+            folder=str(path.parent.relative_to(root)), files=tuple(f["path"] for f in m.files),
+            converter_logs=_log_counts(m.artifacts)))
     if not rows:
         raise OfaEdgeError(f"{root}: holds no {MANIFEST_NAME}; run `ofa-edge specialize` or `ofa-edge demo` first")
     return sorted(rows, key=lambda r: (r.device, r.budget_ms if r.budget_ms is not None else 0.0))
+
+
+def _log_counts(artifacts: list[dict[str, Any]]) -> dict[str, int] | None:
+    """How many converter logs a build kept and the warnings and errors in them (None: no logs)."""
+    logs = [a["log"] for a in artifacts if isinstance(a.get("log"), dict)]
+    if not logs:
+        return None
+    return {"files": len(logs), "warnings": sum(int(g.get("warnings", 0)) for g in logs),
+            "errors": sum(int(g.get("errors", 0)) for g in logs)}
 
 
 def _f(value: float | None, fmt: str) -> str:
@@ -89,8 +104,45 @@ def render_table(rows: list[BuildRow], title: str = "ofa-edge builds") -> Table:
 
 
 def describe_rows(rows: list[BuildRow]) -> list[str]:
-    """One line per build: its folder, its subnet and its files (what the table abbreviates)."""
-    return [f"{r.folder}: {r.subnet_short} -> {', '.join(r.files)}" for r in rows]
+    """One line per build: its folder, its subnet, its files and its converter logs (what the table abbreviates)."""
+    lines = []
+    for r in rows:
+        line = f"{r.folder}: {r.subnet_short} -> {', '.join(r.files)}"
+        if r.converter_logs:
+            g = r.converter_logs
+            line += (f"; converter output in {r.folder}/logs/ ({g['files']} logs, {g['warnings']} warnings"
+                     + (f", {g['errors']} errors" if g["errors"] else "") + ")")
+        lines.append(line)
+    return lines
+
+
+def summary_lines(summary: dict[str, Any]) -> list[str]:
+    """The lines the demo prints under its table: latency table, supernet, predictor and plots."""
+    lines = []
+    lut, pred = summary.get("lut_metrics") or {}, summary.get("predictor") or {}
+    if lut:
+        lines.append(f"latency table: {lut.get('n', 0)} held-out subnets, MAPE {lut.get('mape', 0):.2f} %, "
+                     f"within ±10 % {lut.get('within_10pct', 0):.2f}, Kendall tau {lut.get('kendall_tau', 0):.2f}")
+    if summary.get("supernet"):
+        lines.append(f"supernet: {summary['supernet']}; max subnet {summary['max_val_top1']:.1f} % on the "
+                     "validation split")
+    if pred:
+        lines.append(f"accuracy predictor: {pred.get('rows', 0)} subnets, held-out RMSE {pred.get('rmse', 0):.2f} "
+                     f"points, Kendall tau {pred.get('kendall_tau', 0):.2f}")
+    if summary.get("plots"):
+        lines.append(f"plots: {', '.join(summary['plots'])}  ({summary.get('seconds', 0):.0f} s)")
+    return lines
+
+
+def read_summary(folder: str | os.PathLike) -> dict[str, Any] | None:
+    """The demo's summary saved in ``<folder>/report.json`` (None: not a demo folder, or an older one)."""
+    path = Path(folder) / REPORT_NAME
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    summary = data.get("summary") if isinstance(data, dict) else None
+    return summary if isinstance(summary, dict) else None
 
 
 def lut_scatter(validation_csv: str | os.PathLike, out_png: str | os.PathLike, title: str = "") -> Path:
@@ -128,10 +180,13 @@ def lut_scatter(validation_csv: str | os.PathLike, out_png: str | os.PathLike, t
     return out_png
 
 
-def write_rows_json(rows: list[BuildRow], path: str | os.PathLike) -> Path:
+def write_rows_json(rows: list[BuildRow], path: str | os.PathLike, summary: dict[str, Any] | None = None) -> Path:
+    """Write the rows (and the demo's summary, which ``ofa-edge report`` reprints) as ``report.json``."""
     from ofa_edge.io import atomic_write_text
 
     path = Path(path)
-    atomic_write_text(path, json.dumps({"format": "ofa-edge-report/1", "rows": [r.to_dict() for r in rows]},
-                                       indent=2) + "\n")
+    data: dict[str, Any] = {"format": "ofa-edge-report/1", "rows": [r.to_dict() for r in rows]}
+    if summary is not None:
+        data["summary"] = summary
+    atomic_write_text(path, json.dumps(data, indent=2) + "\n")
     return path

@@ -18,6 +18,7 @@ from ofa_edge.export.manifest import file_entry
 from ofa_edge.export.recommend import DEFAULT_MAX_DROP
 from ofa_edge.io import atomic_save, atomic_write_text
 from ofa_edge.latency import check_precision, enumerate_blocks, load_table, table_paths
+from ofa_edge.latency.origin import origin_label
 from ofa_edge.latency.models import default_cache_dir, subnet_model
 from ofa_edge.pipelines.artifact_timing import time_artifacts
 from ofa_edge.pipelines.checkpoint import TrainedRun, open_run
@@ -123,6 +124,7 @@ class SpecializeRequest:
         cache_dir: Cache of exported measurement models.
         precision: The deployment's precision: ``fp32``, or ``int8`` (search and measure with the device's INT8
             table and models; the exported formats get their INT8 variants).
+        verbose: Stream the converters' own output instead of writing it to ``<build>/logs/<artefact>.log``.
     """
 
     checkpoint: str | os.PathLike
@@ -142,6 +144,7 @@ class SpecializeRequest:
     cache_dir: str | None = None
     precision: str = "fp32"
     max_drop: float = DEFAULT_MAX_DROP
+    verbose: bool = False
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "budgets_ms", tuple(float(b) for b in self.budgets_ms))
@@ -199,7 +202,7 @@ def specialize(request: SpecializeRequest,
     for i, res in enumerate(results):
         if progress:
             progress("build", i, len(results))
-        manifests.append(_build(run, profile, table_path, setup, res, pred, task, r))
+        manifests.append(_build(run, profile, table, table_path, setup, res, pred, task, r))
     if progress:
         progress("build", len(results), len(results))
     return manifests
@@ -214,7 +217,7 @@ def _test_arrays(task, r: int):
     return torch.cat(xs), torch.cat(ys)
 
 
-def _build(run: TrainedRun, profile, table_path, setup: SearchSetup, res: SearchResult, pred, task,
+def _build(run: TrainedRun, profile, table, table_path, setup: SearchSetup, res: SearchResult, pred, task,
            r: SpecializeRequest) -> dict[str, Any]:
     """Extract, recalibrate, test, export and describe the subnet ``res`` chose; returns its manifest dict."""
     export, quantize, bn_images = r.export, r.quantize, r.bn_images
@@ -240,7 +243,8 @@ def _build(run: TrainedRun, profile, table_path, setup: SearchSetup, res: Search
     predicted_ms = float(info["latency_ms"][0])
     latency = {"predicted": predicted_ms, "measured": measured_ms,
                "error_pct": None if measured_ms is None else 100 * (predicted_ms - measured_ms) / measured_ms,
-               "note": note, "table": str(table_path), "precision": r.precision}
+               "note": note, "table": str(table_path), "precision": r.precision,
+               "table_measured_on": origin_label(table.provenance, profile.connection.transport == "local")}
     extra = {"target": f"{profile.name}/{format_ms(budget)}", "device": profile.name,
              "runtime": profile.runtime.name, "budget_ms": budget, "selector": res.selector,
              "space_fingerprint": run.space.fingerprint(), "bn_images": bn_images,
@@ -250,7 +254,8 @@ def _build(run: TrainedRun, profile, table_path, setup: SearchSetup, res: Search
     calib_x = torch.cat(calib)[:256] if calib else None
     formats = tuple(f for f in export if f != "pt")
     manifest = build_target(static, subnet, run.space, run.n_classes, folder, formats, bool(quantize), calib_x,
-                            (test_x, test_y), extra, latency_ms=latency, raise_on_failure=False)
+                            (test_x, test_y), extra, latency_ms=latency, raise_on_failure=False,
+                            capture=not r.verbose)
     if not formats:  # nothing exported: the fp32 accuracy still comes from PyTorch
         manifest.top1 = {"fp32": evaluate(static, make_loader(task.test, subnet.r, 200, train=False))["top1"],
                          "split": "test", "n_images": int(test_y.numel()), "drop_points": {}}

@@ -34,7 +34,7 @@ def pareto_front(latency: Sequence[float], accuracy: Sequence[float]) -> np.ndar
 class ParetoPoint:
     """One row of a Pareto CSV: a subnet with predicted and (optionally) measured numbers."""
 
-    kind: str  # front | random | measured
+    kind: str  # front | random | measured (a predictor row) | built (a build's manifest)
     subnet: dict
     subnet_id: str
     latency_ms: float
@@ -65,34 +65,45 @@ def write_pareto_csv(path: str | os.PathLike, points: list[ParetoPoint]) -> Path
 
 
 def plot_pareto(path: str | os.PathLike, points: list[ParetoPoint], title: str = "") -> Path:
-    """PNG: predicted accuracy vs predicted latency of the front and random subnets, and measured points."""
+    """PNG: predicted accuracy vs predicted latency of the front and random subnets, the predictor's measured
+    rows, and the built subnets (test top-1 at their measured latency, else the predicted one)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(6.4, 4.4), dpi=120)
+    fig, ax = plt.subplots(figsize=(7.2, 5.6), dpi=120)
     rand = [p for p in points if p.kind == "random"]
     if rand:
         ax.scatter([p.latency_ms for p in rand], [p.predicted_top1 for p in rand], s=8, c="0.7",
-                   label="random subnets (predicted)")
+                   label="random subnets: predicted top-1 at predicted latency")
     front = sorted((p for p in points if p.kind == "front"), key=lambda p: p.latency_ms)
     if front:
         ax.plot([p.latency_ms for p in front], [p.predicted_top1 for p in front], "o-", c="C0",
-                label="search front (predicted)")
-        for p in front:
-            if p.budget_ms is not None:
-                ax.axvline(p.budget_ms, c="C0", lw=0.5, ls=":")
-    meas = [p for p in points if p.measured_top1 is not None]
+                label="search front: predicted top-1 at predicted latency")
+        budgets = sorted({p.budget_ms for p in front if p.budget_ms is not None})
+        for i, b in enumerate(budgets):
+            ax.axvline(b, c="C0", lw=0.6, ls=":", label="latency budgets searched" if i == 0 else None)
+    meas = [p for p in points if p.kind == "measured"]
     if meas:
-        ax.scatter([p.measured_latency_ms if p.measured_latency_ms is not None else p.latency_ms for p in meas],
-                   [p.measured_top1 for p in meas], marker="x", c="C3", s=40, label="measured")
-    ax.set_xlabel("latency (ms)")
-    ax.set_ylabel("top-1 (%)")
+        ax.scatter([p.latency_ms for p in meas], [p.measured_top1 for p in meas], marker="x", c="C3", s=30,
+                   label="predictor's rows: measured top-1 (validation) at predicted latency")
+    built = [p for p in points if p.kind == "built"]
+    if built:
+        timed = all(p.measured_latency_ms is not None for p in built)
+        xs = [p.measured_latency_ms if p.measured_latency_ms is not None else p.latency_ms for p in built]
+        ys = [p.measured_top1 if p.measured_top1 is not None else p.predicted_top1 for p in built]
+        ax.scatter(xs, ys, marker="*", s=180, c="C2", edgecolors="k", linewidths=0.6, zorder=5,
+                   label=f"built: test top-1 at {'measured' if timed else 'predicted'} latency")
+        for x, y, p in zip(xs, ys, built):
+            if p.budget_ms is not None:
+                ax.annotate(f"{p.budget_ms:g} ms", (x, y), textcoords="offset points", xytext=(6, -10), fontsize=7)
+    ax.set_xlabel("latency on the device (ms)")
+    ax.set_ylabel("top-1 accuracy (%)")
     if title:
         ax.set_title(title)
     ax.grid(alpha=0.3)
-    ax.legend(loc="lower right", fontsize=8)
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.14), fontsize=7, frameon=False)  # never over points
     fig.tight_layout()
     buf = io.BytesIO()
     fig.savefig(buf, format="png")

@@ -31,8 +31,7 @@ def read_torch_file(path: str | os.PathLike) -> Any:
     """``torch.load(weights_only=True)`` with every failure turned into a FileFormatError (a packaged
     pretrained name such as ``cifar10-mbv3`` reads the packaged checkpoint)."""
     path = resolve_checkpoint(path)
-    if not path.is_file():
-        raise FileFormatError(path, "no such file")
+    check_torch_file(path)
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch.load raises many kinds of errors on damaged input
@@ -40,11 +39,50 @@ def read_torch_file(path: str | os.PathLike) -> Any:
         if "Weights only load failed" in text:
             raise FileFormatError(path, "not a loadable checkpoint: holds Python objects other than tensors "
                                         "and plain data (refused: it could run code)") from None
-        first = text.splitlines()[0] if text else type(exc).__name__
-        raise FileFormatError(path, f"corrupt or truncated checkpoint ({first[:200]})") from None
+        first = text.splitlines()[0] if text else ""
+        detail = f" ({first[:200]})" if any(c.isalpha() for c in first) else ""
+        raise FileFormatError(path, f"corrupt or truncated torch checkpoint{detail}") from None
+
+
+#: How a file torch.save wrote starts: a zip archive (torch >= 1.6) or a legacy pickle.
+_TORCH_MAGIC = (b"PK\x03\x04", b"\x80\x02")
+
+
+def check_torch_file(path: Path) -> None:
+    """Refuse a path that is no torch file (missing, a folder, text, ...) with a message naming what it is."""
+    if path.is_dir():
+        inside = path / "supernet.pt"
+        raise FileFormatError(path, f"is a folder; pass {inside}" if inside.is_file() else
+                              "is a folder, not a checkpoint file (e.g. runs/<run>/supernet.pt)")
+    if not path.is_file():
+        raise FileFormatError(path, "no such file")
+    with open(path, "rb") as fh:
+        head = fh.read(512)
+    if head.startswith(_TORCH_MAGIC):
+        return
+    if not head:
+        what = "an empty file"
+    elif all(32 <= b < 127 or b in b"\t\r\n" for b in head):
+        what = "a text file"
+    else:
+        what = "an unknown binary file"
+    raise FileFormatError(path, f"not a torch checkpoint ({what}; checkpoints are the supernet.pt files that "
+                                "`ofa-edge train` writes)")
+
+
+def other_kind(obj: Any) -> str | None:
+    """The kind of an ofa-edge torch file that is not a supernet (``predictor`` ...), else None."""
+    fmt = obj.get("format") if isinstance(obj, dict) else None
+    if isinstance(fmt, str) and fmt.startswith("ofa-edge-") and fmt != FORMAT:
+        return fmt.removeprefix("ofa-edge-").split("/")[0]
+    return None
 
 
 def _state_dict_of(path: Path, obj: Any) -> dict[str, torch.Tensor]:
+    kind = other_kind(obj)
+    if kind is not None:
+        raise FileFormatError(path, f"this is a {kind} file, not a supernet checkpoint; pass the supernet "
+                                    "(e.g. runs/<run>/supernet.pt)")
     if isinstance(obj, dict) and "state_dict" in obj:
         obj = obj["state_dict"]
     if not isinstance(obj, dict) or not obj:
@@ -150,6 +188,10 @@ def read_versioned_file(path: str | os.PathLike, fmt: str, version: int, what: s
     path = Path(path)
     obj = read_torch_file(path)
     if not isinstance(obj, dict) or not is_value(obj.get("format"), fmt):
+        kind = "supernet checkpoint" if is_value(obj.get("format") if isinstance(obj, dict) else None, FORMAT) \
+            else other_kind(obj) and f"{other_kind(obj)} file"
+        if kind:
+            raise FileFormatError(path, f"this is a {kind}, not an ofa-edge {what}; {hint}")
         raise FileFormatError(path, f"not an ofa-edge {what} (no format={fmt!r}); {hint}")
     if not is_value(obj.get("version"), version):
         raise FileFormatError(path, f"unknown {short}format version {obj.get('version')!r} "

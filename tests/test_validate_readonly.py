@@ -1,0 +1,59 @@
+"""`ofa-edge validate` is read-only for what it did not measure, and says whose table it printed numbers of."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from ofa_edge.cli import main
+from ofa_edge.latency.origin import measured_here, this_machine
+
+TABLES = Path(__file__).resolve().parents[1] / "latency_tables"
+
+
+@pytest.fixture
+def tables(tmp_path):
+    shutil.copytree(TABLES / "x86-local", tmp_path / "tables" / "x86-local")
+    return tmp_path / "tables"
+
+
+def _files(folder: Path) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in sorted(folder.iterdir()) if p.is_file()}
+
+
+def test_validate_of_subnets_already_measured_writes_nothing(tables, tmp_path, capsys):
+    before = _files(tables / "x86-local")
+    args = ["validate", "--device", "x86-local", "--samples", "20", "--tables", str(tables),
+            "--cache", str(tmp_path / "cache")]
+    assert main([*args, "--json"]) == 0
+    metrics = json.loads(capsys.readouterr().out)
+    assert metrics["n"] == 20 and metrics["saved"] is False
+    assert _files(tables / "x86-local") == before
+    assert main(args) == 0
+    out = " ".join(capsys.readouterr().out.split())
+    assert "table measured on vm (AMD EPYC x2), 2026-11-22" in out and "nothing written" in out
+
+
+def test_another_machines_table_is_labelled_and_never_written(tables, tmp_path, capsys):
+    csv = tables / "x86-local" / "onnxruntime.csv"
+    text = csv.read_text()
+    assert '"hostname": "vm"' in text
+    csv.write_text(text.replace('"hostname": "vm"', '"hostname": "lab-box-7"'))
+    before = _files(tables / "x86-local")
+    # 101 held-out subnets: one more than the table's validation file holds, so one is measured here
+    assert main(["validate", "--device", "x86-local", "--samples", "101", "--tables", str(tables),
+                 "--cache", str(tmp_path / "cache")]) == 0
+    out = " ".join(capsys.readouterr().out.split())
+    assert "n=101" in out
+    assert "table measured on lab-box-7 (AMD EPYC x2), 2026-11-22 [another machine" in out
+    assert "nothing written" in out
+    assert _files(tables / "x86-local") == before
+
+
+def test_this_machine_matches_its_own_facts():
+    here = this_machine()
+    assert measured_here(here) and measured_here({})
+    assert not measured_here({**here, "hostname": here["hostname"] + "-other"})
