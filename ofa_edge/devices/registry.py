@@ -68,7 +68,7 @@ def get_device(name: str | os.PathLike, host: str | None = None, port: int | Non
     """The profile named ``name`` (or at path ``name`` if it ends in .toml), with host overrides applied.
 
     Args:
-        name: A profile name (searched in ``$OFA_EDGE_DEVICES``, ./device_profiles, the packaged ones) or a
+        name: A profile name (searched in ./device_profiles, ``$OFA_EDGE_DEVICES``, the packaged ones) or a
             ``.toml`` path.
         host, port, user: Overrides of the profile's connection (a host switches it to SSH).
 
