@@ -12,7 +12,8 @@ import torch
 from ofa_edge.cli import main
 from ofa_edge.devices.runtimes import get_runtime
 from ofa_edge.latency import enumerate_blocks, load_table, load_validation, table_paths
-from ofa_edge.latency.models import block_model, subnet_name
+from ofa_edge.export.int8_policy import is_float_layer
+from ofa_edge.latency.models import block_model, block_name, subnet_name
 from ofa_edge.pipelines.build import load_targets
 from ofa_edge.errors import FileFormatError
 from ofa_edge.space import get_space, max_subnet, min_subnet, subnet_from_dict
@@ -62,13 +63,20 @@ def test_int8_profile_writes_its_own_table_with_the_fp32_keys(project, capsys):
     settings, rows = load_validation(paths["validation"])
     assert sorted(r.split for r in rows) == ["fit"] * 4 + ["test"] * 2
     assert all(r.measured_ms > 0 and r.predicted_ms > 0 for r in rows)
-    # the measured models are the export's INT8 (static QDQ, 7-bit weights), one per layer and subnet
+    # the measured models are the export's INT8 (static QDQ, 7-bit weights), one per layer and subnet;
+    # the layers INT8 models keep in float (stem, first block) are timed as their fp32 models
     models = sorted((root / "cache" / "onnxruntime-int8").glob("*.onnx"))
     assert len(models) == len(keys) + 6
-    for path in models[:5]:
+    blocks = enumerate_blocks(SPACE, (24,), 10)
+    assert sum(is_float_layer(b) for b in blocks) == 2
+    for spec in blocks:
+        path = root / "cache" / "onnxruntime-int8" / f"{block_name(spec, 'int8')}_bs1.onnx"
+        if is_float_layer(spec):
+            assert path.read_bytes() == (root / "cache" / "onnxruntime" / f"{block_name(spec)}_bs1.onnx").read_bytes()
+            continue
         proto = onnx.load(str(path))
         ops = {n.op_type for n in proto.graph.node}
-        assert {"QuantizeLinear", "DequantizeLinear"} <= ops
+        assert {"QuantizeLinear", "DequantizeLinear"} <= ops, spec
         meta = {p.key: p.value for p in proto.metadata_props}
         assert "reduce_range=True" in meta["quantization"] and "QDQ" in meta["quantization"]
 

@@ -105,7 +105,7 @@ def _quantize_onnx(fp32: Path, path: Path, calibration) -> None:
 def _quantize_tflite(fp32: Path, path: Path, calibration) -> None:
     from ofa_edge.export.tflite import quantize_tflite
 
-    quantize_tflite(fp32, path, "int8", calibration)  # full integer, HARD_SWISH in float: the tflite-int8 artefact
+    quantize_tflite(fp32, path, "int8", calibration)  # as the tflite-int8 artefact (int8_policy's float layers)
 
 
 register_runtime(RuntimeSpec("onnxruntime", ".onnx", _write_onnx, "pip install onnxruntime", ("providers",),

@@ -2,7 +2,7 @@
 
 API (stable; other parts call these):
 
-``export_tflite(model, path, input_shape, quantize=None, calibration=None) -> Path``
+``export_tflite(model, path, input_shape, quantize=None, calibration=None, float_modules=FLOAT_MODULES) -> Path``
     ``model``: a static ``torch.nn.Module`` (run in eval mode on CPU); input NCHW float32, exactly what
     the PyTorch model takes (already normalised). ``input_shape``: ``(batch, 3, r, r)``; the .tflite has
     this fixed shape (use batch 1 for devices). ``quantize``:
@@ -13,6 +13,8 @@ API (stable; other parts call these):
                       tensors (scale/zero point in the tensor details; :class:`TFLiteRunner` applies
                       them); HARD_SWISH runs in float between a DEQUANTIZE and a QUANTIZE, because
                       XNNPACK has no int8 HARD_SWISH and would otherwise split the graph at each one.
+                      The ops of ``float_modules`` (default: the stem and the first block) stay in
+                      float too, run by XNNPACK in the same partition (why: ``int8_policy``).
                       ``calibration`` is required: float32 images ``(N, 3, r, r)`` (array,
                       tensor, or an iterable of such batches) preprocessed like the model's input.
     The model is converted in its TFLite formulation (:func:`ofa_edge.export.tflite_graph.for_tflite`:
@@ -20,7 +22,7 @@ API (stable; other parts call these):
     Written atomically. Raises ``MissingBackendError`` (``pip install 'ofa-edge[tflite]'``) when
     litert-torch / ai-edge-litert / ai-edge-quantizer are missing, ``ValueError`` on bad arguments.
 
-``quantize_tflite(float_path, path, quantize="int8", calibration=None) -> Path``: the same
+``quantize_tflite(float_path, path, quantize="int8", calibration=None, float_modules=FLOAT_MODULES) -> Path``: the same
     quantisation applied to an existing float32 .tflite (no second conversion).
 
 ``TFLiteRunner(path, num_threads=None)``: ``runner(x) -> np.ndarray`` float32 outputs for float32
@@ -41,12 +43,13 @@ import warnings
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 import torch
 
 from ofa_edge.export.backends import require
+from ofa_edge.export.int8_policy import FLOAT_MODULES, tflite_float_scope
 from ofa_edge.export.tflite_graph import for_tflite
 from ofa_edge.io import atomic_write_bytes
 
@@ -89,8 +92,8 @@ def _convert_float(model: torch.nn.Module, input_shape: tuple[int, ...]) -> byte
     return bytes(edge.model_content())
 
 
-def _int8_recipe():
-    """Static int8 weights and activations, with :data:`FLOAT_OPS_IN_INT8` kept in float."""
+def _int8_recipe(float_modules: Sequence[str] = FLOAT_MODULES):
+    """Static int8 weights and activations; :data:`FLOAT_OPS_IN_INT8` and ``float_modules`` kept in float."""
     from ai_edge_quantizer import algorithm_manager, qtyping, recipe_manager
 
     manager = recipe_manager.RecipeManager()
@@ -100,10 +103,15 @@ def _int8_recipe():
     for op in FLOAT_OPS_IN_INT8:  # later rules win
         manager.add_quantization_config(regex=".*", operation_name=qtyping.TFLOperationName(op),
                                         algorithm_key=algorithm_manager.AlgorithmName.NO_QUANTIZE)
+    scope = tflite_float_scope(float_modules)
+    if scope is not None:
+        manager.add_quantization_config(regex=scope, operation_name=qtyping.TFLOperationName.ALL_SUPPORTED,
+                                        algorithm_key=algorithm_manager.AlgorithmName.NO_QUANTIZE)
     return manager
 
 
-def _quantize(float_model: bytes, mode: str, images: np.ndarray | None, batch: int) -> bytes:
+def _quantize(float_model: bytes, mode: str, images: np.ndarray | None, batch: int,
+              float_modules: Sequence[str] = FLOAT_MODULES) -> bytes:
     require("tflite")
     from ai_edge_litert.interpreter import Interpreter
     from ai_edge_quantizer import calibrator, quantizer, recipe
@@ -115,7 +123,7 @@ def _quantize(float_model: bytes, mode: str, images: np.ndarray | None, batch: i
             q = quantizer.Quantizer(bytearray(float_model), recipe.dynamic_wi8_afp32())
             result = q.quantize(enable_progress_report=False, enable_progress_bar=False)
             return bytes(result.quantized_model)
-        manager = _int8_recipe()
+        manager = _int8_recipe(float_modules)
         (key, sig), = Interpreter(model_content=float_model).get_signature_list().items()
         (input_key,) = sig["inputs"]
         if len(images) < batch:
@@ -132,7 +140,7 @@ def _quantize(float_model: bytes, mode: str, images: np.ndarray | None, batch: i
 
 
 def export_tflite(model: torch.nn.Module, path: str | os.PathLike, input_shape: tuple[int, ...],
-                  quantize: str | None = None, calibration=None) -> Path:
+                  quantize: str | None = None, calibration=None, float_modules: Sequence[str] = FLOAT_MODULES) -> Path:
     """Convert a static torch model to a .tflite file (float32, dynamic-range or full-integer INT8)."""
     if quantize not in QUANTIZE_MODES:
         raise ValueError(f"quantize={quantize!r} is not supported; use one of None, 'dynamic', 'int8'")
@@ -142,14 +150,14 @@ def export_tflite(model: torch.nn.Module, path: str | os.PathLike, input_shape: 
     images = _as_images(calibration, input_shape) if quantize == "int8" else None
     content = _convert_float(model, input_shape)
     if quantize is not None:
-        content = _quantize(content, quantize, images, input_shape[0])
+        content = _quantize(content, quantize, images, input_shape[0], float_modules)
     path = Path(path)
     atomic_write_bytes(path, content)
     return path
 
 
 def quantize_tflite(float_path: str | os.PathLike, path: str | os.PathLike, quantize: str = "int8",
-                    calibration=None) -> Path:
+                    calibration=None, float_modules: Sequence[str] = FLOAT_MODULES) -> Path:
     """Quantise an existing float32 .tflite (from :func:`export_tflite`) without converting again."""
     if quantize not in ("dynamic", "int8"):
         raise ValueError(f"quantize={quantize!r} is not supported; use 'dynamic' or 'int8'")
@@ -161,7 +169,7 @@ def quantize_tflite(float_path: str | os.PathLike, path: str | os.PathLike, quan
     shape = tuple(int(s) for s in details["shape"])
     images = _as_images(calibration, shape) if quantize == "int8" else None
     path = Path(path)
-    atomic_write_bytes(path, _quantize(content, quantize, images, shape[0]))
+    atomic_write_bytes(path, _quantize(content, quantize, images, shape[0], float_modules))
     return path
 
 

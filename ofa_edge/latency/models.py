@@ -11,6 +11,8 @@ import torch
 
 from ofa_edge.devices.bundle import ModelFile
 from ofa_edge.devices.runtimes import get_runtime
+from ofa_edge.export.int8_policy import is_float_layer
+from ofa_edge.io import atomic_write_bytes
 from ofa_edge.latency.blocks import input_shape
 from ofa_edge.space import LayerSpec, SearchSpace, Subnet, layers
 
@@ -25,8 +27,12 @@ def default_cache_dir() -> Path:
     return Path(root) / "models"
 
 
+#: Part of the name of every quantised model: bump when the quantisation recipe changes their graphs.
+QUANT_RECIPE = "float-stem"
+
+
 def _precision_tag(precision: str) -> str:
-    return "" if precision == "fp32" else f"|{precision}"  # fp32 names stay those of earlier versions
+    return "" if precision == "fp32" else f"|{precision}|{QUANT_RECIPE}"  # fp32 names stay those of earlier versions
 
 
 def block_name(spec: LayerSpec, precision: str = "fp32") -> str:
@@ -80,15 +86,22 @@ def _export_cached(name: str, build: Callable[[], torch.nn.Module], shape: tuple
     return ModelFile(name, path, shape)
 
 
-def _quantized_cached(fp32: ModelFile, name: str, runtime: str, cache_dir: Path, precision: str) -> ModelFile:
-    """The ``precision`` form of the cached fp32 model ``fp32``, quantised by the runtime's ``quantize_model``."""
+def _quantized_cached(fp32: ModelFile, name: str, runtime: str, cache_dir: Path, precision: str,
+                      keep_float: bool = False) -> ModelFile:
+    """The ``precision`` form of the cached fp32 model ``fp32``, quantised by the runtime's ``quantize_model``.
+
+    ``keep_float``: a layer that INT8 models run in float (``int8_policy``): its model is the fp32 one.
+    """
     from ofa_edge.latency.precision import calibration_images, check_precision, table_stem
 
     check_precision(precision, runtime)
     path = Path(cache_dir) / table_stem(runtime, precision) / f"{name}_bs{fp32.input_shape[0]}{fp32.path.suffix}"
     if not path.is_file() or path.stat().st_size == 0:
         path.parent.mkdir(parents=True, exist_ok=True)
-        get_runtime(runtime).quantize_model(fp32.path, path, calibration_images(fp32.input_shape))
+        if keep_float:
+            atomic_write_bytes(path, fp32.path.read_bytes())
+        else:
+            get_runtime(runtime).quantize_model(fp32.path, path, calibration_images(fp32.input_shape))
     return ModelFile(name, path, fp32.input_shape)
 
 
@@ -100,7 +113,7 @@ def block_model(spec: LayerSpec, runtime: str, cache_dir: Path, batch: int = 1, 
     fp32 = _export_cached(block_name(spec), lambda: build_layer(spec), input_shape(spec, batch), runtime,
                           cache_dir, write or exporter(runtime))
     return fp32 if precision == "fp32" else _quantized_cached(fp32, block_name(spec, precision), runtime,
-                                                               cache_dir, precision)
+                                                               cache_dir, precision, is_float_layer(spec))
 
 
 def subnet_model(space: SearchSpace, subnet: Subnet, n_classes: int, runtime: str, cache_dir: Path,
