@@ -34,6 +34,27 @@ def _tap_index(h: int, w: int, k: int, stride: int, pad: int, device: torch.devi
     return hit
 
 
+class _ContiguousBmm(torch.autograd.Function):
+    """``torch.bmm`` whose backward also multiplies contiguous operands.
+
+    On CPU, bmm with a transposed (strided) operand, as autograd's own backward passes, copies every
+    matrix of the batch separately: tens of thousands of small copies per training step.
+    """
+
+    @staticmethod
+    def forward(ctx, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        ctx.save_for_backward(a, b)
+        return torch.bmm(a, b)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):
+        a, b = ctx.saved_tensors
+        grad = grad.contiguous()
+        grad_a = torch.bmm(grad, b.transpose(1, 2).contiguous()) if ctx.needs_input_grad[0] else None
+        grad_b = torch.bmm(a.transpose(1, 2).contiguous(), grad) if ctx.needs_input_grad[1] else None
+        return grad_a, grad_b
+
+
 def use_matrix_form(x: torch.Tensor) -> bool:
     """Whether a depthwise conv over ``x`` should run as :func:`depthwise_as_matrix`."""
     return (x.size(2) * x.size(3) <= MAX_PIXELS and x.device.type == "cpu"
@@ -56,7 +77,6 @@ def depthwise_as_matrix(x: torch.Tensor, weight: torch.Tensor, stride: int, padd
     index, ho, wo = _tap_index(h, w, k, stride, padding, x.device)
     taps = torch.cat([weight.reshape(c, k * k), weight.new_zeros(c, 1)], 1)
     matrix = taps[:, index.t()]  # (C, H*W, Ho*Wo)
-    # contiguous operands: bmm on strided ones copies every (B, H*W) slice separately (~2x slower)
-    y = torch.bmm(x.reshape(b, c, h * w).transpose(0, 1).contiguous(), matrix)  # (C, B, Ho*Wo)
+    y = _ContiguousBmm.apply(x.reshape(b, c, h * w).transpose(0, 1).contiguous(), matrix)  # (C, B, Ho*Wo)
     fmt = torch.channels_last if x.is_contiguous(memory_format=torch.channels_last) else torch.contiguous_format
     return y.transpose(0, 1).reshape(b, c, ho, wo).contiguous(memory_format=fmt)
