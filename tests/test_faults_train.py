@@ -146,8 +146,10 @@ class _FullDisk:
 
 def test_full_disk_during_a_checkpoint_keeps_the_previous_one(tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)  # `train` makes its output this folder's current supernet
+    # one thread in both runs, as OMP_NUM_THREADS=1 above: float sums depend on the thread count, and
+    # "auto" probes the CPU, so two runs could choose differently (a resume restores its run's count)
     args = ["--space", "cifar-tiny", "--strategy", "random", "--epochs", "3", "--steps-per-epoch", "2",
-            "--batch-size", "8", "--eval-every", "0", "--quiet"]
+            "--batch-size", "8", "--eval-every", "0", "--quiet", "--threads", "1"]
     assert main(["train", *args, "--out", str(tmp_path / "ref")]) == 0
     ref = (tmp_path / "ref" / "supernet.pt").read_bytes()
     out = tmp_path / "run"

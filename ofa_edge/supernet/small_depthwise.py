@@ -49,9 +49,9 @@ class _ContiguousBmm(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad: torch.Tensor):
         a, b = ctx.saved_tensors
-        grad = grad.contiguous()
-        grad_a = torch.bmm(grad, b.transpose(1, 2).contiguous()) if ctx.needs_input_grad[0] else None
-        grad_b = torch.bmm(a.transpose(1, 2).contiguous(), grad) if ctx.needs_input_grad[1] else None
+        grad = grad.contiguous()  # under autocast: the forward's (lower) precision; autograd casts the results back
+        grad_a = torch.bmm(grad, b.transpose(1, 2).to(grad.dtype).contiguous()) if ctx.needs_input_grad[0] else None
+        grad_b = torch.bmm(a.transpose(1, 2).to(grad.dtype).contiguous(), grad) if ctx.needs_input_grad[1] else None
         return grad_a, grad_b
 
 
