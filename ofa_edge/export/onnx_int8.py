@@ -1,8 +1,8 @@
 """ONNX INT8: onnxruntime static quantisation (QDQ, per-channel weights) calibrated on training images.
 
 API: ``quantize_onnx(fp32_path, out_path, calibration, per_channel=True, activation="uint8",
-batch_size=16, reduce_range=True, float_modules=FLOAT_MODULES) -> Path``. ``calibration``: float32 images ``(N, 3, r, r)`` (array, tensor or an
-iterable of batches) preprocessed like the model input. The output keeps the fp32 model's input and
+batch_size=16, reduce_range=True, float_modules=FLOAT_MODULES) -> Path``. ``calibration``: float32
+images ``(N, 3, r, r)`` (array, tensor or an iterable of batches) preprocessed like the model input. The output keeps the fp32 model's input and
 output names, dynamic batch and metadata. Written atomically.
 
 Weights are quantised to 7 bits (``reduce_range``) by default: on x86 CPUs without VNNI (AVX2 only)

@@ -2,8 +2,9 @@
 
 An INT8 table measures the same layers (same keys) quantised the way the exported INT8 artefacts are
 (the runtime's ``quantize_model``: ONNX static QDQ with 7-bit weights, TFLite full integer with
-HARD_SWISH in float; both keep the stem and the first block in float, ``ofa_edge.export.int8_policy``). Its files carry the precision in their name: ``<runtime>-int8.csv``; fp32 tables
-keep the plain ``<runtime>.csv``.
+HARD_SWISH in float; both keep the stem and the first block in float, ``ofa_edge.export.int8_policy``).
+Its files carry the precision in their name: ``<runtime>-int8.csv``; fp32 tables keep the plain
+``<runtime>.csv``.
 """
 
 from __future__ import annotations
