@@ -4,9 +4,12 @@ Targets (issue #14): TFLite INT8 >= 1.3x faster than TFLite fp32 for the ``ofa-m
 subnets at 224 px batch 1 and >= 1.0x for the ``cifar-mbv3`` ones at 32 px; <= 2 XNNPACK partitions in
 every INT8 .tflite; ONNX INT8 >= 1.3x at 224 px batch 32. The files are written by the export code
 ``ofa-edge build`` uses (``export_tflite``/``quantize_tflite``, ``export_onnx``/``quantize_onnx``) from
-untrained supernets (speed does not depend on weight values; calibrated on random images). Each pair is
-timed in interleaved rounds (median of the round medians). ``--profile`` adds where the time goes: every
-stage of a subnet exported and timed alone, fp32 vs INT8, and the ops of its INT8 graph.
+untrained supernets (speed does not depend on weight values; calibrated on random images). The files are
+timed in interleaved rounds (median of the round medians), each TFLite file through 4 interpreters (median).
+Each TFLite INT8 subnet is also built with its first 1..n stages in float (``build --int8-float-stages``):
+the fastest of those is picked in one timing pass and re-timed against fp32 in a second (``speedup_best``).
+``--profile`` adds where the time goes: every stage of a subnet exported and timed alone, fp32 vs INT8,
+and the ops of its INT8 graph.
 Prints a table and writes bench/results/export.json (load average before/after included).
 
     nice -n -15 env OMP_NUM_THREADS=1 python bench/export.py --profile
@@ -34,12 +37,14 @@ from torch import nn
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from ofa_edge.export.int8_policy import float_modules_for, stages  # noqa: E402
 from ofa_edge.export.onnx import export_onnx  # noqa: E402
 from ofa_edge.export.onnx_int8 import quantize_onnx  # noqa: E402
 from ofa_edge.export.tflite import TFLiteRunner, delegate_report, export_tflite, quantize_tflite  # noqa: E402
 from ofa_edge.space import max_subnet, min_subnet  # noqa: E402
 from ofa_edge.supernet import OFAMobileNetV3  # noqa: E402
 
+INSTANCES = 4
 TARGETS = {("tflite", "ofa-mbv3-w1"): 1.3, ("tflite", "cifar-mbv3"): 1.0, ("onnx", "ofa-mbv3-w1"): 1.3}
 MAX_PARTITIONS = 2
 
@@ -99,7 +104,18 @@ def _int8_ops(path: Path) -> dict[str, int]:
     return dict(Counter(op["op_name"] for op in runner.interpreter._get_ops_details() if op["op_name"] != "DELEGATE"))
 
 
+def timed(files: dict, rounds: int, seconds: float, instances: int = INSTANCES) -> dict[str, float]:
+    """Interleaved medians (ms) of each TFLite file, each the median over ``instances`` interpreters.
+
+    Two interpreters of one file can differ by 10-25 % for their whole life on this VM (where their
+    buffers land), so one interpreter per file makes a ratio that no number of rounds corrects.
+    """
+    raw = interleaved({(k, i): _tflite_call(p) for k, p in files.items() for i in range(instances)}, rounds, seconds)
+    return {k: statistics.median(raw[(k, i)] for i in range(instances)) for k in files} | {"repeats": raw["repeats"]}
+
+
 def tflite_case(space: str, r: int, rounds: int, seconds: float, calib_n: int, tmp: Path) -> list[dict]:
+    """fp32 vs INT8 per subnet; INT8 also with 1..n early stages in float, the fastest re-timed alone."""
     rows = []
     for which, subnet, static in _subnets(space):
         calib = np.random.default_rng(1).standard_normal((calib_n, 3, r, r)).astype(np.float32)
@@ -108,16 +124,31 @@ def tflite_case(space: str, r: int, rounds: int, seconds: float, calib_n: int, t
         export_tflite(static, fp32, (1, 3, r, r))
         quantize_tflite(fp32, int8, "int8", calib)
         export_s = time.perf_counter() - t0
-        ms = interleaved({"fp32": _tflite_call(fp32), "int8": _tflite_call(int8)}, rounds, seconds)
+        variants = {0: int8}
+        for k in range(1, len(stages(static.specs)) + 1):
+            variants[k] = quantize_tflite(fp32, tmp / f"{space}-{which}.int8-f{k}.tflite", "int8", calib,
+                                          float_modules=float_modules_for(static.specs, k))
+        # pass 1 picks the fastest variant; pass 2 times it again against fp32 and the plain INT8 file, so
+        # the reported ratio is not the luckiest of several noisy draws
+        first = timed({"fp32": fp32} | {f"f{k}": p for k, p in variants.items()}, rounds, seconds)
+        best = min(variants, key=lambda k: first[f"f{k}"])
+        files = {"fp32": fp32, "int8": int8} | ({"best": variants[best]} if best else {})
+        ms = timed(files, rounds, seconds)
+        ms.setdefault("best", ms["int8"])
         rep = {k: delegate_report(p).to_dict() for k, p in (("fp32", fp32), ("int8", int8))}
+        parts = {k: delegate_report(p).delegate_partitions for k, p in variants.items()}
         row = {"runtime": "tflite", "space": space, "r": r, "batch": 1, "subnet": which, "subnet_id": subnet.id,
                "fp32_ms": round(ms["fp32"], 4), "int8_ms": round(ms["int8"], 4),
                "speedup": round(ms["fp32"] / ms["int8"], 3), "target": TARGETS[("tflite", space)],
+               "float_stages_best": best, "int8_best_ms": round(ms["best"], 4),
+               "speedup_best": round(ms["fp32"] / ms["best"], 3),
+               "variants_speedup": {k: round(first["fp32"] / first[f"f{k}"], 3) for k in variants},
                "partitions_fp32": rep["fp32"]["delegate_partitions"],
-               "partitions_int8": rep["int8"]["delegate_partitions"],
+               "partitions_int8": max(parts.values()),
                "other_int8_ops": rep["int8"]["other_int8_ops"], "int8_graph_ops": _int8_ops(int8),
-               "repeats": ms["repeats"], "rounds": rounds, "export_s": round(export_s, 1),
-               "bytes_fp32": fp32.stat().st_size, "bytes_int8": int8.stat().st_size}
+               "repeats": ms["repeats"], "rounds": rounds, "instances": INSTANCES, "export_s": round(export_s, 1),
+               "bytes_fp32": fp32.stat().st_size, "bytes_int8": int8.stat().st_size,
+               "bytes_int8_best": variants[best].stat().st_size}
         rows.append(row)
         _print(row)
     return rows
@@ -202,6 +233,8 @@ def stage_profile(space: str, which: str, r: int, rounds: int, seconds: float, t
 
 def _print(r: dict) -> None:
     extra = f"  partitions int8 {r['partitions_int8']}" if "partitions_int8" in r else ""
+    if "speedup_best" in r:
+        extra += f"  best: {r['float_stages_best']} float stage(s) {r['int8_best_ms']:.3f} ms x{r['speedup_best']:.2f}"
     print(f"{r['runtime']:11} {r['space']:12} {r['r']:4} b{r['batch']:<3} {r['subnet']:4} fp32 {r['fp32_ms']:9.3f} ms  "
           f"int8 {r['int8_ms']:9.3f} ms  x{r['speedup']:.2f} (target x{r['target']:g}){extra}", flush=True)
 
@@ -232,6 +265,8 @@ def main(argv=None) -> int:
                 stages += stage_profile("ofa-mbv3-w1", which, 224, args.rounds, args.seconds / 2, tmp)
     checks = {f"{r['runtime']} {r['space']} {r['subnet']} r{r['r']} b{r['batch']}": r["speedup"] >= r["target"]
               for r in rows}
+    checks |= {f"{r['runtime']} {r['space']} {r['subnet']} r{r['r']} b{r['batch']} (fastest float-stage variant)":
+               r["speedup_best"] >= r["target"] for r in rows if "speedup_best" in r}
     checks["partitions <= 2 in every INT8 .tflite"] = all(r["partitions_int8"] <= MAX_PARTITIONS
                                                           for r in rows if "partitions_int8" in r)
     import ai_edge_litert

@@ -8,6 +8,8 @@ Prints a table and writes bench/results/int8_accuracy.json.
 
     python bench/int8_accuracy.py                                     # ../shared/data/cifar10, 5,000 test images
     python bench/int8_accuracy.py --calibration 64,256,1024           # calibration-size study
+
+The INT8 files are also built with early stages in float (``--int8-float-stages``, default 0,2,5).
 """
 
 from __future__ import annotations
@@ -40,7 +42,8 @@ def _split(images, r: int):
     return torch.cat(xs), torch.cat(ys)
 
 
-def run(checkpoint: str, data: str | None, calibration: list[int], bn_images: int, formats: list[str]) -> list[dict]:
+def run(checkpoint: str, data: str | None, calibration: list[int], bn_images: int, formats: list[str],
+        float_stages: tuple[int, ...] = (0,)) -> list[dict]:
     """One row per (subnet, calibration size, artefact)."""
     trained = open_run(checkpoint)
     task = trained.task(data)
@@ -56,13 +59,14 @@ def run(checkpoint: str, data: str | None, calibration: list[int], bn_images: in
             with tempfile.TemporaryDirectory() as tmp:
                 t0 = time.perf_counter()
                 m = build_target(static, subnet, net.space, net.n_classes, tmp, formats, True, calib, test,
-                                 raise_on_failure=False)
+                                 raise_on_failure=False, int8_float_stages=float_stages)
                 seconds = time.perf_counter() - t0
             fp32 = m.top1["fp32"]
             for art in m.artifacts:
                 top1 = art.get("top1")
                 rows.append({"subnet": which, "subnet_id": m.subnet_id, "r": subnet.r, "calibration_images": n,
                              "artifact": art["key"], "precision": art["precision"], "status": art["status"],
+                             "float_stages": (art.get("int8_float") or {}).get("stages"),
                              "error": art.get("error"), "top1": top1, "top1_fp32_torch": fp32,
                              "drop_points": None if top1 is None else round(fp32 - top1, 3),
                              "agreement": art.get("top1_agreement"), "test_images": m.top1["n_images"],
@@ -82,13 +86,15 @@ def main(argv=None) -> int:
                                                          "what specialize uses)")
     ap.add_argument("--bn-images", type=int, default=2000)
     ap.add_argument("--formats", default="onnx,tflite")
+    ap.add_argument("--int8-float-stages", default="0,2,5", help="INT8 files with that many stages after block 0 "
+                                                                 "in float (as build --int8-float-stages)")
     ap.add_argument("--out", default=str(ROOT / "bench" / "results" / "int8_accuracy.json"))
     args = ap.parse_args(argv)
     torch.set_num_threads(1)
     sizes = [int(s) for s in args.calibration.split(",")]
     load_before = os.getloadavg()
     rows = run(args.checkpoint, args.data if Path(args.data).exists() else None, sizes, args.bn_images,
-               args.formats.split(","))
+               args.formats.split(","), tuple(int(k) for k in args.int8_float_stages.split(",")))
     int8 = [r for r in rows if r["precision"].startswith("int8") and r["drop_points"] is not None]
     worst = max((r["drop_points"] for r in int8), default=None)
     out = {"checkpoint": args.checkpoint, "data": Path(args.data).name, "bn_images": args.bn_images,

@@ -13,8 +13,9 @@ import numpy as np
 import pytest
 import torch
 
-from ofa_edge.errors import FileFormatError
+from ofa_edge.errors import FileFormatError, InvalidValueError
 from ofa_edge.export import BuildError, build_target, read_manifest
+from ofa_edge.export.build import plan
 from ofa_edge.export.manifest import MANIFEST_FORMAT, sha256_path
 from ofa_edge.pipelines.build import Target, TargetsFile, load_targets, run_matrix
 from ofa_edge.export.onnx import OnnxRunner, read_metadata
@@ -82,6 +83,43 @@ def test_build_target_tflite_manifest_counts_delegate_partitions(tmp_path):
     assert art["tflite-int8"]["tflite"]["delegated_ops"] > art["tflite"]["tflite"]["delegated_ops"]  # + DQ/Q
 
 
+def test_int8_float_stages_make_one_artefact_each_with_those_stages_float(tmp_path):
+    pytest.importorskip("litert_torch")
+    from ai_edge_litert.interpreter import Interpreter
+
+    subnet = min_subnet(SPACE)
+    static = _static(subnet)
+    keys = [a.key for a in plan(["onnx", "tflite", "coreml"], True, "int8", (1, 0))]
+    assert keys == ["onnx", "onnx-int8", "onnx-int8-f1", "tflite", "tflite-int8", "tflite-int8-f1", "coreml",
+                    "coreml-int8"]  # CoreML's INT8 is weights only: no float stages
+    assert [a.key for a in plan(["tflite"], True, "dynamic", (0, 1))] == ["tflite", "tflite-int8"]
+    m = build_target(static, subnet, SPACE, 10, tmp_path, formats=["tflite"], quantize=True,
+                     calibration_images=_images(16, subnet.r), int8_float_stages=(0, 1))
+    art = {a["key"]: a for a in m.artifacts}
+    assert list(art) == ["tflite", "tflite-int8", "tflite-int8-f1"]
+    assert art["tflite-int8"]["int8_float"] == {"stages": 0, "modules": ["first_conv", "blocks.0"]}
+    f1 = art["tflite-int8-f1"]
+    assert f1["file"] == "model.int8-f1.tflite" and f1["status"] == "ok" and f1["tflite"]["delegate_partitions"] == 1
+    first_stage = [f"blocks.{i}" for i in range(1, len(static.blocks)) if static.specs[1 + i].out_ch == static.specs[2].out_ch]
+    assert f1["int8_float"]["modules"] == ["first_conv", "blocks.0"] + first_stage
+    float_convs = sum(isinstance(x, torch.nn.Conv2d) for name in f1["int8_float"]["modules"]
+                      for x in static.get_submodule(name).modules())
+    for key, n_float in (("tflite-int8", 3), ("tflite-int8-f1", float_convs)):
+        it = Interpreter(model_path=str(tmp_path / art[key]["file"]))
+        it.allocate_tensors()
+        dtypes = {t["index"]: np.dtype(t["dtype"]) for t in it.get_tensor_details()}
+        weights = [dtypes[op["inputs"][1]] for op in it._get_ops_details()
+                   if op["op_name"] in ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED")]
+        assert weights[:n_float] == [np.float32] * n_float and set(weights[n_float:]) == {np.dtype(np.int8)}, key
+    assert n_float > 3
+    with pytest.raises(InvalidValueError, match="whole numbers >= 0"):
+        build_target(static, subnet, SPACE, 10, tmp_path / "bad", formats=["tflite"], int8_float_stages=(-1,))
+    bad = build_target(static, subnet, SPACE, 10, tmp_path / "many", formats=["onnx"], quantize=True,
+                       calibration_images=_images(16, subnet.r), int8_float_stages=(9,), raise_on_failure=False)
+    (failed,) = [a for a in bad.artifacts if a["key"] == "onnx-int8-f9"]
+    assert failed["status"] == "failed" and "stages after block 0" in failed["error"]
+
+
 class _DataDependent(torch.nn.Module):
     """A model with a Python branch on its input: tracing freezes one path, so the export drifts."""
 
@@ -137,12 +175,20 @@ def test_load_targets_matrix_and_errors(tmp_path):
     assert [t.name for t in spec.targets] == ["a/20ms", "a/0.04ms", "b/20ms", "b/0.04ms", "a/5ms"]
     assert spec.targets[-1].formats == ("coreml",) and spec.checkpoint == tmp_path / "run" / "supernet.pt"
     assert spec.out == tmp_path / "builds"
+    assert all(t.int8_float_stages == (0,) for t in spec.targets)
+    p.write_text('devices = ["a"]\nbudgets = ["1ms"]\nint8_float_stages = [2, 0]\n[[target]]\ndevice = "b"\n'
+                 'budget = "1ms"\nint8_float_stages = [1]\n')
+    a, b = load_targets(p).targets
+    assert (a.int8_float_stages, b.int8_float_stages) == ((0, 2), (1,))
+    assert a.settings_key() != Target("a", 1.0, ("onnx",)).settings_key()
     for text, match in [('devices = ["a"]\nbudgets = ["fast"]', "budget 'fast'"),
                         ('devices = ["a"]\nbudgets = ["1ms"]\nformats = ["pt2"]', "'pt2' is not one of"),
                         ('devices = ["a"]', "give both devices and budgets"),
                         ('devise = ["a"]', "unknown key 'devise'"),
                         ('devices = ["a", "a"]\nbudgets = ["1ms"]', "listed twice"),
-                        ('devices = [', "not valid TOML")]:
+                        ('devices = [', "not valid TOML"),
+                        ('devices = ["a"]\nbudgets = ["1ms"]\nint8_float_stages = [0, -1]', "int8_float_stages must be"),
+                        ('devices = ["a"]\nbudgets = ["1ms"]\nint8_float_stages = 2', r"such as \[0, 1, 2\], not 2")]:
         p.write_text(text)
         with pytest.raises(FileFormatError, match=match):
             load_targets(p)

@@ -53,6 +53,10 @@ def test_tflite_scope_matches_top_level_modules_only():
     assert scope.search(f"{root}/ofa_edge.supernet.static.ResidualBlock_0;;{root}/x.ResidualBlock_0/y.MBConv_conv")
     for other in ("ResidualBlock_1", "ResidualBlock_10", "ResidualBlock_20"):
         assert not scope.search(f"{root}/ofa_edge.supernet.static.{other}/ofa_edge.supernet.static.MBConv_conv/a_0")
+    # a fused op's name lists the scopes of constants it absorbed after its own: only its own counts
+    one = re.compile(tflite_float_scope(("blocks.1",)))
+    assert one.search(f"{root}/a.ResidualBlock_1/b.MBConv_conv;;{root}/a.ResidualBlock_2/c")
+    assert not one.search(f"{root}/a.ResidualBlock_2/b.MBConv_conv;;{root}/a.ResidualBlock_1/c.ConvBnAct_depth;1")
     assert tflite_float_scope(()) is None
 
 

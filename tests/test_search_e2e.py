@@ -142,6 +142,7 @@ def test_cli_last_sampled_and_pareto(run, capsys):
     (["--latency", "20ms", "--device", "no-such-device"], "unknown device 'no-such-device'"),
     (["--latency", "20ms", "--device", "raspberry-pi-4"], "ofa-edge profile --device raspberry-pi-4"),
     (["--latency", "20ms", "--selector", "greedy"], "greedy"),
+    (["--latency", "20ms", "--int8-float-stages", "1,x"], "--int8-float-stages: '1,x': give whole numbers"),
 ])
 def test_bad_inputs_exit_2(run, capsys, extra, message):
     root, _ = run
@@ -267,12 +268,14 @@ def test_measured_build_times_every_artifact_and_recommends_the_fastest_within_t
     (root / "measured.toml").write_text(
         'format = "ofa-edge-targets/1"\ncheckpoint = "run/supernet.pt"\ntables = "tables"\nout = "measured"\n'
         'formats = ["onnx"]\nquantize = true\nmeasure = true\nmax_drop = 100.0\ndevices = ["x86-local"]\n'
-        'budgets = ["1000ms"]\n')
+        'budgets = ["1000ms"]\nint8_float_stages = [0, 2]\n')
     assert main(["build", str(root / "measured.toml"), "--json"]) == 0, capsys.readouterr().err
     (row,) = csv.DictReader(open(root / "measured" / "summary.csv"))
     manifest = json.loads((root / "measured" / row["folder"] / "manifest.json").read_text())
     timed = manifest["latency_ms"]["artifacts"]
-    assert set(timed) == {"onnx", "onnx-int8"} and all(0 < v < 1000 for v in timed.values())
+    assert set(timed) == {"onnx", "onnx-int8", "onnx-int8-f2"} and all(0 < v < 1000 for v in timed.values())
+    stages = {a["key"]: a["int8_float"]["stages"] for a in manifest["artifacts"] if "int8_float" in a}
+    assert stages == {"onnx-int8": 0, "onnx-int8-f2": 2}
     assert {a["key"]: a["measured_ms"] for a in manifest["artifacts"]} == timed
     rec = manifest["recommended"]
     # any drop is allowed here, so the recommendation is simply the faster file as measured on the device

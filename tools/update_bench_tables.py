@@ -59,13 +59,29 @@ def search(d: dict) -> str:
 
 
 def export(d: dict) -> str:
-    rows = ["| runtime | space | r | batch | subnet | fp32 ms | INT8 ms | INT8 speed-up | target | INT8 partitions |",
-            "|---|---|---|---|---|---|---|---|---|---|"]
+    rows = ["| runtime | space | r | batch | subnet | fp32 ms | INT8 ms | INT8 speed-up | target | fastest INT8 with "
+            "float stages: stages, ms, speed-up | INT8 partitions |",
+            "|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in d["rows"]:
         met = "met" if r["speedup"] >= r["target"] else "**missed**"
+        best = "-"
+        if "speedup_best" in r:
+            best_met = "met" if r["speedup_best"] >= r["target"] else "**missed**"
+            best = (f"{r['float_stages_best']}, {r['int8_best_ms']:.3f}, x{r['speedup_best']:.2f} ({best_met})"
+                    if r["float_stages_best"] else "0 (the INT8 file)")
         rows.append(f"| {r['runtime']} | {r['space']} | {r['r']} | {r['batch']} | {r['subnet']} | {r['fp32_ms']:.3f} | "
-                    f"{r['int8_ms']:.3f} | x{r['speedup']:.2f} | x{r['target']:g} ({met}) | "
+                    f"{r['int8_ms']:.3f} | x{r['speedup']:.2f} | x{r['target']:g} ({met}) | {best} | "
                     f"{r.get('partitions_int8', '-')} |")
+    variants = [r for r in d["rows"] if r.get("variants_speedup")]
+    if variants:
+        n = max(len(r["variants_speedup"]) for r in variants)
+        rows += ["", "TFLite INT8 speed-up over fp32 by stages kept in float after block 0 (first timing pass):", "",
+                 "| subnet | " + " | ".join(f"{k} float stages" for k in range(n)) + " |",
+                 "|---|" + "---|" * n]
+        for r in variants:
+            v = {str(k): x for k, x in r["variants_speedup"].items()}  # JSON keys are strings
+            cells = [f"x{v[str(k)]:.2f}" if str(k) in v else "-" for k in range(n)]
+            rows.append(f"| {r['space']} {r['subnet']} | " + " | ".join(cells) + " |")
     if d.get("stages"):
         rows += ["", "| subnet | stage (blocks) | input | depthwise kernels | fp32 ms | INT8 ms | INT8 speed-up |",
                  "|---|---|---|---|---|---|---|"]

@@ -61,6 +61,18 @@ def predictor_fit(
                   f"(train {info['n_train']}, held out {info['n_holdout']})")
 
 
+def _int_list(text: str, option: str) -> tuple[int, ...]:
+    """``"0,1,2"`` as ints; a bad entry is a usage error naming ``option``."""
+    try:
+        values = tuple(int(v) for v in text.split(",") if v.strip())
+    except ValueError:
+        values = ()
+    if not values or min(values) < 0:
+        raise typer.BadParameter(f"{text!r}: give whole numbers >= 0 separated by commas (e.g. 0,1,2)",
+                                 param_hint=option)
+    return values
+
+
 def specialize_cmd(
     checkpoint: Optional[Path] = typer.Option(None, "--checkpoint", "-c", help="Trained supernet (default: the "
                                               "workspace's, see `ofa-edge status`)."),
@@ -87,6 +99,10 @@ def specialize_cmd(
                                    "recommended INT8 artefact."),
     precision: str = typer.Option("fp32", "--precision", help="fp32 | int8: search (and --measure) with the "
                                   "device's INT8 table and models; implies --quantize int8."),
+    int8_float_stages: str = typer.Option("0", "--int8-float-stages", help="Comma-separated: one INT8 "
+                                          "artefact per value, keeping that many early stages (after the stem "
+                                          "and block 0) in float, e.g. 0,1,2; with --measure the fastest within "
+                                          "--max-drop is recommended."),
     verbose: bool = VERBOSE_OPTION,
     as_json: bool = _JSON,
 ) -> None:
@@ -98,6 +114,7 @@ def specialize_cmd(
     if selector not in SELECTORS:
         raise typer.BadParameter(f"{selector!r} is not one of {', '.join(SELECTORS)}", param_hint="--selector")
     formats = tuple(f.strip() for f in export.split(",") if f.strip())
+    float_stages = _int_list(int8_float_stages, "--int8-float-stages")
     net, devices = _workspace_inputs(checkpoint, device, tables)
     source = "--checkpoint" if net.source == "given" else net.source
     err_console.print(f"supernet {net.checkpoint} (from {source}); device{'s' if len(devices) > 1 else ''} "
@@ -109,7 +126,7 @@ def specialize_cmd(
                                     quantize=quantize, tables_dir=tables, data=data, bn_images=bn_images,
                                     config=_config(population, generations, seed), random_n=random_n,
                                     measure=measure, max_drop=max_drop, precision=precision,
-                                    verbose=verbose)
+                                    verbose=verbose, int8_float_stages=float_stages)
         with progress_bar(not as_json) as progress:
             manifests.extend(specialize(request, progress=progress))
     if as_json:

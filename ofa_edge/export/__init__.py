@@ -17,6 +17,8 @@ Library entry point (what ``specialize`` and ``ofa-edge build`` call)::
   (onnxruntime static QDQ, per-channel int8 weights, uint8 activations), ``model.tflite`` (float32,
   NCHW input, batch 1) and ``model.int8.tflite`` (full-integer, or ``tflite_quantize="dynamic"``),
   ``model.mlpackage`` (mlprogram fp16) and ``model.int8.mlpackage`` (8-bit weights), ``manifest.json``.
+  ``int8_float_stages=(0, 2)`` adds ``model.int8-f2.onnx`` / ``model.int8-f2.tflite``: the full-integer
+  files again with the first 2 stages after block 0 in float (``int8_float`` in their manifest entries).
 - Checks: fp32 ONNX/TFLite logits vs PyTorch (max abs diff <= ``tolerance``, default 1e-4, else
   ``ParityError``); INT8 models: top-1 agreement and accuracy on ``eval_data`` (drop in points in the
   manifest); CoreML: the saved package is loaded and its input/output names, shapes and op count checked.

@@ -15,7 +15,7 @@ import torch
 from ofa_edge.errors import InvalidValueError, OfaEdgeError
 from ofa_edge.export import parity
 from ofa_edge.export.backends import versions
-from ofa_edge.export.formats import TFLITE_INT8_MODES, Artifact, ExportContext, get_exporter
+from ofa_edge.export.formats import TFLITE_INT8_MODES, Artifact, ExportContext, get_exporter, int8_float_entry
 from ofa_edge.export.manifest import MANIFEST_NAME, Manifest, file_entry
 from ofa_edge.terminal import capture_output, summarise
 
@@ -31,13 +31,36 @@ class BuildError(OfaEdgeError):
         self.manifest = manifest
 
 
-def plan(formats: Sequence[str], quantize: bool, tflite_quantize: str = "int8") -> list[Artifact]:
-    """The artifacts a build makes for ``formats`` (fp32/fp16 always, int8 variants when ``quantize``)."""
+def plan(formats: Sequence[str], quantize: bool, tflite_quantize: str = "int8",
+         int8_float_stages: Sequence[int] = (0,)) -> list[Artifact]:
+    """The artifacts a build makes for ``formats`` (fp32/fp16 always, int8 variants when ``quantize``).
+
+    Each full-integer INT8 artefact is made once per value of ``int8_float_stages`` (stages after block 0
+    kept in float; 0 is the plain ``<format>-int8``, k > 0 adds ``<format>-int8-f<k>``).
+    """
     exporters = [get_exporter(f) for f in dict.fromkeys(formats)]
     if tflite_quantize not in TFLITE_INT8_MODES:
         raise InvalidValueError(f"tflite_quantize={tflite_quantize!r}; use one of {', '.join(TFLITE_INT8_MODES)}",
                                 "tflite_quantize")
-    return [art for e in exporters for art in e.artifacts(quantize, tflite_quantize)]
+    stages = check_float_stages(int8_float_stages)
+    out = []
+    for e in exporters:
+        for art in e.artifacts(quantize, tflite_quantize):
+            variants = stages if e.float_stages and art.precision == "int8" else (0,)
+            out.extend(art.with_float_stages(k) for k in variants)
+    return out
+
+
+def check_float_stages(values: Sequence[int]) -> tuple[int, ...]:
+    """``int8_float_stages`` as a sorted tuple of distinct non-negative ints (InvalidValueError otherwise)."""
+    try:
+        stages = tuple(sorted({int(v) for v in values}))
+    except (TypeError, ValueError):
+        stages = ()
+    if not stages or stages[0] < 0 or any(not float(v).is_integer() for v in values):
+        raise InvalidValueError(f"int8 float stages: {list(values)!r} must be whole numbers >= 0 (e.g. 0,1,2; "
+                                "0 keeps only the stem and block 0 in float)", "int8_float_stages")
+    return stages
 
 
 def _as_array(x) -> np.ndarray:
@@ -65,7 +88,7 @@ def build_target(static_model: torch.nn.Module, subnet, space, n_classes: int, o
                  extra_manifest: Mapping[str, Any] | None = None, *, tflite_quantize: str = "int8",
                  tolerance: float = parity.FP32_TOLERANCE, latency_ms: Mapping[str, Any] | None = None,
                  raise_on_failure: bool = True, log: Callable[[str], None] | None = None,
-                 capture: bool = True) -> Manifest:
+                 capture: bool = True, int8_float_stages: Sequence[int] = (0,)) -> Manifest:
     """Export, quantise, parity-check and evaluate one static subnet; write ``out_dir/manifest.json``.
 
     See ``ofa_edge.export`` for the argument contract. Each artifact's failure is recorded in the
@@ -84,6 +107,8 @@ def build_target(static_model: torch.nn.Module, subnet, space, n_classes: int, o
         raise_on_failure, log: Raise BuildError after writing a failed manifest; progress lines.
         capture: Write what the converters and runtimes print to ``out_dir/logs/<artefact file>.log``
             (counted under the artefact's ``log`` in the manifest) instead of the terminal; False streams it.
+        int8_float_stages: One full-integer INT8 artefact per value: how many stages after block 0 stay
+            in float (see :func:`plan`).
 
     Returns:
         The manifest written.
@@ -95,7 +120,7 @@ def build_target(static_model: torch.nn.Module, subnet, space, n_classes: int, o
     from ofa_edge import __version__
     from ofa_edge.space import count_macs, count_params
 
-    artifacts = plan(formats, quantize, tflite_quantize)
+    artifacts = plan(formats, quantize, tflite_quantize, int8_float_stages)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / MANIFEST_NAME).unlink(missing_ok=True)  # never describes the files about to be replaced
@@ -185,6 +210,8 @@ def _make_artifact(art: Artifact, path: Path, out_dir: Path, entry: dict[str, An
         ctx.fp32_paths[art.format] = path
     manifest.files.append(file_entry(path, out_dir))
     entry.update(exporter.describe(art, path))
+    if exporter.float_stages and art.precision == "int8":
+        entry.update(int8_float_entry(art, ctx))
     run = exporter.runner(art, path)
     if run is None:  # a format that cannot run here: its file's structure is checked instead
         entry["spec"] = exporter.check(art, path, ctx)

@@ -8,7 +8,7 @@ to know the format.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable
 
@@ -29,6 +29,14 @@ class Artifact:
     precision: str    # fp32 | int8 | int8-dynamic | fp16 | int8-weights
     filename: str
     quantized: bool
+    float_stages: int = 0  # full-integer INT8 only: stages after block 0 kept in float (int8_policy)
+
+    def with_float_stages(self, k: int) -> "Artifact":
+        """This INT8 artefact with the first ``k`` stages in float (key ``<key>-f<k>``; ``k`` 0: itself)."""
+        if k == 0:
+            return self
+        stem, _, ext = self.filename.partition(".int8")
+        return replace(self, key=f"{self.key}-f{k}", filename=f"{stem}.int8-f{k}{ext}", float_stages=k)
 
 
 @dataclass
@@ -54,6 +62,8 @@ class Exporter:
     """One export format. Subclass, set ``name``, implement ``artifacts`` and ``export``, then register."""
 
     name = ""
+    #: Its full-integer (``precision == "int8"``) artefacts can keep early stages in float (``float_stages``).
+    float_stages = False
 
     def artifacts(self, quantize: bool, tflite_quantize: str = "int8") -> list[Artifact]:
         """The files a build makes: the float model, plus quantised variants when ``quantize``."""
@@ -76,6 +86,27 @@ class Exporter:
         return {}
 
 
+def int8_float_modules(art: Artifact, ctx: ExportContext) -> tuple[str, ...]:
+    """The module paths a full-integer artefact keeps in float (:mod:`ofa_edge.export.int8_policy`)."""
+    from ofa_edge.export.int8_policy import FLOAT_MODULES, float_modules_for
+
+    specs = getattr(ctx.model, "specs", None)
+    if specs is None:
+        if art.float_stages:
+            raise InvalidValueError(f"{art.key}: float stages need a static MobileNetV3 subnet (its layer specs)",
+                                    "int8_float_stages")
+        return FLOAT_MODULES
+    try:
+        return float_modules_for(specs, art.float_stages)
+    except ValueError as exc:
+        raise InvalidValueError(f"{art.key}: {exc}", "int8_float_stages") from exc
+
+
+def int8_float_entry(art: Artifact, ctx: ExportContext) -> dict[str, Any]:
+    """The manifest's record of what a full-integer artefact keeps in float."""
+    return {"int8_float": {"stages": art.float_stages, "modules": list(int8_float_modules(art, ctx))}}
+
+
 #: Export formats by name (the names ``build_target(formats=...)`` and ``targets.toml`` accept).
 EXPORTERS: Registry[Exporter] = Registry("export format", "formats")
 
@@ -96,6 +127,7 @@ class OnnxExporter(Exporter):
     """ONNX opset 17 (dynamic batch, metadata) and onnxruntime static QDQ INT8."""
 
     name = "onnx"
+    float_stages = True
 
     def artifacts(self, quantize: bool, tflite_quantize: str = "int8") -> list[Artifact]:
         out = [Artifact("onnx", "onnx", "fp32", "model.onnx", False)]
@@ -111,7 +143,8 @@ class OnnxExporter(Exporter):
             return
         from ofa_edge.export.onnx_int8 import quantize_onnx
 
-        quantize_onnx(ctx.fp32_paths["onnx"], path, ctx.need_calibration("ONNX INT8"))
+        quantize_onnx(ctx.fp32_paths["onnx"], path, ctx.need_calibration("ONNX INT8"),
+                      float_modules=int8_float_modules(art, ctx))
 
     def runner(self, art: Artifact, path: Path):
         from ofa_edge.export.onnx import OnnxRunner
@@ -124,6 +157,7 @@ class TFLiteExporter(Exporter):
     """TFLite float32 (litert-torch) and full-integer or dynamic-range INT8."""
 
     name = "tflite"
+    float_stages = True
 
     def artifacts(self, quantize: bool, tflite_quantize: str = "int8") -> list[Artifact]:
         out = [Artifact("tflite", "tflite", "fp32", "model.tflite", False)]
@@ -139,7 +173,8 @@ class TFLiteExporter(Exporter):
             export_tflite(ctx.model, path, ctx.shape)
             return
         calibration = ctx.need_calibration("TFLite INT8") if ctx.tflite_quantize == "int8" else ctx.calibration
-        quantize_tflite(ctx.fp32_paths["tflite"], path, ctx.tflite_quantize, calibration)
+        quantize_tflite(ctx.fp32_paths["tflite"], path, ctx.tflite_quantize, calibration,
+                        float_modules=int8_float_modules(art, ctx))
 
     def runner(self, art: Artifact, path: Path):
         from ofa_edge.export.tflite import TFLiteRunner

@@ -10,6 +10,12 @@ not speed up (bench/export.py --profile). The int8 graph is quantised once, afte
 
 In TFLite the float layers run in XNNPACK's fp32 kernels inside the same delegate partition; in ONNX
 they are left out of QDQ quantisation. The INT8 latency tables time these layers in float too.
+
+Where int8 kernels do not pay for the early, high-resolution stages (few channels, many pixels: on an
+x86 CPU without VNNI, XNNPACK's int8 1x1 and depthwise convs there are slower than its fp32 ones), a build
+can also keep the first ``float_stages`` stages in float (:func:`float_modules_for`); each value is one
+more INT8 artefact (``tflite-int8-f1``, ...), and ``--measure`` times them all on the device and
+recommends the fastest within the accuracy limit.
 """
 
 from __future__ import annotations
@@ -19,6 +25,35 @@ from typing import Sequence
 
 #: Module paths in :class:`~ofa_edge.supernet.static.StaticMobileNetV3` kept in float in INT8 models.
 FLOAT_MODULES: tuple[str, ...] = ("first_conv", "blocks.0")
+
+
+def stages(specs) -> list[list[int]]:
+    """Block indices (into ``StaticMobileNetV3.blocks``) of each stage after block 0.
+
+    ``specs`` is the subnet's layer list (``StaticMobileNetV3.specs``: stem, blocks..., head). A stage
+    starts at a block that strides or changes the width, as in OFA's MobileNetV3.
+    """
+    blocks = [s for s in specs if s.kind == "mbconv"]
+    groups: list[list[int]] = []
+    for i in range(1, len(blocks)):
+        if not groups or blocks[i].stride > 1 or blocks[i].out_ch != blocks[i - 1].out_ch:
+            groups.append([i])
+        else:
+            groups[-1].append(i)
+    return groups
+
+
+def float_modules_for(specs, float_stages: int = 0) -> tuple[str, ...]:
+    """Module paths kept in float: the stem, block 0 and the blocks of the first ``float_stages`` stages.
+
+    Raises:
+        ValueError: ``float_stages`` is negative or more than the subnet has.
+    """
+    groups = stages(specs)
+    if not 0 <= float_stages <= len(groups):
+        raise ValueError(f"float_stages={float_stages}: the subnet has {len(groups)} stages after block 0 "
+                         f"(use 0-{len(groups)})")
+    return FLOAT_MODULES + tuple(f"blocks.{i}" for g in groups[:float_stages] for i in g)
 
 
 def is_float_layer(spec) -> bool:
@@ -60,9 +95,11 @@ def tflite_float_scope(modules: Sequence[str] = FLOAT_MODULES) -> str | None:
 
     litert-torch names tensors ``<root class>/<class>_<attribute>/...`` and drops ModuleList names
     (``blocks.0`` is ``<root>/...ResidualBlock_0/...``), so a top-level module is matched by its last
-    path component right under the root. None when ``modules`` is empty.
+    path component right under the root. Only the name's first ``;``-separated part is the op's own
+    scope: a fused op's name goes on with the scopes of the constants it absorbed, which may belong to
+    an earlier block. None when ``modules`` is empty.
     """
     if not modules:
         return None
     leaves = "|".join(re.escape(m.rsplit(".", 1)[-1]) for m in modules)
-    return rf"(^|;)[\w.]+/[\w.]+_({leaves})(/|;|$)"
+    return rf"^[\w.]+/[\w.]+_({leaves})(/|;|$)"

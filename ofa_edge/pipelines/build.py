@@ -10,6 +10,7 @@
     quantize = true                        # also build the INT8 variants (default true)
     measure = true                         # time every artefact on the device, recommend one (default false)
     max_drop = 1.0                         # top-1 drop (points) a recommended INT8 artefact may have
+    int8_float_stages = [0, 1, 2]          # one INT8 artefact per value: early stages kept in float (default [0])
     precision = "fp32"                     # "int8": search/measure with the devices' INT8 tables (default fp32)
     devices = ["pi4", "jetson-nano"]       # the matrix: every device x every budget
     budgets = ["20ms", "40ms"]
@@ -46,8 +47,9 @@ from ofa_edge.search.budget import parse_latency
 
 TARGETS_FORMAT = "ofa-edge-targets/1"
 _TOP_KEYS = {"format", "checkpoint", "out", "tables", "formats", "quantize", "devices", "budgets", "target",
-             "data", "selector", "measure", "precision", "max_drop"}
-_TARGET_KEYS = {"device", "budget", "formats", "quantize", "selector", "measure", "precision", "max_drop"}
+             "data", "selector", "measure", "precision", "max_drop", "int8_float_stages"}
+_TARGET_KEYS = {"device", "budget", "formats", "quantize", "selector", "measure", "precision", "max_drop",
+                "int8_float_stages"}
 
 
 @dataclass(frozen=True)
@@ -62,6 +64,7 @@ class Target:
     measure: bool = False
     precision: str = "fp32"  # the latency table searched with: fp32 or int8
     max_drop: float = DEFAULT_MAX_DROP
+    int8_float_stages: tuple[int, ...] = (0,)
 
     @property
     def name(self) -> str:
@@ -71,7 +74,8 @@ class Target:
         """A short hash of everything that changes the build (used to decide whether to resume)."""
         blob = json.dumps([self.device, self.budget_ms, list(self.formats), self.quantize, self.selector,
                            self.measure, checkpoint] + ([] if self.precision == "fp32" else [self.precision])
-                + ([] if self.max_drop == DEFAULT_MAX_DROP else [self.max_drop]))
+                + ([] if self.max_drop == DEFAULT_MAX_DROP else [self.max_drop])
+                + ([] if self.int8_float_stages == (0,) else [list(self.int8_float_stages)]))
         return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
@@ -154,6 +158,14 @@ def _max_drop(path: Path, value: Any, where: str) -> float:
     return float(value)
 
 
+def _float_stages(path: Path, value: Any, where: str) -> tuple[int, ...]:
+    if (not isinstance(value, list) or not value
+            or not all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in value)):
+        raise _bad(path, f"{where}int8_float_stages must be a list of whole numbers >= 0 such as [0, 1, 2], "
+                         f"not {value!r}")
+    return tuple(sorted(set(value)))
+
+
 def load_targets(path: str | os.PathLike) -> TargetsFile:
     """Read and validate a ``targets.toml``; errors name the file and the bad field."""
     path = Path(path)
@@ -184,6 +196,7 @@ def load_targets(path: str | os.PathLike) -> TargetsFile:
     selector = str(raw.get("selector", "evolution"))
     precision = _precision(path, raw.get("precision", "fp32"), "")
     max_drop = _max_drop(path, raw.get("max_drop", DEFAULT_MAX_DROP), "")
+    float_stages = _float_stages(path, raw.get("int8_float_stages", [0]), "")
     devices, budgets = raw.get("devices", []), raw.get("budgets", [])
     if not isinstance(devices, list) or not all(isinstance(d, str) and d for d in devices):
         raise _bad(path, "devices must be a list of device names such as [\"pi4\"]")
@@ -191,8 +204,8 @@ def load_targets(path: str | os.PathLike) -> TargetsFile:
         raise _bad(path, "budgets must be a list such as [\"20ms\", \"40ms\"]")
     if bool(devices) != bool(budgets):
         raise _bad(path, "give both devices and budgets (the matrix is every device x every budget)")
-    targets = [Target(d, _budget(path, b, ""), formats, quantize, selector, measure, precision, max_drop)
-               for d in devices for b in budgets]
+    targets = [Target(d, _budget(path, b, ""), formats, quantize, selector, measure, precision, max_drop,
+                      float_stages) for d in devices for b in budgets]
     extra = raw.get("target", [])
     if not isinstance(extra, list):
         raise _bad(path, "[[target]] must be an array of tables")
@@ -210,7 +223,8 @@ def load_targets(path: str | os.PathLike) -> TargetsFile:
                               _bool(path, t.get("quantize", quantize), f"{where}quantize"),
                               str(t.get("selector", selector)), _bool(path, t.get("measure", measure), f"{where}measure"),
                               _precision(path, t.get("precision", precision), where),
-                              _max_drop(path, t.get("max_drop", max_drop), where)))
+                              _max_drop(path, t.get("max_drop", max_drop), where),
+                              _float_stages(path, t.get("int8_float_stages", list(float_stages)), where)))
     if not targets:
         raise _bad(path, "no targets: give devices + budgets, or [[target]] tables")
     names = [t.name for t in targets]
@@ -323,7 +337,7 @@ def specialize_builder(spec: TargetsFile, bn_images: int = 500, verbose: bool = 
             export=("pt",) + tuple(target.formats), quantize="int8" if target.quantize else None,
             tables_dir=spec.tables, data=spec.data, bn_images=bn_images, measure=target.measure,
             precision=target.precision, max_drop=target.max_drop,
-            verbose=verbose))
+            verbose=verbose, int8_float_stages=target.int8_float_stages))
         return read_manifest(Path(found["folder"]))
 
     return build

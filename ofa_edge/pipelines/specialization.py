@@ -14,6 +14,7 @@ from ofa_edge.devices import get_device
 from ofa_edge.devices.session import measure_models
 from ofa_edge.errors import InvalidValueError, MissingStepError, OfaEdgeError, UnknownNameError
 from ofa_edge.export import EXPORTERS, build_target
+from ofa_edge.export.build import check_float_stages
 from ofa_edge.export.manifest import file_entry
 from ofa_edge.export.recommend import DEFAULT_MAX_DROP
 from ofa_edge.io import atomic_save, atomic_write_text
@@ -125,6 +126,9 @@ class SpecializeRequest:
         precision: The deployment's precision: ``fp32``, or ``int8`` (search and measure with the device's INT8
             table and models; the exported formats get their INT8 variants).
         verbose: Stream the converters' own output instead of writing it to ``<build>/logs/<artefact>.log``.
+        int8_float_stages: One full-integer INT8 artefact per value, keeping that many stages after block 0
+            in float (0: only the stem and block 0); with ``measure`` the fastest within ``max_drop`` is
+            recommended.
     """
 
     checkpoint: str | os.PathLike
@@ -145,6 +149,7 @@ class SpecializeRequest:
     precision: str = "fp32"
     max_drop: float = DEFAULT_MAX_DROP
     verbose: bool = False
+    int8_float_stages: tuple[int, ...] = (0,)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "budgets_ms", tuple(float(b) for b in self.budgets_ms))
@@ -157,6 +162,7 @@ class SpecializeRequest:
         if bad:
             raise UnknownNameError("export format", bad[0], known, "export")
         check_precision(self.precision)
+        object.__setattr__(self, "int8_float_stages", check_float_stages(self.int8_float_stages))
         if self.precision == "int8" and self.quantize is None and set(self.export) - {"pt"}:
             object.__setattr__(self, "quantize", "int8")  # an INT8 deployment ships the INT8 artefacts
         if self.quantize not in (None, "int8"):
@@ -255,7 +261,7 @@ def _build(run: TrainedRun, profile, table, table_path, setup: SearchSetup, res:
     formats = tuple(f for f in export if f != "pt")
     manifest = build_target(static, subnet, run.space, run.n_classes, folder, formats, bool(quantize), calib_x,
                             (test_x, test_y), extra, latency_ms=latency, raise_on_failure=False,
-                            capture=not r.verbose)
+                            capture=not r.verbose, int8_float_stages=r.int8_float_stages)
     if not formats:  # nothing exported: the fp32 accuracy still comes from PyTorch
         manifest.top1 = {"fp32": evaluate(static, make_loader(task.test, subnet.r, 200, train=False))["top1"],
                          "split": "test", "n_images": int(test_y.numel()), "drop_points": {}}
