@@ -137,8 +137,9 @@ def tflite_case(space: str, r: int, rounds: int, seconds: float, calib_n: int, t
         files = {"fp32": fp32, "int8": int8} | ({"best": variants[best]} if best else {})
         ms = timed(files, rounds, seconds)
         ms.setdefault("best", ms["int8"])
-        rep = {k: delegate_report(p).to_dict() for k, p in (("fp32", fp32), ("int8", int8))}
-        parts = {k: delegate_report(p).delegate_partitions for k, p in variants.items()}
+        reports = {k: delegate_report(p) for k, p in variants.items()}  # variant 0 is the plain INT8 file
+        rep = {"fp32": delegate_report(fp32).to_dict(), "int8": reports[0].to_dict()}
+        parts = {k: r.delegate_partitions for k, r in reports.items()}
         row = {"runtime": "tflite", "space": space, "r": r, "batch": 1, "subnet": which, "subnet_id": subnet.id,
                "fp32_ms": round(ms["fp32"], 4), "int8_ms": round(ms["int8"], 4),
                "speedup": round(ms["fp32"] / ms["int8"], 3), "target": TARGETS[("tflite", space)],

@@ -46,7 +46,7 @@ def plan(formats: Sequence[str], quantize: bool, tflite_quantize: str = "int8",
     out = []
     for e in exporters:
         for art in e.artifacts(quantize, tflite_quantize):
-            variants = stages if e.float_stages and art.precision == "int8" else (0,)
+            variants = stages if e.keeps_float_stages(art) else (0,)
             out.extend(art.with_float_stages(k) for k in variants)
     return out
 
@@ -210,7 +210,7 @@ def _make_artifact(art: Artifact, path: Path, out_dir: Path, entry: dict[str, An
         ctx.fp32_paths[art.format] = path
     manifest.files.append(file_entry(path, out_dir))
     entry.update(exporter.describe(art, path))
-    if exporter.float_stages and art.precision == "int8":
+    if exporter.keeps_float_stages(art):
         entry.update(int8_float_entry(art, ctx))
     run = exporter.runner(art, path)
     if run is None:  # a format that cannot run here: its file's structure is checked instead

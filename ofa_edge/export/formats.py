@@ -69,6 +69,10 @@ class Exporter:
         """The files a build makes: the float model, plus quantised variants when ``quantize``."""
         raise NotImplementedError
 
+    def keeps_float_stages(self, art: Artifact) -> bool:
+        """Whether ``art`` is a full-integer artefact of this format that can keep early stages in float."""
+        return self.float_stages and art.precision == "int8"
+
     def export(self, art: Artifact, path: Path, ctx: ExportContext) -> None:
         """Write ``art`` to ``path`` (quantised variants may read ``ctx.fp32_paths[self.name]``)."""
         raise NotImplementedError
