@@ -113,6 +113,8 @@ def package(run: Path, result: dict) -> Path:
     net = load_supernet(run / "supernet.pt")
     cfg = dict((read_supernet_file(run / "supernet.pt").get("meta") or {}).get("config") or {})
     trained_on = cfg.get("data")
+    if trained_on and Path(trained_on).resolve() == DATA.resolve():
+        trained_on = "../shared/data/cifar10"  # no paths of the machine it was trained on
     cfg.update(data=None, out=f"pretrained/{RECIPE}")  # a user's default data: the embedded set
     save_supernet(net.to(memory_format=torch.contiguous_format), folder / "supernet.pt",
                   config=cfg, pretrained=RECIPE)
@@ -131,6 +133,12 @@ def package(run: Path, result: dict) -> Path:
     return folder
 
 
+def shown(path: Path) -> str:
+    """``path`` relative to the checkout when inside it, else its last two parts (no machine paths in results)."""
+    path = path.resolve()
+    return str(path.relative_to(ROOT)) if path.is_relative_to(ROOT) else "/".join(path.parts[-2:])
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--run", type=Path, default=ROOT / "runs" / RECIPE, help="run folder (resumed if present)")
@@ -146,7 +154,7 @@ def main() -> None:
     rows = curve(args.run)
     test = test_accuracy(args.run, 64 if args.quick else args.bn_images)
     result = {"benchmark": "convergence", "format": "ofa-edge-bench-convergence-v1", "recipe": RECIPE,
-              "run": str(args.run), "data": "../shared/data/cifar10", "quick": args.quick,
+              "run": shown(args.run), "data": "../shared/data/cifar10", "quick": args.quick,
               "train_seconds": rows[-1]["train_seconds"], "epochs": rows[-1]["epoch"], **info,
               "bn_images": args.bn_images, "test": test, "curve": rows, "targets": TARGETS,
               "meets": {"max": test["max_top1"] >= TARGETS["max_top1"], "min": test["min_top1"] >= TARGETS["min_top1"],

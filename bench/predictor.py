@@ -140,6 +140,7 @@ def main() -> None:
     ap.add_argument("--bn-images", type=int, default=1000)
     ap.add_argument("--noise-subnets", type=int, default=10)
     ap.add_argument("--epochs", type=int, default=200, help="MLP fit epochs")
+    ap.add_argument("--threads", type=int, default=1, help="torch threads (2 on a quiet 2-core machine)")
     ap.add_argument("--quick", action="store_true", help="smoke run on a fresh cifar-tiny supernet (nothing kept)")
     ap.add_argument("--ceiling-only", action="store_true",
                     help="only (re)measure the noise ceiling into the existing JSON (no refit)")
@@ -151,7 +152,7 @@ def main() -> None:
     from ofa_edge.pipelines.checkpoint import open_run
     from ofa_edge.pipelines.predictor_fit import fit_from_checkpoint
 
-    torch.set_num_threads(1)
+    torch.set_num_threads(args.threads)
     if args.quick:
         import tempfile
 
@@ -223,7 +224,7 @@ def ceiling_only(args) -> None:
     from ofa_edge.pretrained import get_pretrained
     from ofa_edge.search.accuracy import read_accuracy_csv
 
-    torch.set_num_threads(1)
+    torch.set_num_threads(args.threads)
     pack = get_pretrained(args.checkpoint)
     run = open_run(str(pack.checkpoint))
     task = run.task(str(DATA))

@@ -182,11 +182,21 @@ def predictor(d: dict) -> str:
     return "\n".join(rows)
 
 
+def standalone(d: dict) -> str:
+    rows = ["| size | subnet | px | supernet top-1 | trained alone top-1 | difference (points) | ECE supernet / alone "
+            "| images seen | alone: training min |", "|---|---|---|---|---|---|---|---|---|"]
+    for r in d["rows"]:
+        rows.append(f"| {r['size']} | `{r['subnet']}` | {r['resolution']} | {r['supernet_top1']:.2f} | "
+                    f"{r['standalone_top1']:.2f} | {r['difference']:+.2f} | {r['supernet_ece']:.2f} / "
+                    f"{r['standalone_ece']:.2f} | {r['images']:,} | {r['train_seconds'] / 60:.1f} |")
+    return "\n".join(rows)
+
+
 RENDER = {"search": search, "export": export, "int8_accuracy": int8_accuracy, "supernet_overhead": supernet_overhead,
           "lut_accuracy": lut_accuracy,
           "lut_accuracy_int8": lut_accuracy, "lut_accuracy_fp32_loaded": lut_accuracy,
           "train_strategies": train_strategies, "int8_speed": int8_speed, "train_speed": train_speed,
-          "convergence": convergence, "predictor": predictor, "cli_startup": cli_startup}
+          "convergence": convergence, "predictor": predictor, "standalone": standalone, "cli_startup": cli_startup}
 
 
 def main() -> None:
