@@ -8,7 +8,7 @@ Writes bench/results/convergence.json and docs/convergence.png; `--package` also
 packaged checkpoint and its card (ofa_edge/pretrained/cifar10-mbv3/). Resumable: re-running continues
 the run in --run.
 
-    python bench/convergence.py --run runs/cifar10-mbv3            # ~1 h on 2 cores (1 thread)
+    python bench/convergence.py --run runs/cifar10-mbv3            # < 1 h on 2 quiet cores (2 threads)
     python bench/convergence.py --run runs/cifar10-mbv3 --package  # + package it
     python bench/convergence.py --quick                            # smoke run (2 steps)
 """
@@ -91,7 +91,7 @@ def plot(result: dict, path: Path) -> None:
                 label=f"{label}, test (5k): {end:.1f}%")
     for key, colour in (("max_top1", "tab:blue"), ("min_top1", "tab:orange")):
         ax.axhline(TARGETS[key], color=colour, linestyle=":", linewidth=1)
-    ax.set_xlabel("training wall time (min, 2-core CPU, 1 thread)")
+    ax.set_xlabel("training wall time (min, 2-core CPU)")
     ax.set_ylabel("top-1 (%) after BN recalibration")
     ax.set_title(f"{RECIPE} recipe: accuracy vs wall time (dotted: targets)")
     ax.grid(alpha=0.3)
