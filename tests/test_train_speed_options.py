@@ -110,7 +110,7 @@ def test_recipe_sets_defaults_and_flags_override(tmp_path, capsys, monkeypatch):
                  "--threads", "1"])
     assert code == 0
     cfg = read_supernet_file(tmp_path / "r" / "supernet.pt")["meta"]["config"]
-    assert (cfg["strategy"], cfg["lr"], cfg["weight_decay"], cfg["warmup_epochs"]) == ("random", 0.08, 5e-4, 1)
+    assert (cfg["strategy"], cfg["lr"], cfg["weight_decay"], cfg["warmup_epochs"]) == ("random", 0.15, 5e-4, 1)
     assert (cfg["space"], cfg["epochs"], cfg["batch_size"]) == ("cifar-tiny", 1, 8)  # flags win
     capsys.readouterr()
     assert main(["train", "--recipe", "nope"]) == 2
