@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import hashlib
 import json
 import os
 import platform
@@ -39,15 +40,17 @@ NAME = "cifar10-mbv3"
 SIZES = ("small", "mid", "large")
 
 
-def pick_subnets(pack, space) -> dict:
+def pick_subnets(pack, space, n_classes: int) -> dict:
     """small / mid / large: the min subnet, the predictor row with the median MACs, the max subnet."""
     from ofa_edge.search.accuracy import read_accuracy_csv
     from ofa_edge.space import max_subnet, min_subnet
     from ofa_edge.space.arch import count_macs
 
-    rows = read_accuracy_csv(pack.folder / "accuracy.csv", space)
-    by_macs = sorted(rows, key=lambda r: count_macs(space, r.subnet, 10))
-    return {"small": min_subnet(space), "mid": by_macs[len(by_macs) // 2].subnet, "large": max_subnet(space)}
+    csv = pack.folder / "accuracy.csv"
+    rows = read_accuracy_csv(csv, space) if csv.is_file() else []
+    by_macs = sorted(rows, key=lambda r: count_macs(space, r.subnet, n_classes))
+    mid = by_macs[len(by_macs) // 2].subnet if by_macs else None  # None: the predictor's rows are not measured yet
+    return {"small": min_subnet(space), "mid": mid, "large": max_subnet(space)}
 
 
 def standalone_model(cfg, task, subnet):
@@ -59,7 +62,7 @@ def standalone_model(cfg, task, subnet):
     return net.get_active_subnet().train()
 
 
-def train_alone(cfg, task, subnet, work: Path, progress: bool = True) -> tuple[torch.nn.Module, dict]:
+def train_alone(cfg, task, space, subnet, work: Path, progress: bool = True) -> tuple[torch.nn.Module, dict]:
     """Train ``subnet`` alone with ``cfg``'s schedule; resumes from ``work/state.pt``."""
     from ofa_edge.data import make_loader
     from ofa_edge.train.loop import learning_rate, param_groups
@@ -69,9 +72,9 @@ def train_alone(cfg, task, subnet, work: Path, progress: bool = True) -> tuple[t
     model = standalone_model(cfg, task, subnet).to(memory_format=torch.channels_last)
     opt = torch.optim.SGD(param_groups(model, cfg.weight_decay), lr=cfg.lr, momentum=cfg.momentum,
                           nesterov=cfg.momentum > 0)
-    (phase,) = plan_phases(cfg, task_space(cfg))
+    (phase,) = plan_phases(cfg, space)
     # the supernet's loader: batches at the largest resolution, resized to the subnet's like each of its steps
-    loader = make_loader(task.train, max(task_space(cfg).resolutions), cfg.batch_size, True, cfg.seed)
+    loader = make_loader(task.train, max(space.resolutions), cfg.batch_size, True, cfg.seed)
     steps = cfg.steps_per_epoch or len(loader)
     state_path, epoch, seconds = work / "state.pt", 0, 0.0
     if state_path.is_file():
@@ -154,17 +157,21 @@ def main() -> None:
     run = open_run(str(pack.checkpoint))
     task = run.task(data)
     space = task_space(cfg)
-    subnets = pick_subnets(pack, run.space) if not args.quick else {
+    subnets = pick_subnets(pack, run.space, run.n_classes) if not args.quick else {
         k: s for k, s in zip(SIZES, _tiny_subnets(space))}
+    digest = hashlib.sha256(Path(pack.checkpoint).read_bytes()).hexdigest()
     prev = json.loads(OUT.read_text()) if OUT.is_file() and not args.quick else {}
-    rows = {r["size"]: r for r in prev.get("rows", [])}
+    # rows measured against another supernet file (a retrained package) are stale: run them again
+    rows = {r["size"]: r for r in prev.get("rows", [])} if prev.get("checkpoint_sha256") == digest else {}
     for size in args.only or SIZES:
         s = subnets[size]
+        if s is None:
+            raise SystemExit(f"{size}: needs the packaged supernet's accuracy.csv; run bench/predictor.py first")
         if size in rows and rows[size]["subnet"] == s.id:
             print(f"{size}: done ({rows[size]['difference']:+.2f} points)")
             continue
         print(f"{size}: subnet {s.id} @{s.r} px, training alone for {cfg.epochs} epochs", flush=True)
-        model, info = train_alone(cfg, task, s, args.work / size)
+        model, info = train_alone(cfg, task, space, s, args.work / size / digest[:12])
         alone = test_top1(model, task, s, args.bn_images)
         shared = evaluate_subnet(run.net, s, task, bn_images=args.bn_images, split="test") if not args.quick \
             else {"top1": float("nan"), "ece": float("nan")}
@@ -175,7 +182,7 @@ def main() -> None:
         print(f"{size}: supernet {rows[size]['supernet_top1']:.2f} %, alone {alone['top1']:.2f} % "
               f"({rows[size]['difference']:+.2f} points)", flush=True)
         if not args.quick:
-            _write(args, cfg, rows)
+            _write(args, cfg, rows, digest)
     if args.quick:
         print("quick run: nothing written")
 
@@ -186,12 +193,14 @@ def _tiny_subnets(space):
     return [min_subnet(space), min_subnet(space), max_subnet(space)]
 
 
-def _write(args, cfg, rows: dict) -> None:
+def _write(args, cfg, rows: dict, digest: str) -> None:
     done = [rows[k] for k in SIZES if k in rows]
     result = {"benchmark": "standalone", "format": "ofa-edge-bench-standalone-v1", "checkpoint": args.checkpoint,
+              "checkpoint_sha256": digest,
               "recipe": {"epochs": cfg.epochs, "batch_size": cfg.batch_size, "lr": cfg.lr,
                          "weight_decay": cfg.weight_decay, "label_smoothing": cfg.label_smoothing,
-                         "dropout": cfg.dropout, "seed": cfg.seed},
+                         "dropout": cfg.dropout, "seed": cfg.seed,
+                         "max_every": cfg.max_every},
               "bn_images": args.bn_images, "test_images": 5000, "rows": done,
               "mean_difference": round(statistics.fmean(r["difference"] for r in done), 2),
               "claim": "supernet - standalone >= 0 (OFA)", "torch": torch.__version__,

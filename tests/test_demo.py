@@ -79,7 +79,8 @@ def test_report_command_prints_the_table_from_disk(demo, capsys):
     lut, pred = result["lut_metrics"], result["predictor"]
     assert f"latency table: {lut['n']} held-out subnets, MAPE {lut['mape']:.2f} %" in text
     assert f"accuracy predictor: {pred['rows']} subnets, held-out RMSE {pred['rmse']:.2f} points" in text
-    assert f"max subnet {result['quality']['max_val_top1']:.1f} % on the validation split" in text
+    q = result["quality"]
+    assert f"max subnet {q['max_top1']:.1f} % on the {q['split']} split" in text
     assert f"plots: {result['pareto_png']}, {result['lut_scatter_png']}" in text
     assert lines[-4:] == summary_lines(read_summary(out))  # the last (resumed) run's time
     assert "ofa-edge demo: cifar-tiny on x86-local" in text  # the demo's title, not a generic one
@@ -111,3 +112,22 @@ def test_demo_refuses_a_model_near_chance_and_replans(tmp_path, monkeypatch, cap
 def test_report_of_a_missing_folder_is_a_user_error(demo):
     out, _, _, _ = demo
     assert main(["report", str(out / "nope")]) == 2
+
+
+def test_the_packaged_supernet_is_checked_on_the_test_split(tmp_path):
+    """The embedded validation images are training images of the packaged supernet: its check uses test images."""
+    import ofa_edge.pipelines.demo as demo_module
+    from ofa_edge.pipelines.checkpoint import open_run
+    from ofa_edge.pretrained import get_pretrained
+    from ofa_edge.space import max_subnet
+    from ofa_edge.train.evaluate import evaluate_subnet
+
+    pack = get_pretrained("cifar10-mbv3")
+    cfg = DemoConfig(out=str(tmp_path), bn_images=64)
+    quality = demo_module.check_quality(pack.checkpoint, cfg, tmp_path, {"source": "pretrained"})
+    run = open_run(pack.checkpoint)
+    test = evaluate_subnet(run.net, max_subnet(run.space), run.task(), bn_images=64, split="test")["top1"]
+    assert quality["split"] == "test" and quality["max_top1"] == round(test, 2)
+    assert quality["max_top1"] > quality["chance"] + 50
+    scratch = demo_module.check_quality(pack.checkpoint, cfg, tmp_path, {"source": "scratch"})
+    assert scratch["split"] == "validation"

@@ -336,6 +336,31 @@ def test_sampled_log_is_read_by_the_last_sampled_selector(tmp_path):
     assert rows[-1]["id"] not in (maxid, minid)
 
 
+def test_random_max_every_trains_the_max_subnet_on_every_nth_step(tmp_path):
+    """--max-every 3: steps 2, 5, 8 train the max subnet, the others one sampled subnet each."""
+    cfg = tiny_cfg(tmp_path, strategy="random", max_every=3, epochs=3, steps_per_epoch=3, labels_per_class=None,
+                   batch_size=8)
+    assert main(["train", "--space", "cifar-tiny", "--strategy", "random", "--max-every", "-1", "--quiet",
+                 "--out", str(tmp_path / "bad")]) == 2
+    train(cfg)
+    rows = read_sampled(tmp_path / "run" / "sampled.csv")
+    by_id = {r["id"]: r for r in rows}
+    maxid = max_subnet(get_space("cifar-tiny")).id
+    assert sum(r["count"] for r in rows) == 9
+    assert by_id[maxid]["count"] >= 3 and by_id[maxid]["last_iteration"] == 8
+    # the other steps draw exactly what the plain random strategy draws at those iterations
+    from ofa_edge.train.strategies import plan_phases, subnets_for_step
+
+    plain = tiny_cfg(tmp_path, strategy="random", labels_per_class=None)
+    phase = plan_phases(plain, get_space("cifar-tiny"))[0]
+    for i in range(9):
+        roles = subnets_for_step(cfg, phase, 0, i)
+        if i % 3 == 2:
+            assert roles == [("max", max_subnet(get_space("cifar-tiny")))]
+        else:
+            assert roles == subnets_for_step(plain, phase, 0, i)
+
+
 def test_init_from_an_ofa_edge_run_takes_its_space_and_weights(tmp_path):
     a = train(tiny_cfg(tmp_path / "a", strategy="random", epochs=1, steps_per_epoch=1, labels_per_class=None,
                        batch_size=8))

@@ -4,8 +4,8 @@ A MobileNetV3 subnet's stem (the first conv and its hard-swish) and the fixed fi
 3x3 + 1x1 projection, no expansion, with its shortcut) run at full resolution on few channels. Quantised
 per tensor, one stem channel with a small range (0.4 against 14 for the widest) keeps a handful of int8
 levels, and the depthwise conv after it amplifies that noise ~25x: on the first packaged ``cifar10-mbv3``
-(73.9 %) this alone cost 2-4 top-1 points (argmax agreement with fp32 0.83-0.89; 0.95 on the current,
-better trained one). Kept in float, the same INT8 models lose 0.0-0.2 points (agreement 0.97-0.98), and
+(73.9 %) this alone cost 2-4 top-1 points (argmax agreement with fp32 0.83-0.89; 0.95 on the later,
+better trained ones). Kept in float, the same INT8 models lose 0.0-0.3 points (agreement 0.97-0.98), and
 they are no slower: those layers were the ones int8 did
 not speed up (bench/export.py --profile). The int8 graph is quantised once, after the first block.
 

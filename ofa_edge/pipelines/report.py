@@ -124,8 +124,9 @@ def summary_lines(summary: dict[str, Any]) -> list[str]:
         lines.append(f"latency table: {lut.get('n', 0)} held-out subnets, MAPE {lut.get('mape', 0):.2f} %, "
                      f"within ±10 % {lut.get('within_10pct', 0):.2f}, Kendall tau {lut.get('kendall_tau', 0):.2f}")
     if summary.get("supernet"):
-        lines.append(f"supernet: {summary['supernet']}; max subnet {summary['max_val_top1']:.1f} % on the "
-                     "validation split")
+        top1 = summary.get("max_top1", summary.get("max_val_top1"))  # max_val_top1: older demo summaries
+        lines.append(f"supernet: {summary['supernet']}; max subnet {top1:.1f} % on the "
+                     f"{summary.get('max_split', 'validation')} split")
     if pred:
         lines.append(f"accuracy predictor: {pred.get('rows', 0)} subnets, held-out RMSE {pred.get('rmse', 0):.2f} "
                      f"points, Kendall tau {pred.get('kendall_tau', 0):.2f}")

@@ -30,6 +30,7 @@ class TrainConfig:
     label_smoothing: float = 0.1
     kd_ratio: float = 1.0
     n_random: int = 2                    # sandwich / tofa: random subnets per step besides max and min
+    max_every: int = 0                   # random: every Nth step trains the max subnet (0 = never)
     heads: int = 1                       # SOLAR switchable heads
     init: str | None = None              # OFA or ofa-edge checkpoint to start from
     dropout: float = 0.1
@@ -76,6 +77,8 @@ class TrainConfig:
             _bad("threshold", f"must be in [0, 1], got {self.threshold}")
         if self.n_random < 0:
             _bad("n_random", f"must be >= 0, got {self.n_random}")
+        if self.max_every < 0:
+            _bad("max_every", f"must be >= 0 (0 = never train the max subnet on its own), got {self.max_every}")
         if self.steps_per_epoch is not None and self.steps_per_epoch < 1:
             _bad("steps_per_epoch", f"must be at least 1, got {self.steps_per_epoch}")
         strategy.check_config(self)

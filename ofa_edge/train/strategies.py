@@ -220,9 +220,28 @@ def make_strategy(cfg: "TrainConfig") -> Strategy:
     return get_strategy(cfg.strategy).from_config(cfg)
 
 
+@dataclass(frozen=True)
+class RandomParams(StrategyParams):
+    """Random subnet sampling: how often a step trains the max subnet instead of a sampled one."""
+
+    max_every: int = 0
+
+
 @register_strategy("random")
 class RandomSampling(Strategy):
-    """One uniformly sampled subnet per step, label-smoothed CE (random subnet sampling)."""
+    """One uniformly sampled subnet per step, label-smoothed CE (random subnet sampling).
+
+    With ``max_every=N`` every Nth step trains the max subnet instead (role ``max``): uniform sampling
+    almost never draws it, and the largest subnet is the one users ship when latency allows.
+    """
+
+    Params = RandomParams
+
+    def subnets(self, phase: Phase, seed: int, iteration: int) -> list[tuple[str, Subnet]]:
+        n = self.params.max_every
+        if n > 0 and iteration % n == n - 1:
+            return [("max", max_subnet(phase.space))]
+        return super().subnets(phase, seed, iteration)
 
 
 @dataclass(frozen=True)
