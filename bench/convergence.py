@@ -151,11 +151,12 @@ def main() -> None:
         raise SystemExit(f"needs ../shared/data/cifar10 beside the checkout ({DATA})")
     load = os.getloadavg()
     prev = json.loads(OUT.read_text()) if OUT.is_file() and not args.quick else {}
+    finished = (args.run / "metrics.csv").is_file() and prev.get("run") == shown(args.run) \
+        and curve(args.run)[-1]["epoch"] == prev.get("epochs")
     info = train_run(args.run, args.quick, args.threads)
     rows = curve(args.run)
-    if prev.get("run") == shown(args.run) and prev.get("epochs") == rows[-1]["epoch"] \
-            and info["wall_seconds"] < 0.5 * rows[-1]["train_seconds"]:
-        # the run was already finished (e.g. re-run with --package): keep the wall time of the call that trained it
+    if finished:
+        # nothing was trained now (e.g. a re-run with --package): keep the wall time of the call that trained it
         info = {"wall_seconds": prev["wall_seconds"], "threads": prev.get("threads")}
         load = tuple(prev.get("loadavg_at_start", load))
     test = test_accuracy(args.run, 64 if args.quick else args.bn_images)

@@ -164,10 +164,9 @@ def check_quality(ckpt: Path, cfg: DemoConfig, out: Path, plan: dict[str, Any]) 
     run = open_run(ckpt)
     task = run.task()
     space = run.space
-    split = "val" if plan.get("source") == "scratch" else "test"
+    split, split_name = ("val", "validation") if plan.get("source") == "scratch" else ("test", "test")
     top1 = evaluate_subnet(run.net, max_subnet(space), task, bn_images=cfg.bn_images, split=split)["top1"]
     chance = 100.0 / run.n_classes
-    split_name = {"val": "validation", "test": "test"}[split]
     result = {"max_top1": round(top1, 2), "split": split_name, "chance": round(chance, 2)}
     if top1 > chance + cfg.chance_margin:
         return result
