@@ -10,8 +10,8 @@ supernet did. The only difference: a standalone network trains at its own resolu
 Both are then measured the same way on the 5,000 test images after BN recalibration on 2,000 training
 images; the table reports supernet minus standalone (OFA claims >= 0).
 
-Cost: one standalone run per subnet for the recipe's full budget (68 epochs; ~25 min for the min subnet
-and over an hour for the max subnet on 2 cores). Resumable: each run saves after every epoch into
+Cost: one standalone run per subnet for the recipe's full budget (62 epochs at one thread: ~33 min for the min
+subnet, ~1h45 for the mid one, several hours for the max subnet). Resumable: each run saves after every epoch into
 ``--work`` and the JSON keeps finished rows; re-running continues where it stopped.
 
     python bench/standalone.py                      # all three (hours on 2 cores)

@@ -9,11 +9,19 @@ BN recalibration, wall time and images/s. Runs:
     tofa-25                                       25 labels per class + the rest unlabelled
     sandwich-25                                   sandwich on the same 250 labelled images alone
 
+With ``--minutes M`` the budget is equal wall-clock instead: each run trains for about M minutes of
+training steps (its step count planned from a timing probe of a few real steps of each of its phases, so a
+cheap strategy takes more steps), split into ``--segments`` epochs with the max/min subnets validated every
+``--eval-every`` epochs; the JSON keeps that accuracy-vs-time curve per run and the gain over its last
+quarter (how far past its knee the run is). Results go to train_strategies_converged.json.
+
 Resumable: each run keeps its checkpoint in bench/results/ckpt/<bench>/<run>/ and its result in the
 JSON; re-running skips finished runs and resumes an interrupted one. Single-threaded torch by default
 (2 shared cores: more threads were ~10x slower here under load).
 
-    python bench/train_strategies.py            # full (cifar-mbv3, 200 steps x 64 images per run, ~40 min)
+    python bench/train_strategies.py            # equal images (cifar-mbv3, 200 steps x 64 images per run, ~40 min)
+    python bench/train_strategies.py --minutes 15 --batch-size 128 --lr 0.15 --weight-decay 5e-4
+                                                # equal wall-clock, 15 min of training per run (~1h45 for six)
     python bench/train_strategies.py --quick    # smoke run (cifar-tiny, a few steps)
 """
 
@@ -22,8 +30,10 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import dataclasses
 import platform
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -31,7 +41,9 @@ import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results"
+PLOT = ROOT / "docs" / "train_strategies.png"
 FORMAT = "ofa-edge-bench-train-strategies-v1"
+PROBE_STEPS = 4
 
 
 def runs(quick: bool) -> dict[str, dict]:
@@ -47,10 +59,61 @@ def runs(quick: bool) -> dict[str, dict]:
 
 
 def base_config(args) -> dict:
+    """TrainConfig settings shared by every run (the equal wall-clock mode plans steps per epoch per run)."""
     if args.quick:
-        return dict(space="cifar-tiny", epochs=4, steps_per_epoch=2, batch_size=16, bn_images=64, eval_every=0)
-    return dict(space=args.space, epochs=args.epochs, steps_per_epoch=args.steps_per_epoch,
-                batch_size=args.batch_size, bn_images=500, eval_every=0, lr=args.lr)
+        base = dict(space="cifar-tiny", epochs=4, steps_per_epoch=2, batch_size=16, bn_images=64, eval_every=0)
+    else:
+        base = dict(space=args.space, epochs=args.epochs, steps_per_epoch=args.steps_per_epoch,
+                    batch_size=args.batch_size, bn_images=500, eval_every=0, lr=args.lr,
+                    weight_decay=args.weight_decay, warmup_epochs=args.warmup_epochs)
+    if args.minutes:
+        base.update(epochs=args.segments, steps_per_epoch=None, eval_every=args.eval_every)
+    return base
+
+
+def probe_phase_seconds(cfg) -> list[float]:
+    """Seconds per training step in each phase of ``cfg``'s run, from a few real steps of every phase."""
+    from ofa_edge.space import resolve_space
+    from ofa_edge.train import train
+    from ofa_edge.train.strategies import plan_phases
+
+    n = len(plan_phases(cfg, resolve_space(cfg.space)))
+    # one extra epoch in the first phase: its first steps pay one-off costs and are not counted
+    shape = {"phase_epochs": (2,) + (1,) * (n - 1)} if cfg.strategy == "progressive" else {"epochs": 2}
+    with tempfile.TemporaryDirectory() as tmp:
+        probe = dataclasses.replace(cfg, out=tmp, steps_per_epoch=PROBE_STEPS, eval_every=0, **shape)
+        metrics = train(probe).metrics
+    return [m["seconds"] / PROBE_STEPS for m in metrics[1:]]
+
+
+def plan_steps_per_epoch(cfg, minutes: float) -> tuple[int, list[float]]:
+    """Steps per epoch that make ``cfg``'s training steps take about ``minutes`` (and the probe's step times)."""
+    from ofa_edge.space import resolve_space
+    from ofa_edge.train.strategies import plan_phases
+
+    step_s = probe_phase_seconds(cfg)
+    per_epoch = sum(ph.epochs * t for ph, t in zip(plan_phases(cfg, resolve_space(cfg.space)), step_s))
+    return max(1, int(minutes * 60 / per_epoch)), step_s
+
+
+def curve(metrics: list[dict]) -> list[dict]:
+    """Validation top-1 of the max/min subnets against cumulative training seconds and images, per validated epoch."""
+    points, seconds, images = [], 0.0, 0
+    for m in metrics:
+        seconds, images = seconds + m["seconds"], images + m["images"]
+        if "val_max_top1" in m:
+            points.append({"epoch": m["epoch"], "seconds": round(seconds, 1), "images": images,
+                           "max_top1": round(m["val_max_top1"], 2), "min_top1": round(m["val_min_top1"], 2)})
+    return points
+
+
+def last_quarter_gain(points: list[dict], key: str) -> float | None:
+    """How much validation top-1 the last quarter of training time added (small: the run is past its knee)."""
+    if len(points) < 2:
+        return None
+    cut = 0.75 * points[-1]["seconds"]
+    before = [p for p in points if p["seconds"] <= cut] or points[:1]
+    return round(points[-1][key] - before[-1][key], 2)
 
 
 def run_one(name: str, overrides: dict, args, ckpt_root: Path) -> dict:
@@ -66,14 +129,22 @@ def run_one(name: str, overrides: dict, args, ckpt_root: Path) -> dict:
         overrides = {**overrides, "init": args.init, "space": None}
     cfg = TrainConfig(**{**base_config(args), **overrides, "data": args.data, "out": str(out), "seed": args.seed})
     ckpt = out / "supernet.pt"
-    done = False
+    done, probe = False, None
     if ckpt.is_file():
         _, saved, state = read_train_checkpoint(ckpt)
-        if saved.to_dict() != cfg.to_dict():
+        # what the run resolved when it started: its precision, and in --minutes mode its planned steps
+        same = dataclasses.replace(cfg, precision=saved.precision, steps_per_epoch=saved.steps_per_epoch
+                                   if args.minutes else cfg.steps_per_epoch)
+        if saved.to_dict() != same.to_dict():
             raise SystemExit(f"{out} holds a run with other settings; delete that folder or rerun with the "
                              "options it was started with")
         done = state["epoch"] >= (saved.epochs if saved.strategy != "progressive" or not saved.phase_epochs
                                   else sum(saved.phase_epochs))
+    elif args.minutes:
+        steps, probe = plan_steps_per_epoch(cfg, args.minutes)
+        cfg = dataclasses.replace(cfg, steps_per_epoch=steps)
+        print(f"  {name}: probe {', '.join(f'{t:.2f}' for t in probe)} s/step -> {cfg.epochs} epochs x {steps} "
+              f"steps for ~{args.minutes:g} min", flush=True)
     t0 = time.perf_counter()
     if not done:
         last = [0.0]
@@ -94,6 +165,11 @@ def run_one(name: str, overrides: dict, args, ckpt_root: Path) -> dict:
            "train_seconds": round(sum(m["seconds"] for m in metrics), 1),
            "final_loss": metrics[-1]["loss"]}
     row["images_per_s"] = round(row["labelled_images"] / max(row["train_seconds"], 1e-9), 1)
+    if args.minutes:
+        row["planned_minutes"] = args.minutes
+        row["probe_step_seconds"] = [round(t, 3) for t in probe] if probe else None
+        row["curve"] = curve(metrics)
+        row["last_quarter_gain"] = {k: last_quarter_gain(row["curve"], f"{k}_top1") for k in ("max", "min")}
     for kind, sub in (("max", max_subnet(net.space)), ("min", min_subnet(net.space))):
         r = evaluate_subnet(net, sub, task, bn_images=args.bn_eval, split="test")
         row[f"{kind}_top1"], row[f"{kind}_top5"], row[f"{kind}_ece"] = (round(r["top1"], 2), round(r["top5"], 2),
@@ -104,14 +180,45 @@ def run_one(name: str, overrides: dict, args, ckpt_root: Path) -> dict:
 
 
 def markdown(results: dict) -> str:
-    lines = ["| run | strategy | heads | labels/class | steps x imgs | max top-1 | min top-1 | max ECE | min ECE "
-             "| train s | img/s |", "|" + "---|" * 11]
+    """The README table; with the equal wall-clock curves, the validation gain over each run's last quarter."""
+    knee = any("last_quarter_gain" in r for r in results.values())
+    head = ("| run | strategy | heads | labels/class | steps x imgs | max top-1 | min top-1 | max ECE | min ECE "
+            "| train s | img/s |" + (" last-quarter gain max / min |" if knee else ""))
+    lines = [head, "|" + "---|" * (12 if knee else 11)]
     for name, r in results.items():
-        lines.append(f"| {name} | {r['strategy']} | {r['heads']} | {r['labels_per_class'] or 'all'} | "
-                     f"{r['steps']} x {r['labelled_images'] // max(r['steps'], 1)} | {r['max_top1']:.2f} | "
-                     f"{r['min_top1']:.2f} | {r['max_ece']:.2f} | {r['min_ece']:.2f} | {r['train_seconds']:.0f} | "
-                     f"{r['images_per_s']:.1f} |")
+        line = (f"| {name} | {r['strategy']} | {r['heads']} | {r['labels_per_class'] or 'all'} | "
+                f"{r['steps']} x {r['labelled_images'] // max(r['steps'], 1)} | {r['max_top1']:.2f} | "
+                f"{r['min_top1']:.2f} | {r['max_ece']:.2f} | {r['min_ece']:.2f} | {r['train_seconds']:.0f} | "
+                f"{r['images_per_s']:.1f} |")
+        if knee:
+            g = r.get("last_quarter_gain") or {}
+            line += " " + " / ".join("-" if g.get(k) is None else f"{g[k]:+.2f}" for k in ("max", "min")) + " |"
+        lines.append(line)
     return "\n".join(lines)
+
+
+def plot(results: dict, path: Path) -> None:
+    """Validation top-1 of each run's max (solid) and min (dashed) subnet against training minutes."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7.2, 4.4))
+    for i, (name, r) in enumerate(results.items()):
+        pts, colour = r.get("curve") or [], f"C{i}"
+        for key, style in (("max", "o-"), ("min", "s--")):
+            ax.plot([p["seconds"] / 60 for p in pts], [p[f"{key}_top1"] for p in pts], style, color=colour,
+                    markersize=3, label=f"{name} {key}")
+    ax.set_xlabel("training time (min, one thread)")
+    ax.set_ylabel("validation top-1 (%), BN recalibrated")
+    ax.set_title("Strategies at equal wall-clock: max (solid) and min (dashed) subnets")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, ncol=2, loc="lower right")
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
 
 
 def main() -> None:
@@ -124,6 +231,12 @@ def main() -> None:
     ap.add_argument("--steps-per-epoch", type=int, default=25)
     ap.add_argument("--batch-size", type=int, default=64)
     ap.add_argument("--lr", type=float, default=0.1)
+    ap.add_argument("--weight-decay", type=float, default=3e-5)
+    ap.add_argument("--warmup-epochs", type=int, default=0)
+    ap.add_argument("--minutes", type=float, default=None,
+                    help="equal wall-clock: about this many minutes of training steps per run (steps planned by a probe)")
+    ap.add_argument("--segments", type=int, default=16, help="--minutes: epochs each run is split into")
+    ap.add_argument("--eval-every", type=int, default=2, help="--minutes: validate max/min every N epochs (the curve)")
     ap.add_argument("--init", default=None, help="checkpoint both 25-label runs start from (transfer, as TOFA)")
     ap.add_argument("--bn-eval", type=int, default=1000, help="BN recalibration images before test evaluation")
     ap.add_argument("--seed", type=int, default=0)
@@ -136,13 +249,15 @@ def main() -> None:
     from ofa_edge.io import atomic_write_text
     from ofa_edge.train import TrainingInterrupted
 
-    tag = "train_strategies" + (".quick" if args.quick else "")
+    tag = "train_strategies" + ("_converged" if args.minutes else "") + (".quick" if args.quick else "")
     out_json = RESULTS / f"{tag}.json"
     ckpt_root = RESULTS / "ckpt" / tag
     doc = json.loads(out_json.read_text()) if out_json.is_file() else {}
     # recorded relative to the repo (no machine paths in committed results)
     data = os.path.relpath(args.data, ROOT) if os.path.isabs(args.data) else args.data
     settings = {**base_config(args), "data": data, "seed": args.seed, "init": args.init}
+    if args.minutes:
+        settings["minutes"] = args.minutes
     if doc.get("format") != FORMAT or doc.get("config") != settings:
         doc = {"format": FORMAT, "config": settings, "runs": {}}
     doc.update(threads=args.threads, machine=platform.platform(), torch=torch.__version__)
@@ -153,10 +268,15 @@ def main() -> None:
             continue
         print(f"{name}: training", flush=True)
         try:
-            doc["runs"][name] = run_one(name, runs(args.quick)[name], args, ckpt_root)
+            row = run_one(name, runs(args.quick)[name], args, ckpt_root)
         except TrainingInterrupted as exc:
             print(f"interrupted: {exc}\nre-run the same command to resume", file=sys.stderr)
             sys.exit(130)
+        # rows another invocation (other --only runs, started beside this one) wrote meanwhile are kept
+        now = json.loads(out_json.read_text()) if out_json.is_file() else {}
+        if now.get("format") == FORMAT and now.get("config") == settings:
+            doc["runs"] = {**now["runs"], **doc["runs"]}
+        doc["runs"][name] = row
         atomic_write_text(out_json, json.dumps(doc, indent=2) + "\n")
         print(f"{name}: {doc['runs'][name]}", flush=True)
     r = doc["runs"]
@@ -170,6 +290,9 @@ def main() -> None:
     doc["comparisons"] = comp
     doc["readme_table"] = markdown(r)
     atomic_write_text(out_json, json.dumps(doc, indent=2) + "\n")
+    if args.minutes and not args.quick:
+        plot(r, PLOT)
+        print(f"wrote {PLOT.relative_to(ROOT)}")
     print(doc["readme_table"])
     print(json.dumps(comp, indent=2))
     print(f"wrote {out_json}")

@@ -195,7 +195,8 @@ def standalone(d: dict) -> str:
 RENDER = {"search": search, "export": export, "int8_accuracy": int8_accuracy, "supernet_overhead": supernet_overhead,
           "lut_accuracy": lut_accuracy,
           "lut_accuracy_int8": lut_accuracy, "lut_accuracy_fp32_loaded": lut_accuracy,
-          "train_strategies": train_strategies, "int8_speed": int8_speed, "train_speed": train_speed,
+          "train_strategies": train_strategies, "train_strategies_converged": train_strategies,
+          "int8_speed": int8_speed, "train_speed": train_speed,
           "convergence": convergence, "predictor": predictor, "standalone": standalone, "cli_startup": cli_startup}
 
 
