@@ -20,8 +20,8 @@ JSON; re-running skips finished runs and resumes an interrupted one. Single-thre
 (2 shared cores: more threads were ~10x slower here under load).
 
     python bench/train_strategies.py            # equal images (cifar-mbv3, 200 steps x 64 images per run, ~40 min)
-    python bench/train_strategies.py --minutes 15 --batch-size 128 --lr 0.15 --weight-decay 5e-4
-                                                # equal wall-clock, 15 min of training per run (~1h45 for six)
+    python bench/train_strategies.py --minutes 15 --batch-size 128 --lr 0.15 --weight-decay 5e-4 \
+        --warmup-epochs 1                       # equal wall-clock, 15 min of training per run (~1h40 for six)
     python bench/train_strategies.py --quick    # smoke run (cifar-tiny, a few steps)
 """
 
