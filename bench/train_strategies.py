@@ -71,15 +71,12 @@ def base_config(args) -> dict:
     return base
 
 
-def probe_phase_seconds(cfg) -> list[float]:
-    """Seconds per training step in each phase of ``cfg``'s run, from a few real steps of every phase."""
-    from ofa_edge.space import resolve_space
+def probe_phase_seconds(cfg, n_phases: int) -> list[float]:
+    """Seconds per training step in each of the ``n_phases`` phases of ``cfg``'s run, from a few real steps."""
     from ofa_edge.train import train
-    from ofa_edge.train.strategies import plan_phases
 
-    n = len(plan_phases(cfg, resolve_space(cfg.space)))
     # one extra epoch in the first phase: its first steps pay one-off costs and are not counted
-    shape = {"phase_epochs": (2,) + (1,) * (n - 1)} if cfg.strategy == "progressive" else {"epochs": 2}
+    shape = {"phase_epochs": (2,) + (1,) * (n_phases - 1)} if cfg.strategy == "progressive" else {"epochs": 2}
     with tempfile.TemporaryDirectory() as tmp:
         probe = dataclasses.replace(cfg, out=tmp, steps_per_epoch=PROBE_STEPS, eval_every=0, **shape)
         metrics = train(probe).metrics
@@ -91,8 +88,9 @@ def plan_steps_per_epoch(cfg, minutes: float) -> tuple[int, list[float]]:
     from ofa_edge.space import resolve_space
     from ofa_edge.train.strategies import plan_phases
 
-    step_s = probe_phase_seconds(cfg)
-    per_epoch = sum(ph.epochs * t for ph, t in zip(plan_phases(cfg, resolve_space(cfg.space)), step_s))
+    phases = plan_phases(cfg, resolve_space(cfg.space))
+    step_s = probe_phase_seconds(cfg, len(phases))
+    per_epoch = sum(ph.epochs * t for ph, t in zip(phases, step_s))
     return max(1, int(minutes * 60 / per_epoch)), step_s
 
 
