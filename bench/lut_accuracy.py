@@ -7,13 +7,17 @@ root and openssh-server) and the wall-time ratio ssh/local is reported (models e
 both runs time measuring only).
 
     python bench/lut_accuracy.py --quick             # cifar-tiny, seconds
-    python bench/lut_accuracy.py --ssh               # default space cifar-mbv3, 100 held-out subnets
-    python bench/lut_accuracy.py --precision int8 --tables latency_tables   # the INT8 table of x86-local
-    python bench/lut_accuracy.py --noise             # also re-measure the held-out subnets: the noise floor
+    python bench/lut_accuracy.py --ssh --noise --tables latency_tables   # the fp32 table of x86-local (README)
+    python bench/lut_accuracy.py --precision int8 --noise --tables latency_tables   # its INT8 table (README)
 
 ``--noise`` measures the held-out subnets a second time (new device folder, so nothing is recovered) and
 scores the first measurement as if it were a prediction of the second: no table can agree with the
 device better than the device agrees with itself.
+
+The same local measurements are also read with every latency statistic (``benchmark.statistic``:
+median, min) from the device's per-round results, so the statistics are compared within one run
+(``by_statistic`` in the JSON). ``--tables`` must not hold a table of the same settings already (it would
+be reused, not measured).
 
 Writes bench/results/lut_accuracy.json (lut_accuracy_int8.json with --precision int8; or --out).
 """
@@ -23,7 +27,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-import statistics
 import sys
 import tempfile
 import time
@@ -33,6 +36,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from ofa_edge.devices import get_device, load_profile  # noqa: E402
+from ofa_edge.devices.profile import STATISTICS  # noqa: E402
+from ofa_edge.space import lut_keys  # noqa: E402
 from ofa_edge.latency import ProfileOptions, prepare_models, profile_device  # noqa: E402
 
 
@@ -60,6 +65,8 @@ def run(args: argparse.Namespace) -> dict:
                local.table).provenance.items() if k in ("cpu", "runtime_version", "threads", "cpu_count")}}
     if args.noise:
         out["noise"] = remeasure(profile, opts, local, work)
+    out["statistic"] = profile.benchmark.statistic
+    out["by_statistic"] = by_statistic(profile, opts, work)
     if args.ssh:
         sys.path.insert(0, str(ROOT / "tests"))
         import sshd as sshd_mod
@@ -83,6 +90,56 @@ def run(args: argparse.Namespace) -> dict:
     return out
 
 
+def device_results(folder: Path) -> dict[str, list[dict]]:
+    """Every round's result per model name, from a device folder's results files."""
+    out: dict[str, list[dict]] = {}
+    for f in sorted(folder.glob("*/results*.jsonl")):
+        for line in f.read_text(encoding="utf-8").splitlines():
+            msg = json.loads(line)
+            if msg.get("type") == "result":
+                out.setdefault(msg["name"], []).append(msg)
+    return out
+
+
+def by_statistic(profile, opts: ProfileOptions, work: Path) -> dict:
+    """The same measurements read with each statistic: table accuracy and noise floor for median and min.
+
+    Rebuilt from the device's per-round results (profile, and the ``--noise`` re-measurement if present):
+    per layer and per subnet the statistic over its rounds, the correction fitted on the same fit subnets,
+    the same held-out subnets scored. One run, so the comparison is free of day-to-day noise.
+    """
+    from ofa_edge.latency import accuracy_metrics, fit_correction
+    from ofa_edge.latency.models import block_name, subnet_name
+    from ofa_edge.latency.profiler import _plan
+
+    plan = _plan(opts)
+    first, again = device_results(work / "device"), device_results(work / "noise")
+    names = [block_name(b, opts.precision) for b in plan.blocks] + [
+        subnet_name(s, opts.n_classes, plan.space, opts.precision) for s in plan.fit + plan.test]
+    if any(n not in first for n in names):
+        return {}  # the table was reused from --tables, not measured in this run
+    out = {}
+    for stat in STATISTICS:
+        read = dataclasses.replace(profile.benchmark, statistic=stat).latency
+        layer = {b.lut_key(): read(first[block_name(b, opts.precision)]) for b in plan.blocks}
+
+        def raw(s):
+            keys = lut_keys(plan.space, s, opts.n_classes)
+            return sum(layer[k] for k in keys), len(keys)
+
+        def measured(s, results):
+            return read(results[subnet_name(s, opts.n_classes, plan.space, opts.precision)])
+
+        fit = [(*raw(s), measured(s, first)) for s in plan.fit]
+        corr = fit_correction(*zip(*fit), min_layer_ms=min(layer.values()))
+        truth = [measured(s, first) for s in plan.test]
+        row = {"table": accuracy_metrics(truth, [corr.apply(*raw(s)) for s in plan.test])}
+        if again:
+            row["noise"] = accuracy_metrics([measured(s, again) for s in plan.test], truth)
+        out[stat] = row
+    return out
+
+
 def remeasure(profile, opts: ProfileOptions, local, work: Path) -> dict:
     """Measure the held-out subnets again and compare with their first measurement (the noise floor)."""
     from ofa_edge.devices.session import measure_models
@@ -92,11 +149,11 @@ def remeasure(profile, opts: ProfileOptions, local, work: Path) -> dict:
     first = {r.name: r.measured_ms for r in rows if r.split == "test"}
     models = prepare_models(profile, opts, set(first))
     again = dataclasses.replace(profile, device=dataclasses.replace(profile.device, work_dir=str(work / "noise")))
-    got: dict[str, list[float]] = {}
+    got: dict[str, list[dict]] = {}
     t0 = time.monotonic()
-    measure_models(again, list(models.values()), lambda m: got.setdefault(m["name"], []).append(m["median_ms"]))
+    measure_models(again, list(models.values()), lambda m: got.setdefault(m["name"], []).append(m))
     names = sorted(n for n in first if n in got)
-    second = [statistics.median(got[n]) for n in names]
+    second = [profile.benchmark.latency(got[n]) for n in names]  # the profile's statistic, as in the table
     return {"wall_s": round(time.monotonic() - t0, 2),
             **accuracy_metrics(second, [first[n] for n in names])}
 
@@ -133,6 +190,11 @@ def main() -> None:
               f"{m['wall_s']:>8.1f}")
     if "ssh_over_local_wall" in out:
         print(f"ssh / local wall time: {out['ssh_over_local_wall']:.3f}")
+    print(f"the same local measurements read with each statistic (the profile uses {out['statistic']}):")
+    for stat, row in out["by_statistic"].items():
+        for name, m in row.items():
+            print(f"{stat:6} {name:6} {m['n']:>4} {m['mape']:>8.2f} {m['within_10pct']:>9.3f} "
+                  f"{m['kendall_tau']:>7.3f}")
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(out, indent=2) + "\n")
 

@@ -70,6 +70,8 @@ repeats = 20
     ("hots = 1\n" + GOOD, "unknown key 'hots'"),
     (GOOD.replace("format = 1", "format = 2"), "format = 2 is not supported"),
     (GOOD.replace("repeats = 20", "repeats = 0"), "benchmark.repeats = 0 is out of range"),
+    (GOOD.replace("repeats = 20", "repeats = 20\nstatistic = \"mean\""),
+     "benchmark.statistic = 'mean' is not one of median, min"),
     (GOOD.replace('host = "10.0.0.2"', 'host = "-oProxyCommand=x"'), "not a valid host name"),
     (GOOD + "[device]\npython = \"current\"\n", "only works with transport = \"local\""),
     ("name = [", "not valid TOML"),

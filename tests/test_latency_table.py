@@ -24,10 +24,10 @@ from ofa_edge.devices import get_device
 from ofa_edge.errors import FileFormatError, OfaEdgeError
 from ofa_edge.latency import (Correction, LatencyTable, ProfileOptions, Row, accuracy_metrics, enumerate_blocks,
                               fit_correction, kendall_tau, load_table, parse_table, plan_calibration_subnets,
-                              predict_ofa, profile_device, read_ofa_yaml, read_ofa_yaml_dir)
+                              load_validation, predict_ofa, profile_device, read_ofa_yaml, read_ofa_yaml_dir)
 from ofa_edge.latency.lock import TableLocked, table_lock
 from ofa_edge.latency.profiler import table_paths
-from ofa_edge.space import Subnet, get_space, layers, lut_keys, sample
+from ofa_edge.space import Subnet, get_space, layers, lut_keys, sample, subnet_from_json
 
 
 @pytest.mark.parametrize("name", ["cifar-tiny", "cifar-mbv3", "ofa-mbv3-w1"])
@@ -236,11 +236,49 @@ class _Stop(Exception):
     pass
 
 
+def test_min_statistic_reads_the_fastest_run_over_rounds_everywhere(tmp_path):
+    """With ``statistic = "min"`` the table sums each layer's fastest run over the rounds, and the whole
+    subnets that fit and validate it are read the same way (x86-local's setting)."""
+    profile = get_device("x86-local")
+    assert profile.benchmark.statistic == "min"
+    profile = dataclasses.replace(
+        profile, device=dataclasses.replace(profile.device, work_dir=str(tmp_path / "dev")),
+        benchmark=dataclasses.replace(profile.benchmark, warmup=1, repeats=3, rounds=2))
+    assert profile.settings_id().endswith("|r2|min")
+    o = ProfileOptions(space="cifar-tiny", resolutions=(24,), calibrate=2, validate=2, batch_size=16,
+                       tables_dir=tmp_path / "tables", cache_dir=tmp_path / "cache")
+    res = profile_device(profile, o)
+    table = load_table(res.table)
+    assert table.provenance["stat"] == "min" and table.column == "min_ms"
+    runs: dict[str, list[dict]] = {}
+    for f in sorted((tmp_path / "dev" / "x86-local-onnxruntime").glob("results*.jsonl")):
+        for x in map(json.loads, f.read_text().splitlines()):
+            if x.get("type") == "result":
+                runs.setdefault(x["name"], []).append(x)
+    from ofa_edge.latency.models import block_name
+
+    space = get_space("cifar-tiny")
+    for spec in enumerate_blocks(space, (24,), o.n_classes):
+        got = runs[block_name(spec)]
+        assert len(got) == 2
+        assert table.rows[spec.lut_key()].min_ms == pytest.approx(min(x["min_ms"] for x in got), rel=1e-5)
+    _, val = load_validation(res.validation)
+    assert len(val) == 4
+    for m in val:
+        got = runs[m.name]
+        assert m.measured_ms == pytest.approx(min(x["min_ms"] for x in got), rel=1e-5)
+        assert m.measured_ms <= min(x["median_ms"] for x in got)  # the fastest run, not a round's median
+        s = subnet_from_json(space, m.subnet)
+        raw = sum(table.rows[k].min_ms for k in lut_keys(space, s, o.n_classes))
+        assert m.raw_ms == pytest.approx(raw, rel=1e-5)
+        assert table.predict(space, s, o.n_classes) == pytest.approx(table.correction.apply(raw, m.n_layers))
+
+
 def test_rounds_take_the_median_over_rounds_and_resume_per_round(tmp_path):
     profile = get_device("x86-local")
     profile = dataclasses.replace(
         profile, device=dataclasses.replace(profile.device, work_dir=str(tmp_path / "dev")),
-        benchmark=dataclasses.replace(profile.benchmark, warmup=1, repeats=2, rounds=3))
+        benchmark=dataclasses.replace(profile.benchmark, warmup=1, repeats=2, rounds=3, statistic="median"))
     assert profile.settings_id().endswith("|r3")
     o = ProfileOptions(space="cifar-tiny", resolutions=(24,), calibrate=2, validate=1, batch_size=16,
                        tables_dir=tmp_path / "tables", cache_dir=tmp_path / "cache")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import re
+import statistics
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,6 +18,10 @@ from ofa_edge.errors import FileFormatError, OfaEdgeError
 PROFILE_FORMAT = 1
 #: Longest timeout or keep-alive a profile may set (one week, in seconds).
 MAX_SECONDS = 7 * 24 * 3600
+#: How a model's latency is read from its measurements: the statistic's name -> the result field it uses.
+#: ``min`` suits shared machines whose speed changes in phases (a VM's neighbours): the fastest run over
+#: all rounds repeats where the median of a slow-phase round does not.
+STATISTICS = {"median": "median_ms", "min": "min_ms"}
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 
 
@@ -68,7 +73,19 @@ class Benchmark:
     repeats: int = 50
     threads: int = 1
     batch: int = 1
-    rounds: int = 1  # passes over all models, each in a new order; a model's latency = median over rounds
+    rounds: int = 1  # passes over all models, each in a new order
+    statistic: str = "median"  # a model's latency: "median" (median over rounds of each round's median run)
+    #                            or "min" (its fastest run over all rounds)
+
+    @property
+    def column(self) -> str:
+        """The result field (and latency table column) that holds a model's latency."""
+        return STATISTICS[self.statistic]
+
+    def latency(self, results: list[dict[str, Any]]) -> float:
+        """One model's latency (ms) from its per-round results."""
+        values = [float(r[self.column]) for r in results]
+        return min(values) if self.statistic == "min" else float(statistics.median(values))
 
 
 @dataclass(frozen=True)
@@ -106,7 +123,8 @@ class DeviceProfile:
         tool = {"benchmark_model": f"|xnn{int(r.use_xnnpack)}|m{r.cpu_mask}",
                 "trtexec": f"|{r.precision}|wu{r.warmup_ms}"}.get(r.name, "")
         return (f"{r.name}|{','.join(r.providers)}|{r.delegate}|t{b.threads}|w{b.warmup}|"
-                f"n{b.repeats}|b{b.batch}" + (f"|r{b.rounds}" if b.rounds != 1 else "") + tool)
+                f"n{b.repeats}|b{b.batch}" + (f"|r{b.rounds}" if b.rounds != 1 else "")
+                + (f"|{b.statistic}" if b.statistic != "median" else "") + tool)
 
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
@@ -233,6 +251,8 @@ def _from_dict(data: Any, where: str, default_name: str) -> DeviceProfile:
         v = getattr(b, key)
         if not low <= v <= high:
             raise ValueError(f"benchmark.{key} = {v} is out of range; use {low}..{high}")
+    if b.statistic not in STATISTICS:
+        raise ValueError(f"benchmark.statistic = {b.statistic!r} is not one of {', '.join(STATISTICS)}")
     dev: DeviceSide = parts["device"]
     if not dev.python:
         raise ValueError("device.python is empty; name the device's python, e.g. python = \"python3\"")

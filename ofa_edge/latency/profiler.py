@@ -178,7 +178,7 @@ def _device_facts(info: dict[str, Any], profile: DeviceProfile) -> dict[str, Any
                  repeats=profile.benchmark.repeats, batch=profile.benchmark.batch,
                  threads=profile.benchmark.threads, settings=profile.settings_id(),
                  date=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-                 ofa_edge_version=__version__, model_version=MODEL_VERSION, stat="median")
+                 ofa_edge_version=__version__, model_version=MODEL_VERSION, stat=profile.benchmark.statistic)
     return facts
 
 
@@ -325,7 +325,8 @@ def _profile_device(profile: DeviceProfile, opts: ProfileOptions, progress: Prog
             if complete(name):
                 m = combine_rounds([journal[name][k] for k in range(rounds)])
                 val[name] = Measured(split, name, plan.space.name, opts.n_classes, s.to_json(),
-                                     len(layers(plan.space, s, opts.n_classes)), 0.0, 0.0, m["median_ms"],
+                                     len(layers(plan.space, s, opts.n_classes)), 0.0, 0.0,
+                                     profile.benchmark.latency([journal[name][k] for k in range(rounds)]),
                                      m["mean_ms"], m["p90_ms"])
         val_rows = _refit(table, val, plan.space)
         new = any(complete(n) for n in list(block_names) + list(subnets) if n not in have)
@@ -392,11 +393,11 @@ def _refit(table: LatencyTable, val: dict[str, Measured], current: SearchSpace) 
         except ValueError:  # a subnet of a space unknown here: kept, but neither fitted nor predicted
             rows.append((m, 0.0, m.n_layers))
             continue
-        raw = 0.0 if table.missing(keys) else sum(table.rows[k].median_ms for k in keys)
+        raw = 0.0 if table.missing(keys) else sum(table.latency(k) for k in keys)
         rows.append((m, raw, len(keys)))
     fit = [(raw, n, m.measured_ms) for m, raw, n in rows if m.split == "fit" and raw > 0]
     if fit:
-        fastest = min((row.median_ms for row in table.rows.values()), default=0.0)
+        fastest = min((table.latency(k) for k in table.rows), default=0.0)
         table.correction = fit_correction(*zip(*fit), min_layer_ms=fastest)
     out = [m.with_prediction(raw, table.correction.apply(raw, n) if raw > 0 else 0.0) for m, raw, n in rows]
     # refresh the predictions in the measured dict too (used for the metrics)

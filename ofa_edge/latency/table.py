@@ -10,7 +10,9 @@ File format (CSV with ``#`` header lines, written atomically)::
     Conv-input:32x32x3-output:32x32x8,stem,0.0123,...
 
 ``key`` is the reference OFA LUT key (``LayerSpec.lut_key()``). The prediction of a subnet is
-``scale * sum(median of its layers) + per_layer * n_layers + offset``.
+``scale * sum(latency of its layers) + per_layer * n_layers + offset``, a layer's latency being the column
+named by the profile's statistic (provenance ``stat``: ``median`` -> ``median_ms``, the default; ``min`` ->
+``min_ms``).
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable
 
+from ofa_edge.devices.profile import STATISTICS
 from ofa_edge.errors import FileFormatError, MissingStepError
 from ofa_edge.io import atomic_write_text
 from ofa_edge.space import SearchSpace, Subnet, layers
@@ -79,12 +82,21 @@ class LatencyTable:
     def __len__(self) -> int:
         return len(self.rows)
 
+    @property
+    def column(self) -> str:
+        """The column holding each layer's latency: the profile's statistic (``median_ms`` unless ``min``)."""
+        return STATISTICS.get(str(self.provenance.get("stat", "median")), "median_ms")
+
+    def latency(self, key: str) -> float:
+        """The latency (ms) of the layer ``key`` by the table's statistic."""
+        return getattr(self.rows[key], self.column)
+
     def missing(self, keys: Iterable[str]) -> list[str]:
         """The keys of ``keys`` this table has no row for."""
         return [k for k in keys if k not in self.rows]
 
     def raw(self, space: SearchSpace, subnet: Subnet, n_classes: int) -> tuple[float, int]:
-        """Sum of the medians of the subnet's layers (ms) and the number of layers."""
+        """Sum of the latencies of the subnet's layers (ms) and the number of layers."""
         keys = [spec.lut_key() for spec in layers(space, subnet, n_classes)]
         missing = self.missing(keys)
         if missing:
@@ -93,7 +105,7 @@ class LatencyTable:
                                    f"device for resolution {subnet.r} of space {space.name} with {n_classes} "
                                    "classes", "profile", {"device": "D", "space": space.name, "classes": n_classes,
                                                           "resolutions": subnet.r})
-        return sum(self.rows[k].median_ms for k in keys), len(keys)
+        return sum(self.latency(k) for k in keys), len(keys)
 
     def predict(self, space: SearchSpace, subnet: Subnet, n_classes: int | None = None) -> float:
         """Predicted latency (ms) of ``subnet``: summed layer latencies plus the device correction."""

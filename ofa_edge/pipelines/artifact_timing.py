@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import statistics
 from collections import defaultdict
 from pathlib import Path
 
@@ -22,7 +21,8 @@ def runnable_artifacts(manifest: Manifest, runtime: str) -> list[dict]:
 
 def time_artifacts(profile, folder: str | Path, manifest: Manifest, max_drop: float) -> Manifest:
     """Measure every runnable artefact of ``manifest`` on ``profile``'s device (all in one session, the
-    profile's rounds interleaving them), store each median as ``measured_ms`` and in
+    profile's rounds interleaving them), store each latency (the profile's statistic over the rounds) as
+    ``measured_ms`` and in
     ``latency_ms.artifacts``, and set ``manifest.recommended``. A device that cannot be reached leaves a
     note in ``latency_ms.artifacts_note`` and no recommendation."""
     folder = Path(folder)
@@ -33,8 +33,9 @@ def time_artifacts(profile, folder: str | Path, manifest: Manifest, max_drop: fl
         # named by content, so a rebuilt file is never matched with an older file's journalled result
         name = f"a{sha[art['file']][:16]}"
         models[name] = (art, ModelFile(name, folder / art["file"], (batch, 3, r, r)))
-    latencies: dict[str, list[float]] = defaultdict(list)
-    note = f"{len(models)} artefact(s) timed on {profile.name} ({profile.runtime.name}, median over " \
+    latencies: dict[str, list[dict]] = defaultdict(list)
+    how = "fastest run" if profile.benchmark.statistic == "min" else "median"
+    note = f"{len(models)} artefact(s) timed on {profile.name} ({profile.runtime.name}, {how} over " \
            f"{profile.benchmark.rounds} round(s))"
     failed: dict[str, str] = {}
     if not models:
@@ -43,14 +44,14 @@ def time_artifacts(profile, folder: str | Path, manifest: Manifest, max_drop: fl
     else:
         try:
             report = measure_models(profile, [m for _, m in models.values()],
-                                    lambda msg: latencies[msg["name"]].append(float(msg["median_ms"])))
+                                    lambda msg: latencies[msg["name"]].append(msg))
             failed = report.failed
         except (OfaEdgeError, OSError) as exc:
             note = f"not measured: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}"
     timed = {}
     for name, (art, _) in models.items():
         if latencies.get(name):
-            art["measured_ms"] = round(statistics.median(latencies[name]), 6)
+            art["measured_ms"] = round(profile.benchmark.latency(latencies[name]), 6)
             timed[art["key"]] = art["measured_ms"]
         elif name in failed:
             art["measure_error"] = failed[name]

@@ -69,18 +69,21 @@ def device_latency(device: str, tables_dir: str | os.PathLike, space: SearchSpac
 
 def measure_on_device(profile, space: SearchSpace, subnet: Subnet, n_classes: int,
                       cache_dir: str | None = None, precision: str = "fp32") -> tuple[float | None, str]:
-    """Median latency (ms) of the whole subnet at ``precision`` measured on the device, or (None, why not)."""
+    """Latency (ms) of the whole subnet at ``precision`` measured on the device, or (None, why not).
+
+    Read with the profile's statistic (``benchmark.statistic``), as its latency table is.
+    """
     try:
         model = subnet_model(space, subnet, n_classes, profile.runtime.name,
                              Path(cache_dir) if cache_dir else default_cache_dir(), profile.benchmark.batch,
                              precision=precision)
-        got: list[float] = []
-        report = measure_models(profile, [model], lambda msg: got.append(float(msg["median_ms"])))
+        got: list[dict] = []
+        report = measure_models(profile, [model], got.append)
     except (OfaEdgeError, OSError) as exc:
         return None, f"not measured: {str(exc).splitlines()[0]}"
     if not got:
         return None, f"not measured: {next(iter(report.failed.values()), 'no result')}"
-    return got[0], "measured on the device"
+    return profile.benchmark.latency(got), "measured on the device"
 
 
 def search_setup(run: TrainedRun, predictor: Predictor | None, latency) -> SearchSetup:
