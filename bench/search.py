@@ -10,7 +10,9 @@ selector, ``specialize`` the subnet and report predicted vs measured (test split
 measured latency on the device.
 
     python bench/search.py --quick
-    python bench/search.py --checkpoint runs/bench/supernet.pt --device x86-local --latency 2ms,4ms,8ms
+    python bench/search.py --checkpoint cifar10-mbv3 --device x86-local --latency 0.3ms,0.45ms,0.6ms
+    python bench/search.py --checkpoint cifar10-mbv3 --device x86-local --latency 0.35ms,0.45ms,0.55ms \
+        --precision int8 --latency-margin 0,5   # INT8 table and models, without and with a 5 % margin
 """
 
 from __future__ import annotations
@@ -73,18 +75,28 @@ def time_search(space_name: str, n_classes: int, repeats: int, generations: int)
 
 
 def compare_selectors(args) -> list[dict]:
+    from ofa_edge.errors import FileFormatError
     from ofa_edge.pipelines import SpecializeRequest, specialize
 
     rows = []
     from ofa_edge.search.select import SELECTORS
 
-    for selector in SELECTORS:
-        manifests = specialize(SpecializeRequest(args.checkpoint, args.device, parse_latencies(args.latency),
-                                                 selector=selector, out=Path(args.out) / selector, export=("pt",),
-                                                 tables_dir=args.tables, bn_images=args.bn_images,
-                                                 measure=not args.no_measure))
+    skipped = args.skipped = {}
+    for margin, selector in [(m, s) for m in args.latency_margin for s in SELECTORS]:
+        try:
+            manifests = specialize(SpecializeRequest(args.checkpoint, args.device, parse_latencies(args.latency),
+                                                     selector=selector,
+                                                     out=Path(args.out) / f"{selector}-m{margin:g}",
+                                                     export=("pt",), tables_dir=args.tables,
+                                                     bn_images=args.bn_images, measure=not args.no_measure,
+                                                     precision=args.precision, latency_margin=margin))
+        except FileFormatError as exc:  # e.g. last-sampled on a supernet shipped without its training log
+            print(f"{selector}: skipped ({exc})")
+            skipped[selector] = f"sampled.csv: {exc.problem}"  # no machine path in the JSON
+            continue
         for m in manifests:
-            rows.append({"selector": selector, "budget_ms": m["budget_ms"], "subnet": m["subnet_id"],
+            rows.append({"selector": selector, "margin_pct": margin, "budget_ms": m["budget_ms"],
+                         "subnet": m["subnet_id"],
                          "r": m["resolution"], "macs": m["macs"],
                          "latency_pred_ms": m["latency_ms"]["predicted"],
                          "latency_meas_ms": m["latency_ms"]["measured"],
@@ -102,6 +114,10 @@ def main(argv=None) -> int:
     ap.add_argument("--out", default="builds/bench-search")
     ap.add_argument("--bn-images", type=int, default=500)
     ap.add_argument("--no-measure", action="store_true", help="do not measure the chosen subnets on the device")
+    ap.add_argument("--latency-margin", default="0", type=lambda t: [float(x) for x in t.split(",")],
+                    help="comma-separated margins (percent of the budget) to search with, e.g. 0,5")
+    ap.add_argument("--precision", default="fp32", choices=("fp32", "int8"),
+                    help="int8: search with the device's INT8 table and measure the INT8 models")
     args = ap.parse_args(argv)
     torch.set_num_threads(1)
     repeats = 1 if args.quick else 5
@@ -110,19 +126,22 @@ def main(argv=None) -> int:
     for t in timing:
         print(f"{t['space']:<14}{t['generations']:>6}{t['setup_s']:>10.3f}{t['search_s_median']:>20.3f}"
               f"{t['search_s_max']:>8.3f}{t['evaluated']:>11}")
-    result = {"benchmark": "search", "quick": args.quick, "python": sys.version.split()[0],
+    result = {"benchmark": "search", "quick": args.quick, "precision": args.precision, "python": sys.version.split()[0],
               "torch": torch.__version__, "machine": platform.machine(), "timing": timing}
     if args.checkpoint:
         rows = compare_selectors(args)
-        print(f"\n{'selector':<14}{'budget':>8}{'lat pred':>10}{'lat meas':>10}{'top1 pred':>11}{'top1 test':>11}")
+        print(f"\n{'selector':<14}{'margin':>7}{'budget':>8}{'lat pred':>10}{'lat meas':>10}{'top1 pred':>11}"
+              f"{'top1 test':>11}")
         for r in rows:
             meas = "-" if r["latency_meas_ms"] is None else f"{r['latency_meas_ms']:.3f}"
             pred = "-" if r["top1_pred"] is None else f"{r['top1_pred']:.2f}"
-            print(f"{r['selector']:<14}{r['budget_ms']:>8g}{r['latency_pred_ms']:>10.3f}{meas:>10}"
+            print(f"{r['selector']:<14}{r['margin_pct']:>6g}%{r['budget_ms']:>8g}{r['latency_pred_ms']:>10.3f}{meas:>10}"
                   f"{pred:>11}{r['top1_test']:>11.2f}")
         result["selectors"] = rows
+        result["skipped"] = args.skipped
     OUT.parent.mkdir(parents=True, exist_ok=True)
-    OUT.with_name("search.quick.json" if args.quick else OUT.name).write_text(json.dumps(result, indent=2) + "\n")
+    name = "search" + ("_int8" if args.precision == "int8" else "") + (".quick" if args.quick else "") + ".json"
+    OUT.with_name(name).write_text(json.dumps(result, indent=2) + "\n")
     return 0
 
 

@@ -181,7 +181,15 @@ def test_load_targets_matrix_and_errors(tmp_path):
     a, b = load_targets(p).targets
     assert (a.int8_float_stages, b.int8_float_stages) == ((0, 2), (1,))
     assert a.settings_key() != Target("a", 1.0, ("onnx",)).settings_key()
-    for text, match in [('devices = ["a"]\nbudgets = ["fast"]', "budget 'fast'"),
+    p.write_text('devices = ["a"]\nbudgets = ["1ms"]\nlatency_margin = 5\n[[target]]\ndevice = "b"\n'
+                 'budget = "1ms"\nlatency_margin = 0\n')
+    a, b = load_targets(p).targets
+    assert (a.latency_margin, b.latency_margin) == (5.0, 0.0)
+    assert a.settings_key() != Target("a", 1.0, ("onnx",)).settings_key()  # a changed margin rebuilds
+    assert b.settings_key() == Target("b", 1.0, ("onnx",)).settings_key()  # no margin: earlier builds' keys
+    for text, match in [
+                        ('devices = ["a"]\nbudgets = ["1ms"]\nlatency_margin = 100', "latency_margin must be a "
+                                                                                    "percentage"),('devices = ["a"]\nbudgets = ["fast"]', "budget 'fast'"),
                         ('devices = ["a"]\nbudgets = ["1ms"]\nformats = ["pt2"]', "'pt2' is not one of"),
                         ('devices = ["a"]', "give both devices and budgets"),
                         ('devise = ["a"]', "unknown key 'devise'"),

@@ -102,6 +102,32 @@ def test_specialize_writes_a_manifest_whose_files_exist_and_match(run):
     assert manifests[1]["top1"]["predicted"] >= manifests[0]["top1"]["predicted"] - 1e-6
 
 
+def test_latency_margin_searches_below_the_budget_and_builds_for_the_budget(run, capsys):
+    """``--latency-margin 20``: the subnet is predicted within 80 % of the budget; folder, manifest and
+    summary still name the budget the user gave."""
+    root, _ = run
+    table = load_table(table_paths(root / "tables", "x86-local", "onnxruntime")["table"])
+    net = load_supernet(root / "run" / "supernet.pt")
+    from ofa_edge.search import SearchSetup
+
+    setup = SearchSetup.build(net.space, 10, latency=lambda subs: [table.predict(net.space, s, 10) for s in subs])
+    fastest, slowest = setup.latency.minimum()[0], setup.latency.maximum()[0]
+    budget = round(fastest + 0.6 * (slowest - fastest), 4)
+    capsys.readouterr()
+    assert main(["specialize", "--checkpoint", str(root / "run" / "supernet.pt"), "--device", "x86-local",
+                 "--tables", str(root / "tables"), "--out", str(root / "margin"), "--latency", f"{budget}ms",
+                 "--latency-margin", "20", "--export", "pt", "--generations", "30", "--bn-images", "50",
+                 "--json"]) == 0
+    (m,) = json.loads(capsys.readouterr().out)
+    lat = m["latency_ms"]
+    assert m["budget_ms"] == budget and m["extra"]["budget_ms"] == budget
+    assert Path(m["folder"]) == root / "margin" / "x86-local" / f"{budget:g}ms"
+    assert lat["margin_pct"] == 20 and lat["searched_within"] == pytest.approx(0.8 * budget)
+    assert lat["predicted"] <= 0.8 * budget
+    subnet = subnet_from_dict(net.space, m["subnet"])
+    assert lat["predicted"] == pytest.approx(table.predict(net.space, subnet, 10))
+
+
 def test_cli_last_sampled_and_pareto(run, capsys):
     root, _ = run
     ckpt = root / "run" / "supernet.pt"
@@ -143,6 +169,7 @@ def test_cli_last_sampled_and_pareto(run, capsys):
     (["--latency", "20ms", "--device", "raspberry-pi-4"], "ofa-edge profile --device raspberry-pi-4"),
     (["--latency", "20ms", "--selector", "greedy"], "greedy"),
     (["--latency", "20ms", "--int8-float-stages", "1,x"], "--int8-float-stages: '1,x': give whole numbers"),
+    (["--latency", "20ms", "--latency-margin", "100"], "--latency-margin: 100 is not a percentage of the budget"),
 ])
 def test_bad_inputs_exit_2(run, capsys, extra, message):
     root, _ = run

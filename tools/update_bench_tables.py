@@ -57,13 +57,21 @@ def search(d: dict) -> str:
         rows.append(f"| {t['space']} | {t['population']} x {t['generations']} | {t['evaluated']} | "
                     f"{t['setup_s']:.2f} | {t['search_s_median']:.2f} |")
     if d.get("selectors"):
-        rows += ["", "| selector | budget ms | subnet | MMACs | latency pred / measured ms | top-1 pred / test % |",
-                 "|---|---|---|---|---|---|"]
+        margins = any("margin_pct" in r for r in d["selectors"])
+        rows += ["", "| selector |" + (" margin % |" if margins else "") + " budget ms | subnet | MMACs | "
+                 "latency pred / measured ms | measured within budget | top-1 pred / test % |",
+                 "|---|---|---|---|---|---|---|" + ("---|" if margins else "")]
         for r in d["selectors"]:
             meas = "-" if r["latency_meas_ms"] is None else f"{r['latency_meas_ms']:.3f}"
+            fits = "-" if r["latency_meas_ms"] is None else (
+                "yes" if r["latency_meas_ms"] <= r["budget_ms"] else
+                f"**no** (+{100 * (r['latency_meas_ms'] / r['budget_ms'] - 1):.1f} %)")
             pred = "-" if r["top1_pred"] is None else f"{r['top1_pred']:.2f}"
-            rows.append(f"| {r['selector']} | {r['budget_ms']:g} | {r['subnet']} | {r['macs'] / 1e6:.2f} | "
-                        f"{r['latency_pred_ms']:.3f} / {meas} | {pred} / {r['top1_test']:.2f} |")
+            rows.append(f"| {r['selector']} |" + (f" {r.get('margin_pct', 0):g} |" if margins else "")
+                        + f" {r['budget_ms']:g} | {r['subnet']} | {r['macs'] / 1e6:.2f} | "
+                        f"{r['latency_pred_ms']:.3f} / {meas} | {fits} | {pred} / {r['top1_test']:.2f} |")
+        if d.get("skipped"):
+            rows += [""] + [f"{k}: skipped ({v})" for k, v in d["skipped"].items()]
     return "\n".join(rows)
 
 
@@ -201,7 +209,7 @@ def standalone(d: dict) -> str:
     return "\n".join(rows)
 
 
-RENDER = {"search": search, "export": export, "int8_accuracy": int8_accuracy, "supernet_overhead": supernet_overhead,
+RENDER = {"search": search, "search_int8": search, "export": export, "int8_accuracy": int8_accuracy, "supernet_overhead": supernet_overhead,
           "lut_accuracy": lut_accuracy,
           "lut_accuracy_int8": lut_accuracy,
           "train_strategies": train_strategies, "train_strategies_converged": train_strategies,

@@ -103,6 +103,10 @@ def specialize_cmd(
                                           "artefact per value, keeping that many early stages (after the stem "
                                           "and block 0) in float, e.g. 0,1,2; with --measure the fastest within "
                                           "--max-drop is recommended."),
+    latency_margin: float = typer.Option(0.0, "--latency-margin", help="Percent of each budget kept free for the "
+                                         "latency table's error (its MAPE, printed by `ofa-edge validate`): the "
+                                         "search takes subnets predicted within budget x (1 - margin/100), so "
+                                         "the measured latency meets the budget."),
     verbose: bool = VERBOSE_OPTION,
     as_json: bool = _JSON,
 ) -> None:
@@ -126,7 +130,8 @@ def specialize_cmd(
                                     quantize=quantize, tables_dir=tables, data=data, bn_images=bn_images,
                                     config=_config(population, generations, seed), random_n=random_n,
                                     measure=measure, max_drop=max_drop, precision=precision,
-                                    verbose=verbose, int8_float_stages=float_stages)
+                                    verbose=verbose, int8_float_stages=float_stages,
+                                    latency_margin=latency_margin)
         with progress_bar(not as_json) as progress:
             manifests.extend(specialize(request, progress=progress))
     if as_json:

@@ -12,6 +12,7 @@
     max_drop = 1.0                         # top-1 drop (points) a recommended INT8 artefact may have
     int8_float_stages = [0, 1, 2]          # one INT8 artefact per value: early stages kept in float (default [0])
     precision = "fp32"                     # "int8": search/measure with the devices' INT8 tables (default fp32)
+    latency_margin = 5                     # percent of each budget kept free for the table's error (default 0)
     devices = ["pi4", "jetson-nano"]       # the matrix: every device x every budget
     budgets = ["20ms", "40ms"]
 
@@ -47,9 +48,9 @@ from ofa_edge.search.budget import parse_latency
 
 TARGETS_FORMAT = "ofa-edge-targets/1"
 _TOP_KEYS = {"format", "checkpoint", "out", "tables", "formats", "quantize", "devices", "budgets", "target",
-             "data", "selector", "measure", "precision", "max_drop", "int8_float_stages"}
+             "data", "selector", "measure", "precision", "max_drop", "int8_float_stages", "latency_margin"}
 _TARGET_KEYS = {"device", "budget", "formats", "quantize", "selector", "measure", "precision", "max_drop",
-                "int8_float_stages"}
+                "int8_float_stages", "latency_margin"}
 
 
 @dataclass(frozen=True)
@@ -65,6 +66,7 @@ class Target:
     precision: str = "fp32"  # the latency table searched with: fp32 or int8
     max_drop: float = DEFAULT_MAX_DROP
     int8_float_stages: tuple[int, ...] = (0,)
+    latency_margin: float = 0.0  # percent of the budget kept free for the latency table's error
 
     @property
     def name(self) -> str:
@@ -75,7 +77,8 @@ class Target:
         blob = json.dumps([self.device, self.budget_ms, list(self.formats), self.quantize, self.selector,
                            self.measure, checkpoint] + ([] if self.precision == "fp32" else [self.precision])
                 + ([] if self.max_drop == DEFAULT_MAX_DROP else [self.max_drop])
-                + ([] if self.int8_float_stages == (0,) else [list(self.int8_float_stages)]))
+                + ([] if self.int8_float_stages == (0,) else [list(self.int8_float_stages)])
+                + ([] if self.latency_margin == 0 else [{"latency_margin": self.latency_margin}]))
         return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
@@ -158,6 +161,13 @@ def _max_drop(path: Path, value: Any, where: str) -> float:
     return float(value)
 
 
+def _margin(path: Path, value: Any, where: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < 100:
+        raise _bad(path, f"{where}latency_margin must be a percentage of the budget from 0 to under 100 (e.g. 5), "
+                         f"not {value!r}")
+    return float(value)
+
+
 def _float_stages(path: Path, value: Any, where: str) -> tuple[int, ...]:
     if (not isinstance(value, list) or not value
             or not all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in value)):
@@ -197,6 +207,7 @@ def load_targets(path: str | os.PathLike) -> TargetsFile:
     precision = _precision(path, raw.get("precision", "fp32"), "")
     max_drop = _max_drop(path, raw.get("max_drop", DEFAULT_MAX_DROP), "")
     float_stages = _float_stages(path, raw.get("int8_float_stages", [0]), "")
+    margin = _margin(path, raw.get("latency_margin", 0), "")
     devices, budgets = raw.get("devices", []), raw.get("budgets", [])
     if not isinstance(devices, list) or not all(isinstance(d, str) and d for d in devices):
         raise _bad(path, "devices must be a list of device names such as [\"pi4\"]")
@@ -205,7 +216,7 @@ def load_targets(path: str | os.PathLike) -> TargetsFile:
     if bool(devices) != bool(budgets):
         raise _bad(path, "give both devices and budgets (the matrix is every device x every budget)")
     targets = [Target(d, _budget(path, b, ""), formats, quantize, selector, measure, precision, max_drop,
-                      float_stages) for d in devices for b in budgets]
+                      float_stages, margin) for d in devices for b in budgets]
     extra = raw.get("target", [])
     if not isinstance(extra, list):
         raise _bad(path, "[[target]] must be an array of tables")
@@ -224,7 +235,8 @@ def load_targets(path: str | os.PathLike) -> TargetsFile:
                               str(t.get("selector", selector)), _bool(path, t.get("measure", measure), f"{where}measure"),
                               _precision(path, t.get("precision", precision), where),
                               _max_drop(path, t.get("max_drop", max_drop), where),
-                              _float_stages(path, t.get("int8_float_stages", list(float_stages)), where)))
+                              _float_stages(path, t.get("int8_float_stages", list(float_stages)), where),
+                              _margin(path, t.get("latency_margin", margin), where)))
     if not targets:
         raise _bad(path, "no targets: give devices + budgets, or [[target]] tables")
     names = [t.name for t in targets]
@@ -337,7 +349,7 @@ def specialize_builder(spec: TargetsFile, bn_images: int = 500, verbose: bool = 
             export=("pt",) + tuple(target.formats), quantize="int8" if target.quantize else None,
             tables_dir=spec.tables, data=spec.data, bn_images=bn_images, measure=target.measure,
             precision=target.precision, max_drop=target.max_drop,
-            verbose=verbose, int8_float_stages=target.int8_float_stages))
+            verbose=verbose, int8_float_stages=target.int8_float_stages, latency_margin=target.latency_margin))
         return read_manifest(Path(found["folder"]))
 
     return build

@@ -132,6 +132,8 @@ class SpecializeRequest:
         int8_float_stages: One full-integer INT8 artefact per value, keeping that many stages after block 0
             in float (0: only the stem and block 0); with ``measure`` the fastest within ``max_drop`` is
             recommended.
+        latency_margin: Percent of each budget kept free for the latency table's error: the search takes
+            subnets predicted within ``budget * (1 - margin / 100)``; the build still answers to ``budget``.
     """
 
     checkpoint: str | os.PathLike
@@ -153,9 +155,13 @@ class SpecializeRequest:
     max_drop: float = DEFAULT_MAX_DROP
     verbose: bool = False
     int8_float_stages: tuple[int, ...] = (0,)
+    latency_margin: float = 0.0
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "budgets_ms", tuple(float(b) for b in self.budgets_ms))
+        if not 0.0 <= self.latency_margin < 100.0:
+            raise InvalidValueError(f"latency margin: {self.latency_margin:g} is not a percentage of the budget "
+                                    "(0 to under 100, e.g. 5 for the table's typical error)", "latency_margin")
         object.__setattr__(self, "export", tuple(self.export))
         SELECTORS.get(self.selector)
         if not 0.0 <= self.max_drop <= 100.0:
@@ -204,14 +210,16 @@ def specialize(request: SpecializeRequest,
     pred = resolve_predictor(run, r.predictor, required=selector.needs_predictor)
     sampled = read_sampled_log(run.path.parent / "sampled.csv", run.space) if selector.needs_training_log else None
     setup = search_setup(run, pred, latency)
-    results = select_budgets(setup, list(r.budgets_ms), r.selector, config=r.config, sampled=sampled,
+    budgets = sorted(r.budgets_ms)
+    keep = 1.0 - r.latency_margin / 100.0
+    results = select_budgets(setup, [b * keep for b in budgets], r.selector, config=r.config, sampled=sampled,
                              random_n=r.random_n)
     task = run.task(r.data)
     manifests = []
-    for i, res in enumerate(results):
+    for i, (budget, res) in enumerate(zip(budgets, results)):  # both ascending
         if progress:
             progress("build", i, len(results))
-        manifests.append(_build(run, profile, table, table_path, setup, res, pred, task, r))
+        manifests.append(_build(run, profile, table, table_path, setup, res, pred, task, r, budget))
     if progress:
         progress("build", len(results), len(results))
     return manifests
@@ -227,11 +235,11 @@ def _test_arrays(task, r: int):
 
 
 def _build(run: TrainedRun, profile, table, table_path, setup: SearchSetup, res: SearchResult, pred, task,
-           r: SpecializeRequest) -> dict[str, Any]:
-    """Extract, recalibrate, test, export and describe the subnet ``res`` chose; returns its manifest dict."""
+           r: SpecializeRequest, budget: float) -> dict[str, Any]:
+    """Extract, recalibrate, test, export and describe the subnet ``res`` chose for ``budget`` (ms); returns
+    its manifest dict."""
     export, quantize, bn_images = r.export, r.quantize, r.bn_images
     subnet = res.best.subnet
-    budget = res.bounds["latency_ms"]
     folder = build_folder(r.out, profile.name, budget)
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "manifest.json").unlink(missing_ok=True)  # never describes the files about to be replaced
@@ -254,6 +262,8 @@ def _build(run: TrainedRun, profile, table, table_path, setup: SearchSetup, res:
                "error_pct": None if measured_ms is None else 100 * (predicted_ms - measured_ms) / measured_ms,
                "note": note, "table": str(table_path), "precision": r.precision,
                "table_measured_on": origin_label(table.provenance, profile.connection.transport == "local")}
+    if r.latency_margin:
+        latency.update(margin_pct=r.latency_margin, searched_within=res.bounds["latency_ms"])
     extra = {"target": f"{profile.name}/{format_ms(budget)}", "device": profile.name,
              "runtime": profile.runtime.name, "budget_ms": budget, "selector": res.selector,
              "space_fingerprint": run.space.fingerprint(), "bn_images": bn_images,
