@@ -131,9 +131,12 @@ def by_statistic(profile, opts: ProfileOptions, work: Path) -> dict:
             return read(results[subnet_name(s, opts.n_classes, plan.space, opts.precision)])
 
         fit = [(*raw(s), measured(s, first)) for s in plan.fit]
-        corr = fit_correction(*zip(*fit), min_layer_ms=min(layer.values()))
+        corr = fit_correction(*zip(*fit), min_layer_ms=min(layer.values()), resolutions=[s.r for s in plan.fit])
         truth = [measured(s, first) for s in plan.test]
-        row = {"table": accuracy_metrics(truth, [corr.apply(*raw(s)) for s in plan.test])}
+        row = {"table": accuracy_metrics(truth, [corr.apply(*raw(s), s.r) for s in plan.test])}
+        shared = fit_correction(*zip(*fit), min_layer_ms=min(layer.values()))  # no per-resolution factors
+        row["table_shared_correction"] = accuracy_metrics(truth, [shared.apply(*raw(s)) for s in plan.test])
+        row["by_resolution"] = {str(r): round(f, 4) for r, f in sorted(corr.by_resolution.items())}
         if again:
             row["noise"] = accuracy_metrics([measured(s, again) for s in plan.test], truth)
         out[stat] = row
@@ -193,7 +196,9 @@ def main() -> None:
     print(f"the same local measurements read with each statistic (the profile uses {out['statistic']}):")
     for stat, row in out["by_statistic"].items():
         for name, m in row.items():
-            print(f"{stat:6} {name:6} {m['n']:>4} {m['mape']:>8.2f} {m['within_10pct']:>9.3f} "
+            if name == "by_resolution":
+                continue
+            print(f"{stat:6} {name:24} {m['n']:>4} {m['mape']:>8.2f} {m['within_10pct']:>9.3f} "
                   f"{m['kendall_tau']:>7.3f}")
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(out, indent=2) + "\n")

@@ -39,6 +39,13 @@ def lut_accuracy(d: dict) -> str:
             t, n = r["table"], r.get("noise")
             again = (f"{n['mape']:.2f} | {n['within_10pct']:.2f} | {n['kendall_tau']:.3f}" if n else "- | - | -")
             rows.append(f"| {stat} | {t['mape']:.2f} | {t['within_10pct']:.2f} | {t['kendall_tau']:.3f} | {again} |")
+        for stat, r in d["by_statistic"].items():
+            if stat == d.get("statistic") and "table_shared_correction" in r:
+                t = r["table_shared_correction"]
+                factors = ", ".join(f"{k} px {v:.3f}" for k, v in r.get("by_resolution", {}).items())
+                rows.append(f"\nPer-resolution factors ({factors or 'none'}); the `{stat}` table with one shared "
+                            f"correction instead: MAPE {t['mape']:.2f} %, within ±10 % {t['within_10pct']:.2f}, "
+                            f"Kendall tau {t['kendall_tau']:.3f}.")
     return "\n".join(rows)
 
 

@@ -10,9 +10,16 @@ from ofa_edge.latency.table import Correction
 from ofa_edge.search.metrics import kendall_tau
 
 
+#: Fit subnets a resolution needs for its own factor (fewer: the factor would follow their noise).
+MIN_PER_RESOLUTION = 5
+
+
 def fit_correction(raw_ms: Sequence[float], n_layers: Sequence[int], measured_ms: Sequence[float],
-                   min_layer_ms: float = 0.0) -> Correction:
+                   min_layer_ms: float = 0.0, resolutions: Sequence[int] | None = None) -> Correction:
     """Least squares in relative error: ``measured ~ scale * raw + per_layer * n_layers + offset``.
+
+    With ``resolutions`` (each fit subnet's), every resolution with at least ``MIN_PER_RESOLUTION`` fit
+    subnets also gets a factor: the median of measured / predicted over its subnets.
 
     The per-layer term absorbs the runtime's per-call overhead that summing one-layer models counts
     once per layer; the offset the whole model's one call. With few samples the model shrinks to
@@ -36,13 +43,21 @@ def fit_correction(raw_ms: Sequence[float], n_layers: Sequence[int], measured_ms
         candidates.append(np.stack([raw, n, np.ones_like(raw)], 1))
     if len(y) >= 3:
         candidates.append(np.stack([raw, np.zeros_like(raw), np.ones_like(raw)], 1))
+    base = Correction(float(np.sum(y * w) / np.sum(raw * w)), 0.0, 0.0, len(y))
     for x in candidates:
         coef, *_ = np.linalg.lstsq(x * w[:, None], y * w, rcond=None)
         pred = x @ coef
         scale, per_layer, offset = (float(c) for c in coef)
         if scale > 0 and offset >= 0 and per_layer >= -scale * min_layer_ms and np.all(pred > 0):
-            return Correction(scale, per_layer, offset, len(y))
-    return Correction(float(np.sum(y * w) / np.sum(raw * w)), 0.0, 0.0, len(y))
+            base = Correction(scale, per_layer, offset, len(y))
+            break
+    if resolutions is None:
+        return base
+    ratio = y / np.array([base.apply(a, b) for a, b in zip(raw, n)])
+    res = np.asarray(resolutions)
+    factors = {int(r): float(np.clip(np.median(ratio[res == r]), 0.1, 10.0)) for r in np.unique(res)
+               if np.sum(res == r) >= MIN_PER_RESOLUTION}
+    return Correction(base.scale, base.per_layer, base.offset, base.n_fit, factors)
 
 
 def accuracy_metrics(measured_ms: Sequence[float], predicted_ms: Sequence[float]) -> dict[str, float]:

@@ -391,15 +391,16 @@ def _refit(table: LatencyTable, val: dict[str, Measured], current: SearchSpace) 
             subnet = subnet_from_json(space, m.subnet)
             keys = [spec.lut_key() for spec in layers(space, subnet, m.n_classes)]
         except ValueError:  # a subnet of a space unknown here: kept, but neither fitted nor predicted
-            rows.append((m, 0.0, m.n_layers))
+            rows.append((m, 0.0, m.n_layers, None))
             continue
         raw = 0.0 if table.missing(keys) else sum(table.latency(k) for k in keys)
-        rows.append((m, raw, len(keys)))
-    fit = [(raw, n, m.measured_ms) for m, raw, n in rows if m.split == "fit" and raw > 0]
+        rows.append((m, raw, len(keys), subnet.r))
+    fit = [(raw, n, m.measured_ms, r) for m, raw, n, r in rows if m.split == "fit" and raw > 0]
     if fit:
         fastest = min((table.latency(k) for k in table.rows), default=0.0)
-        table.correction = fit_correction(*zip(*fit), min_layer_ms=fastest)
-    out = [m.with_prediction(raw, table.correction.apply(raw, n) if raw > 0 else 0.0) for m, raw, n in rows]
+        raws, ns, measured, res = zip(*fit)
+        table.correction = fit_correction(raws, ns, measured, min_layer_ms=fastest, resolutions=res)
+    out = [m.with_prediction(raw, table.correction.apply(raw, n, r) if raw > 0 else 0.0) for m, raw, n, r in rows]
     # refresh the predictions in the measured dict too (used for the metrics)
     for m in out:
         val[m.name] = m

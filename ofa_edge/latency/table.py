@@ -5,12 +5,13 @@ File format (CSV with ``#`` header lines, written atomically)::
     # ofa-edge latency table
     # format: 1
     # provenance: {"device": ..., "runtime": ..., "runtime_version": ..., "threads": ..., "cpu": ..., ...}
-    # correction: {"scale": 1.0, "per_layer": 0.0, "offset": 0.0, "n_fit": 0}
+    # correction: {"scale": 1.0, "per_layer": 0.0, "offset": 0.0, "n_fit": 0, "by_resolution": {"32": 1.02}}
     key,kind,median_ms,mean_ms,p90_ms,std_ms,min_ms,repeats
     Conv-input:32x32x3-output:32x32x8,stem,0.0123,...
 
 ``key`` is the reference OFA LUT key (``LayerSpec.lut_key()``). The prediction of a subnet is
-``scale * sum(latency of its layers) + per_layer * n_layers + offset``, a layer's latency being the column
+``(scale * sum(latency of its layers) + per_layer * n_layers + offset) * by_resolution.get(r, 1)``, a layer's
+latency being the column
 named by the profile's statistic (provenance ``stat``: ``median`` -> ``median_ms``, the default; ``min`` ->
 ``min_ms``).
 """
@@ -56,18 +57,30 @@ class Row:
 
 @dataclass(frozen=True)
 class Correction:
-    """Per-device correction from summed layer latencies to whole-model latency."""
+    """Per-device correction from summed layer latencies to whole-model latency.
+
+    ``by_resolution`` maps an input resolution to a factor on the prediction: summed one-layer models
+    misjudge whole subnets by a few percent differently per resolution (cache footprint, per-call overhead
+    relative to the work); resolutions without a factor use 1.
+    """
 
     scale: float = 1.0
     per_layer: float = 0.0
     offset: float = 0.0
     n_fit: int = 0
+    by_resolution: dict[int, float] = field(default_factory=dict)
 
-    def apply(self, raw_ms: float, n_layers: int) -> float:
-        return self.scale * raw_ms + self.per_layer * n_layers + self.offset
+    def apply(self, raw_ms: float, n_layers: int, resolution: int | None = None) -> float:
+        """Whole-model latency (ms) from the summed layer latencies of a subnet at ``resolution``."""
+        base = self.scale * raw_ms + self.per_layer * n_layers + self.offset
+        return base * self.by_resolution.get(resolution, 1.0) if resolution is not None else base
 
     def to_dict(self) -> dict[str, Any]:
-        return {"scale": self.scale, "per_layer": self.per_layer, "offset": self.offset, "n_fit": self.n_fit}
+        out: dict[str, Any] = {"scale": self.scale, "per_layer": self.per_layer, "offset": self.offset,
+                               "n_fit": self.n_fit}
+        if self.by_resolution:  # tables without per-resolution factors keep their earlier header
+            out["by_resolution"] = {str(r): f for r, f in sorted(self.by_resolution.items())}
+        return out
 
 
 @dataclass
@@ -111,7 +124,7 @@ class LatencyTable:
         """Predicted latency (ms) of ``subnet``: summed layer latencies plus the device correction."""
         n_classes = n_classes if n_classes is not None else int(self.provenance.get("n_classes", 1000))
         raw, n = self.raw(space, subnet, n_classes)
-        return self.correction.apply(raw, n)
+        return self.correction.apply(raw, n, subnet.r)
 
     # -- files ----------------------------------------------------------------------------------
     def to_csv(self) -> str:
@@ -222,4 +235,11 @@ def _parse_correction(corr: dict[str, Any], bad) -> Correction:
         raise bad(f"correction n_fit {n_fit} is not plausible (0..1000000)")
     if not all(math.isfinite(v) and abs(v) < MAX_MS for v in values.values()) or not 0 < values["scale"] < 100:
         raise bad(f"correction {corr} is not plausible (scale must be in (0, 100), all finite)")
-    return Correction(n_fit=n_fit, **values)
+    by_res = corr.get("by_resolution", {})
+    try:
+        factors = {int(r): float(f) for r, f in by_res.items()} if isinstance(by_res, dict) else None
+    except (TypeError, ValueError, OverflowError):
+        factors = None
+    if factors is None or not all(0 < r <= 100000 and math.isfinite(f) and 0.1 <= f <= 10 for r, f in factors.items()):
+        raise bad(f"correction by_resolution {by_res!r} is not plausible (resolution: factor in 0.1..10)")
+    return Correction(n_fit=n_fit, by_resolution=factors, **values)
