@@ -74,14 +74,15 @@ def time_search(space_name: str, n_classes: int, repeats: int, generations: int)
             "evaluated": best.evaluated, "best_latency_ms": best.best.costs["latency_ms"]}
 
 
-def compare_selectors(args) -> list[dict]:
+def compare_selectors(args) -> tuple[list[dict], dict[str, str]]:
+    """Rows per (margin, selector, budget), and the selectors skipped with why."""
     from ofa_edge.errors import FileFormatError
     from ofa_edge.pipelines import SpecializeRequest, specialize
 
     rows = []
     from ofa_edge.search.select import SELECTORS
 
-    skipped = args.skipped = {}
+    skipped: dict[str, str] = {}
     for margin, selector in [(m, s) for m in args.latency_margin for s in SELECTORS]:
         try:
             manifests = specialize(SpecializeRequest(args.checkpoint, args.device, parse_latencies(args.latency),
@@ -101,7 +102,7 @@ def compare_selectors(args) -> list[dict]:
                          "latency_pred_ms": m["latency_ms"]["predicted"],
                          "latency_meas_ms": m["latency_ms"]["measured"],
                          "top1_pred": m["top1"]["predicted"], "top1_test": m["top1"]["measured"]})
-    return rows
+    return rows, skipped
 
 
 def main(argv=None) -> int:
@@ -129,16 +130,16 @@ def main(argv=None) -> int:
     result = {"benchmark": "search", "quick": args.quick, "precision": args.precision, "python": sys.version.split()[0],
               "torch": torch.__version__, "machine": platform.machine(), "timing": timing}
     if args.checkpoint:
-        rows = compare_selectors(args)
+        rows, skipped = compare_selectors(args)
         print(f"\n{'selector':<14}{'margin':>7}{'budget':>8}{'lat pred':>10}{'lat meas':>10}{'top1 pred':>11}"
               f"{'top1 test':>11}")
         for r in rows:
             meas = "-" if r["latency_meas_ms"] is None else f"{r['latency_meas_ms']:.3f}"
             pred = "-" if r["top1_pred"] is None else f"{r['top1_pred']:.2f}"
-            print(f"{r['selector']:<14}{r['margin_pct']:>6g}%{r['budget_ms']:>8g}{r['latency_pred_ms']:>10.3f}{meas:>10}"
-                  f"{pred:>11}{r['top1_test']:>11.2f}")
+            print(f"{r['selector']:<14}{r['margin_pct']:>6g}%{r['budget_ms']:>8g}{r['latency_pred_ms']:>10.3f}"
+                  f"{meas:>10}{pred:>11}{r['top1_test']:>11.2f}")
         result["selectors"] = rows
-        result["skipped"] = args.skipped
+        result["skipped"] = skipped
     OUT.parent.mkdir(parents=True, exist_ok=True)
     name = "search" + ("_int8" if args.precision == "int8" else "") + (".quick" if args.quick else "") + ".json"
     OUT.with_name(name).write_text(json.dumps(result, indent=2) + "\n")

@@ -72,8 +72,7 @@ class Correction:
 
     def apply(self, raw_ms: float, n_layers: int, resolution: int | None = None) -> float:
         """Whole-model latency (ms) from the summed layer latencies of a subnet at ``resolution``."""
-        base = self.scale * raw_ms + self.per_layer * n_layers + self.offset
-        return base * self.by_resolution.get(resolution, 1.0) if resolution is not None else base
+        return (self.scale * raw_ms + self.per_layer * n_layers + self.offset) * self.by_resolution.get(resolution, 1.0)
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {"scale": self.scale, "per_layer": self.per_layer, "offset": self.offset,
@@ -118,7 +117,8 @@ class LatencyTable:
                                    f"device for resolution {subnet.r} of space {space.name} with {n_classes} "
                                    "classes", "profile", {"device": "D", "space": space.name, "classes": n_classes,
                                                           "resolutions": subnet.r})
-        return sum(self.latency(k) for k in keys), len(keys)
+        column = self.column  # once per subnet: the search predicts thousands of them
+        return sum(getattr(self.rows[k], column) for k in keys), len(keys)
 
     def predict(self, space: SearchSpace, subnet: Subnet, n_classes: int | None = None) -> float:
         """Predicted latency (ms) of ``subnet``: summed layer latencies plus the device correction."""
