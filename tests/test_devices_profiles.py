@@ -72,6 +72,8 @@ repeats = 20
     (GOOD.replace("repeats = 20", "repeats = 0"), "benchmark.repeats = 0 is out of range"),
     (GOOD.replace("repeats = 20", "repeats = 20\nstatistic = \"mean\""),
      "benchmark.statistic = 'mean' is not one of median, min"),
+    (GOOD.replace("repeats = 20", "repeats = 20\nmin_span_s = -1"),
+     "benchmark.min_span_s must be a non-negative number of seconds"),
     (GOOD.replace('host = "10.0.0.2"', 'host = "-oProxyCommand=x"'), "not a valid host name"),
     (GOOD + "[device]\npython = \"current\"\n", "only works with transport = \"local\""),
     ("name = [", "not valid TOML"),

@@ -270,7 +270,7 @@ def test_min_statistic_reads_the_fastest_run_over_rounds_everywhere(tmp_path):
     assert profile.benchmark.statistic == "min"
     profile = dataclasses.replace(
         profile, device=dataclasses.replace(profile.device, work_dir=str(tmp_path / "dev")),
-        benchmark=dataclasses.replace(profile.benchmark, warmup=1, repeats=3, rounds=2))
+        benchmark=dataclasses.replace(profile.benchmark, warmup=1, repeats=3, rounds=2, min_span_s=0.0))
     assert profile.settings_id().endswith("|r2|min")
     o = ProfileOptions(space="cifar-tiny", resolutions=(24,), calibrate=2, validate=2, batch_size=16,
                        tables_dir=tmp_path / "tables", cache_dir=tmp_path / "cache")
@@ -301,11 +301,69 @@ def test_min_statistic_reads_the_fastest_run_over_rounds_everywhere(tmp_path):
         assert table.predict(space, s, o.n_classes) == pytest.approx(table.correction.apply(raw, m.n_layers, s.r))
 
 
+def test_pacer_starts_round_k_no_earlier_than_its_share_of_the_span():
+    """Rounds of a short measurement start ``min_span_s * k / (rounds - 1)`` after the first; a slow round
+    is not made up for with extra waits, and rounds recovered from the device do not delay the rest."""
+    from ofa_edge.devices.session import _Pacer
+
+    profile = dataclasses.replace(get_device("x86-local"), benchmark=dataclasses.replace(
+        get_device("x86-local").benchmark, rounds=5, min_span_s=8.0))
+    now = [100.0]
+    slept: list[float] = []
+
+    def sleep(s):
+        slept.append(round(s, 6))
+        now[0] += s
+
+    pace = _Pacer(profile, clock=lambda: now[0], sleep=sleep)
+    starts = []
+    for k, took in enumerate([0.5, 3.5, 0.2, 0.2, 0.0]):
+        pace(k)
+        starts.append(now[0] - 100.0)
+        now[0] += took
+    assert starts == pytest.approx([0.0, 2.0, 5.5, 6.0, 8.0]) and slept == pytest.approx([1.5, 0.3, 1.8])
+    now[0], slept[:] = 0.0, []
+    pace = _Pacer(profile, clock=lambda: now[0], sleep=sleep)
+    pace(3)  # rounds 0-2 were recovered: round 3 starts now, round 4 one share later
+    now[0] += 0.5
+    pace(4)
+    assert slept == [1.5]
+    off = _Pacer(dataclasses.replace(profile, benchmark=dataclasses.replace(profile.benchmark, min_span_s=0.0)),
+                 clock=lambda: now[0], sleep=sleep)
+    for k in range(5):
+        off(k)
+    assert slept == [1.5]
+
+
+def test_a_one_model_measurement_spans_min_span_s(tmp_path):
+    """One model measured over 3 rounds with ``min_span_s`` = 3 on the real local runner: the rounds are
+    spread over at least 3 s, not run back to back (~1.3 s here; x86-local paces its 8 rounds over 10 s,
+    since slow phases of this VM last seconds)."""
+    import time
+
+    from ofa_edge.devices import measure_models
+    from ofa_edge.latency.models import probe_model
+
+    assert get_device("x86-local").benchmark.min_span_s == 10.0
+    profile = get_device("x86-local")
+    profile = dataclasses.replace(
+        profile, device=dataclasses.replace(profile.device, work_dir=str(tmp_path / "dev")),
+        benchmark=dataclasses.replace(profile.benchmark, warmup=1, repeats=2, rounds=3, min_span_s=3.0))
+    got: list[tuple[float, int]] = []
+    t0 = time.monotonic()
+    measure_models(profile, [probe_model("onnxruntime", tmp_path / "cache")],
+                   lambda msg: got.append((time.monotonic(), msg["round"])))
+    elapsed = time.monotonic() - t0
+    assert [k for _, k in got] == [0, 1, 2] and elapsed >= 3.0
+    assert got[2][0] - t0 >= 3.0  # the last round started no earlier than 3 s after the first
+
+
 def test_rounds_take_the_median_over_rounds_and_resume_per_round(tmp_path):
     profile = get_device("x86-local")
     profile = dataclasses.replace(
         profile, device=dataclasses.replace(profile.device, work_dir=str(tmp_path / "dev")),
-        benchmark=dataclasses.replace(profile.benchmark, warmup=1, repeats=2, rounds=3, statistic="median"))
+        benchmark=dataclasses.replace(profile.benchmark, warmup=1, repeats=2, rounds=3, statistic="median",
+                                      min_span_s=0.0))
     assert profile.settings_id().endswith("|r3")
     o = ProfileOptions(space="cifar-tiny", resolutions=(24,), calibrate=2, validate=1, batch_size=16,
                        tables_dir=tmp_path / "tables", cache_dir=tmp_path / "cache")

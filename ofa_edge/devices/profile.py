@@ -76,6 +76,12 @@ class Benchmark:
     rounds: int = 1  # passes over all models, each in a new order
     statistic: str = "median"  # a model's latency: "median" (median over rounds of each round's median run)
     #                            or "min" (its fastest run over all rounds)
+    min_span_s: float = 0.0  # the least time from a measurement's first round to its last: rounds of a few
+    #                          models are paced over it, so a slow phase of the device cannot hold all of them
+
+    def round_start(self, k: int) -> float:
+        """Seconds after a measurement's first round at which round ``k`` may start at the earliest."""
+        return self.min_span_s * k / max(1, self.rounds - 1)
 
     @property
     def column(self) -> str:
@@ -163,9 +169,10 @@ def _coerce(where: str, key: str, value: Any, default: Any) -> Any:
             raise ValueError(f"{where}.{key} must be an integer, got {value!r}")
         return value
     if isinstance(default, float):
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value <= MAX_SECONDS:
-            raise ValueError(f"{where}.{key} must be a positive number of seconds (at most {MAX_SECONDS}), "
-                             f"got {value!r}")
+        low = 0 if default == 0 else 1e-9  # a field that defaults to 0 s (off) may be set to 0
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not low <= value <= MAX_SECONDS:
+            raise ValueError(f"{where}.{key} must be a {'non-negative' if low == 0 else 'positive'} number of "
+                             f"seconds (at most {MAX_SECONDS}), got {value!r}")
         return float(value)
     if isinstance(default, tuple):
         if isinstance(value, str):

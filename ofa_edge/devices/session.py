@@ -5,6 +5,7 @@ from __future__ import annotations
 import posixpath
 import random
 import tempfile
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Collection, Sequence
@@ -103,9 +104,12 @@ def _measure(t: Transport, profile: DeviceProfile, models: list[ModelFile], on_r
     if not any(todo):
         return report
     spec = get_runtime(profile.runtime.name)
+    pace = _Pacer(profile)
     if spec.measure is not None:
         for k, missing in enumerate(todo):
-            _measure_each(t, profile, spec, missing, k, report, deliver)
+            if missing:
+                pace(k)
+                _measure_each(t, profile, spec, missing, k, report, deliver)
         return report
     with tempfile.TemporaryDirectory(prefix="ofa-edge-bundle-") as tmp:
         bundle = build_bundle([m for m in models if any((m.name, k) not in done for k in range(rounds))],
@@ -114,11 +118,31 @@ def _measure(t: Transport, profile: DeviceProfile, models: list[ModelFile], on_r
         t.put(bundle, remote_bundle)
         report.uploads += 1
     for k, missing in enumerate(todo):
+        if missing:
+            pace(k)
         results_path = posixpath.join(folder, _results_name(results_name, k))
         for start in range(0, len(missing), batch_size):
             _run_batch(t, profile, missing[start:start + batch_size], remote_bundle, results_path, k, report,
                        done, deliver)
     return report
+
+
+class _Pacer:
+    """Holds each round back until ``benchmark.round_start(k)`` after the first measured round started."""
+
+    def __init__(self, profile: DeviceProfile, clock: Callable[[], float] = time.monotonic,
+                 sleep: Callable[[float], None] = time.sleep) -> None:
+        self.benchmark, self.clock, self.sleep = profile.benchmark, clock, sleep
+        self.origin: float | None = None
+
+    def __call__(self, k: int) -> None:
+        now = self.clock()
+        if self.origin is None:  # rounds recovered from the device before it do not count
+            self.origin = now - self.benchmark.round_start(k)
+            return
+        wait = self.origin + self.benchmark.round_start(k) - now
+        if wait > 0:
+            self.sleep(wait)
 
 
 def _measure_each(t: Transport, profile: DeviceProfile, spec: RuntimeSpec, models: list[ModelFile], k: int,
