@@ -133,14 +133,34 @@ def by_statistic(profile, opts: ProfileOptions, work: Path) -> dict:
         fit = [(*raw(s), measured(s, first)) for s in plan.fit]
         corr = fit_correction(*zip(*fit), min_layer_ms=min(layer.values()), resolutions=[s.r for s in plan.fit])
         truth = [measured(s, first) for s in plan.test]
-        row = {"table": accuracy_metrics(truth, [corr.apply(*raw(s), s.r) for s in plan.test])}
+        pred = [corr.apply(*raw(s), s.r) for s in plan.test]
+        row = {"table": {**accuracy_metrics(truth, pred), **largest_bias(plan.test, truth, pred)}}
         shared = fit_correction(*zip(*fit), min_layer_ms=min(layer.values()))  # no per-resolution factors
         row["table_shared_correction"] = accuracy_metrics(truth, [shared.apply(*raw(s)) for s in plan.test])
+        if corr.offset == 0 and corr.per_layer != 0:  # the fit before scale*raw + per_layer*n was a candidate:
+            # a negative offset sent it to scale*raw (+ offset), here emulated with one layer count for all
+            ns = [0] * len(fit)
+            before = fit_correction([f[0] for f in fit], ns, [f[2] for f in fit], resolutions=[s.r for s in plan.fit])
+            pred = [before.apply(raw(s)[0], 0, s.r) for s in plan.test]
+            row["table_previous_fit"] = {**accuracy_metrics(truth, pred), **largest_bias(plan.test, truth, pred)}
         row["by_resolution"] = {str(r): round(f, 4) for r, f in sorted(corr.by_resolution.items())}
+        row["correction"] = f"{corr.scale:.3f} raw {corr.per_layer * 1e3:+.2f} us/layer {corr.offset * 1e3:+.2f} us"
         if again:
             row["noise"] = accuracy_metrics([measured(s, again) for s in plan.test], truth)
         out[stat] = row
     return out
+
+
+def largest_bias(subnets, truth, pred) -> dict:
+    """Median error (%) of the predictions for each resolution's largest third (by prediction) of ``subnets``:
+    negative = the table under-predicts the largest subnets."""
+    import numpy as np
+
+    errors = []
+    for r in sorted({s.r for s in subnets}):
+        at = sorted((p, t) for s, t, p in zip(subnets, truth, pred) if s.r == r)
+        errors += [100 * (p / t - 1) for p, t in at[len(at) - max(1, len(at) // 3):]]
+    return {"largest_third_median_error_pct": round(float(np.median(errors)), 2)}
 
 
 def remeasure(profile, opts: ProfileOptions, local, work: Path) -> dict:
@@ -196,10 +216,11 @@ def main() -> None:
     print(f"the same local measurements read with each statistic (the profile uses {out['statistic']}):")
     for stat, row in out["by_statistic"].items():
         for name, m in row.items():
-            if name == "by_resolution":
+            if name in ("by_resolution", "correction"):
                 continue
+            bias = m.get("largest_third_median_error_pct")
             print(f"{stat:6} {name:24} {m['n']:>4} {m['mape']:>8.2f} {m['within_10pct']:>9.3f} "
-                  f"{m['kendall_tau']:>7.3f}")
+                  f"{m['kendall_tau']:>7.3f}" + ("" if bias is None else f"   largest third: {bias:+.2f} %"))
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(out, indent=2) + "\n")
 

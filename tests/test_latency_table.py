@@ -133,6 +133,24 @@ def test_fit_recovers_known_correction():
     assert (c.per_layer, c.offset) == (pytest.approx(-overhead), pytest.approx(overhead))
 
 
+def test_fit_keeps_the_per_layer_overhead_when_the_offset_comes_out_negative():
+    """Measured on x86-local: whole subnets ran ~6 us per layer faster than their summed one-layer models
+    (each of which pays the runtime's call once), and the full fit's offset came out slightly negative, so
+    the fit fell back to a scale alone and under-predicted the largest subnets of each resolution. The
+    fit now drops only the offset and keeps the per-layer term."""
+    rng = np.random.default_rng(4)
+    raw = rng.uniform(0.40, 0.80, 60)
+    n = rng.integers(18, 25, 60)
+    measured = (0.97 * raw - 0.0064 * n - 0.004) * rng.normal(1.0, 0.004, 60)
+    fit, held = slice(0, 30), slice(30, 60)
+    c = fit_correction(raw[fit], n[fit], measured[fit], min_layer_ms=0.0079)
+    assert c.offset == 0 and c.per_layer == pytest.approx(-0.0064 - 0.004 / 21, abs=0.002)
+    err = np.abs(np.array([c.apply(a, b) for a, b in zip(raw[held], n[held])]) / measured[held] - 1)
+    scale_only = float(np.sum(measured[fit] / measured[fit]) / np.sum(raw[fit] / measured[fit]))
+    err_scale = np.abs(scale_only * raw[held] / measured[held] - 1)
+    assert err.mean() < 0.01 and err.mean() < err_scale.mean() / 3
+
+
 def test_fit_gives_each_resolution_with_enough_subnets_its_own_factor():
     """Subnets at 32 px run 10 % slower than the layer sum says, those at 24 px as it says; 28 px has too
     few fit subnets for a factor of its own."""
@@ -237,6 +255,32 @@ def test_lock_refuses_second_writer_and_takes_over_stale(tmp_path):
     lock.write_text(json.dumps({"pid": dead.pid, "host": os.uname().nodename}))
     with table_lock(lock):
         assert json.loads(lock.read_text())["pid"] == os.getpid()
+
+
+def test_a_rerun_with_nothing_to_measure_refits_a_stale_correction_and_otherwise_writes_nothing(tmp_path):
+    """A table fitted by an earlier version (here: a correction that is not this version's fit) is refitted
+    from its own validation subnets on the next ``profile``, without measuring; an up-to-date table is left
+    byte for byte as it was."""
+    profile = get_device("x86-local")
+    profile = dataclasses.replace(
+        profile, device=dataclasses.replace(profile.device, work_dir=str(tmp_path / "dev")),
+        benchmark=dataclasses.replace(profile.benchmark, warmup=1, repeats=3, rounds=1))
+    o = ProfileOptions(space="cifar-tiny", resolutions=(32,), calibrate=8, validate=2, batch_size=64,
+                       tables_dir=tmp_path / "tables", cache_dir=tmp_path / "cache")
+    first = profile_device(profile, o)
+    paths = table_paths(o.tables_dir, "x86-local", "onnxruntime")
+    fitted = load_table(paths["table"]).correction
+    assert first.saved and fitted.n_fit == 8
+    stale = load_table(paths["table"])
+    stale.correction = Correction(scale=fitted.scale * 1.3, n_fit=fitted.n_fit)
+    stale.save(paths["table"])
+    again = profile_device(profile, o)
+    assert (again.measured, again.refitted, again.saved) == (0, True, True)
+    assert load_table(paths["table"]).correction.matches(fitted)
+    before = paths["table"].read_bytes(), paths["validation"].read_bytes()
+    third = profile_device(profile, o)
+    assert (third.measured, third.refitted, third.saved) == (0, False, False)
+    assert (paths["table"].read_bytes(), paths["validation"].read_bytes()) == before
 
 
 def test_local_profile_resumes_after_torn_journal(tmp_path):

@@ -86,6 +86,10 @@ def profile_cmd(
                           f"{m['within_10pct']:.2f}" if m.get("n") else "-",
                           f"{m['kendall_tau']:.3f}" if m.get("n", 0) > 1 else "-", str(r.table))
         console.print(table)
+        for r in ok.values():
+            if r.refitted and r.saved:
+                console.print(f"{r.table}: nothing new to measure; its correction was refitted from its "
+                              "validation subnets with this version's fit", soft_wrap=True, highlight=False)
     if errors and stopped:  # interrupted: every device says what it kept; exit 130 as training does
         for exc in errors.values():
             err_console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)

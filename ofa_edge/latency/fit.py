@@ -22,8 +22,10 @@ def fit_correction(raw_ms: Sequence[float], n_layers: Sequence[int], measured_ms
     subnets also gets a factor: the median of measured / predicted over its subnets.
 
     The per-layer term absorbs the runtime's per-call overhead that summing one-layer models counts
-    once per layer; the offset the whole model's one call. With few samples the model shrinks to
-    ``scale * raw + offset`` and then to ``scale * raw``. A fit is kept only if it predicts a positive
+    once per layer; the offset the whole model's one call. When the offset comes out negative (it is
+    small, and the subnets' layer counts span a narrow range) the model drops it and keeps the per-layer
+    term, ``scale * raw + per_layer * n_layers``; with few samples it shrinks to ``scale * raw + offset``
+    and then to ``scale * raw``. A fit is kept only if it predicts a positive
     latency for every possible subnet, not just the fitted ones: ``scale > 0``, ``offset >= 0`` and
     ``per_layer >= -scale * min_layer_ms`` (``min_layer_ms``: the table's fastest layer, so every
     layer still adds a non-negative amount); otherwise the simpler model is tried.
@@ -41,6 +43,7 @@ def fit_correction(raw_ms: Sequence[float], n_layers: Sequence[int], measured_ms
     candidates = []
     if len(y) >= 6 and np.ptp(n) > 0:
         candidates.append(np.stack([raw, n, np.ones_like(raw)], 1))
+        candidates.append(np.stack([raw, n, np.zeros_like(raw)], 1))
     if len(y) >= 3:
         candidates.append(np.stack([raw, np.zeros_like(raw), np.ones_like(raw)], 1))
     base = Correction(float(np.sum(y * w) / np.sum(raw * w)), 0.0, 0.0, len(y))

@@ -73,6 +73,7 @@ class ProfileResult:
     uploads: int = 0
     metrics: dict[str, Any] | None = None
     saved: bool = False
+    refitted: bool = False  # nothing new measured, but this version's fit changed the table's correction
     wall_s: float = 0.0
     info: dict[str, Any] = field(default_factory=dict)
 
@@ -81,7 +82,7 @@ class ProfileResult:
                 "validation": str(self.validation), "n_layers": self.n_layers, "n_subnets": self.n_subnets,
                 "measured": self.measured, "recovered": self.recovered, "reused": self.reused,
                 "commands": self.commands, "uploads": self.uploads, "metrics": self.metrics, "saved": self.saved,
-                "wall_s": round(self.wall_s, 3)}
+                "refitted": self.refitted, "wall_s": round(self.wall_s, 3)}
 
 
 class ProfileInterrupted(OfaEdgeError):
@@ -330,7 +331,10 @@ def _profile_device(profile: DeviceProfile, opts: ProfileOptions, progress: Prog
                                      m["mean_ms"], m["p90_ms"])
         val_rows = _refit(table, val, plan.space)
         new = any(complete(n) for n in list(block_names) + list(subnets) if n not in have)
-        if (new or not paths["table"].is_file()) and not opts.read_only:  # never rewrite what it did not measure
+        # a table whose correction an upgraded fit changes is rewritten from its own validation file (its
+        # layer rows stay as measured); otherwise it is never rewritten without new measurements
+        result.refitted = not new and old is not None and not old.correction.matches(table.correction)
+        if (new or result.refitted or not paths["table"].is_file()) and not opts.read_only:
             table.save(paths["table"])
             save_validation(paths["validation"], settings, val_rows)
             result.saved = True
