@@ -134,17 +134,21 @@ def by_statistic(profile, opts: ProfileOptions, work: Path) -> dict:
         corr = fit_correction(*zip(*fit), min_layer_ms=min(layer.values()), resolutions=[s.r for s in plan.fit])
         truth = [measured(s, first) for s in plan.test]
         pred = [corr.apply(*raw(s), s.r) for s in plan.test]
-        row = {"table": {**accuracy_metrics(truth, pred), **largest_bias(plan.test, truth, pred)}}
+        row = {"table": {**accuracy_metrics(truth, pred),
+                         **largest_bias(plan.test, truth, pred)}}
         shared = fit_correction(*zip(*fit), min_layer_ms=min(layer.values()))  # no per-resolution factors
         row["table_shared_correction"] = accuracy_metrics(truth, [shared.apply(*raw(s)) for s in plan.test])
-        if corr.offset == 0 and corr.per_layer != 0:  # the fit before scale*raw + per_layer*n was a candidate:
-            # a negative offset sent it to scale*raw (+ offset), here emulated with one layer count for all
-            ns = [0] * len(fit)
-            before = fit_correction([f[0] for f in fit], ns, [f[2] for f in fit], resolutions=[s.r for s in plan.fit])
+        if corr.offset == 0 and corr.per_layer != 0:
+            # the fit before scale*raw + per_layer*n was a candidate: a negative offset sent it to
+            # scale*raw (+ offset), emulated here by giving every subnet the same layer count
+            before = fit_correction([f[0] for f in fit], [0] * len(fit), [f[2] for f in fit],
+                                    resolutions=[s.r for s in plan.fit])
             pred = [before.apply(raw(s)[0], 0, s.r) for s in plan.test]
-            row["table_previous_fit"] = {**accuracy_metrics(truth, pred), **largest_bias(plan.test, truth, pred)}
+            row["table_previous_fit"] = {**accuracy_metrics(truth, pred),
+                                         **largest_bias(plan.test, truth, pred)}
         row["by_resolution"] = {str(r): round(f, 4) for r, f in sorted(corr.by_resolution.items())}
-        row["correction"] = f"{corr.scale:.3f} raw {corr.per_layer * 1e3:+.2f} us/layer {corr.offset * 1e3:+.2f} us"
+        row["correction"] = (f"{corr.scale:.3f} raw {corr.per_layer * 1e3:+.2f} us/layer "
+                             f"{corr.offset * 1e3:+.2f} us")
         if again:
             row["noise"] = accuracy_metrics([measured(s, again) for s in plan.test], truth)
         out[stat] = row

@@ -276,7 +276,8 @@ def test_a_rerun_with_nothing_to_measure_refits_a_stale_correction_and_otherwise
     stale.save(paths["table"])
     again = profile_device(profile, o)
     assert (again.measured, again.refitted, again.saved) == (0, True, True)
-    assert load_table(paths["table"]).correction.matches(fitted)
+    refit = load_table(paths["table"]).correction
+    assert refit.scale == pytest.approx(fitted.scale, rel=1e-3) and refit.n_fit == fitted.n_fit
     before = paths["table"].read_bytes(), paths["validation"].read_bytes()
     third = profile_device(profile, o)
     assert (third.measured, third.refitted, third.saved) == (0, False, False)
@@ -372,8 +373,8 @@ def test_pacer_starts_round_k_no_earlier_than_its_share_of_the_span():
     now[0] += 0.5
     pace(4)
     assert slept == [1.5]
-    off = _Pacer(dataclasses.replace(profile, benchmark=dataclasses.replace(profile.benchmark, min_span_s=0.0)),
-                 clock=lambda: now[0], sleep=sleep)
+    unpaced = dataclasses.replace(profile, benchmark=dataclasses.replace(profile.benchmark, min_span_s=0.0))
+    off = _Pacer(unpaced, clock=lambda: now[0], sleep=sleep)
     for k in range(5):
         off(k)
     assert slept == [1.5]

@@ -48,12 +48,12 @@ def lut_accuracy(d: dict) -> str:
                             f"Kendall tau {t['kendall_tau']:.3f}.")
             if stat == d.get("statistic") and "table_previous_fit" in r:
                 t, p = r["table"], r["table_previous_fit"]
-                rows.append(f"\nThe correction `scale * raw + per_layer * layers` (c = {r['correction']}) against "
-                            f"the fit it replaced (a scale alone, since the offset came out negative; same "
-                            f"factors): MAPE {t['mape']:.2f} vs {p['mape']:.2f} %, within ±10 % "
+                rows.append(f"\nThe correction `scale * raw + per_layer * layers` (c = {r['correction']}) "
+                            "against the fit it replaced (a scale alone, since the offset came out negative; "
+                            f"same factors): MAPE {t['mape']:.2f} vs {p['mape']:.2f} %, within ±10 % "
                             f"{t['within_10pct']:.2f} vs {p['within_10pct']:.2f}, Kendall tau "
-                            f"{t['kendall_tau']:.3f} vs {p['kendall_tau']:.3f}; median error of each resolution's "
-                            f"largest third {t['largest_third_median_error_pct']:+.2f} vs "
+                            f"{t['kendall_tau']:.3f} vs {p['kendall_tau']:.3f}; median error of each "
+                            f"resolution's largest third {t['largest_third_median_error_pct']:+.2f} vs "
                             f"{p['largest_third_median_error_pct']:+.2f} %.")
     return "\n".join(rows)
 

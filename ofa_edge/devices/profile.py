@@ -170,9 +170,11 @@ def _coerce(where: str, key: str, value: Any, default: Any) -> Any:
         return value
     if isinstance(default, float):
         low = 0 if default == 0 else 1e-9  # a field that defaults to 0 s (off) may be set to 0
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not low <= value <= MAX_SECONDS:
-            raise ValueError(f"{where}.{key} must be a {'non-negative' if low == 0 else 'positive'} number of "
-                             f"seconds (at most {MAX_SECONDS}), got {value!r}")
+        if isinstance(value, bool) or not isinstance(value, (int, float)) \
+                or not low <= value <= MAX_SECONDS:
+            sign = "non-negative" if low == 0 else "positive"
+            raise ValueError(f"{where}.{key} must be a {sign} number of seconds (at most {MAX_SECONDS}), "
+                             f"got {value!r}")
         return float(value)
     if isinstance(default, tuple):
         if isinstance(value, str):

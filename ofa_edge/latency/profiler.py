@@ -29,7 +29,7 @@ from ofa_edge.latency.origin import measured_here, origin, origin_label
 from ofa_edge.latency.models import (MODEL_VERSION, block_model, block_name, default_cache_dir, subnet_model,
                                      subnet_name)
 from ofa_edge.latency.precision import check_precision, table_stem
-from ofa_edge.latency.table import LatencyTable, Row, load_table
+from ofa_edge.latency.table import Correction, LatencyTable, Row, load_table
 from ofa_edge.latency.validation import Measured, load_validation, save_validation
 from ofa_edge.space import SearchSpace, Subnet, get_space, layers, resolve_space, sample, subnet_from_json
 
@@ -333,7 +333,7 @@ def _profile_device(profile: DeviceProfile, opts: ProfileOptions, progress: Prog
         new = any(complete(n) for n in list(block_names) + list(subnets) if n not in have)
         # a table whose correction an upgraded fit changes is rewritten from its own validation file (its
         # layer rows stay as measured); otherwise it is never rewritten without new measurements
-        result.refitted = not new and old is not None and not old.correction.matches(table.correction)
+        result.refitted = not new and old is not None and _predictions_moved(old.correction, val_rows)
         if (new or result.refitted or not paths["table"].is_file()) and not opts.read_only:
             table.save(paths["table"])
             save_validation(paths["validation"], settings, val_rows)
@@ -409,6 +409,17 @@ def _refit(table: LatencyTable, val: dict[str, Measured], current: SearchSpace) 
     for m in out:
         val[m.name] = m
     return out
+
+
+def _predictions_moved(before: Correction, rows: list[Measured], rel: float = 1e-4) -> bool:
+    """Whether the refit ``rows`` predict any subnet more than ``rel`` away from the correction ``before``
+    (a changed fit, not the rounding of the table's rows)."""
+    for m in rows:
+        if m.raw_ms > 0:
+            old = before.apply(m.raw_ms, m.n_layers, json.loads(m.subnet).get("r"))
+            if abs(m.predicted_ms - old) > rel * old:
+                return True
+    return False
 
 
 def _metrics(profile: DeviceProfile, test: list[Measured], all_rows: list[Measured],

@@ -74,14 +74,6 @@ class Correction:
         """Whole-model latency (ms) from the summed layer latencies of a subnet at ``resolution``."""
         return (self.scale * raw_ms + self.per_layer * n_layers + self.offset) * self.by_resolution.get(resolution, 1.0)
 
-    def matches(self, other: "Correction", rel: float = 1e-6) -> bool:
-        """Whether ``other`` is the same correction up to ``rel`` (a refit of a table's rounded rows)."""
-        if self.n_fit != other.n_fit or self.by_resolution.keys() != other.by_resolution.keys():
-            return False
-        pairs = [(self.scale, other.scale), (self.per_layer, other.per_layer), (self.offset, other.offset)]
-        pairs += [(f, other.by_resolution[r]) for r, f in self.by_resolution.items()]
-        return all(math.isclose(a, b, rel_tol=rel, abs_tol=1e-9) for a, b in pairs)
-
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {"scale": self.scale, "per_layer": self.per_layer, "offset": self.offset,
                                "n_fit": self.n_fit}
