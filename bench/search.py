@@ -90,7 +90,8 @@ def compare_selectors(args) -> tuple[list[dict], dict[str, str]]:
                                                      out=Path(args.out) / f"{selector}-m{margin:g}",
                                                      export=("pt",), tables_dir=args.tables,
                                                      bn_images=args.bn_images, measure=not args.no_measure,
-                                                     precision=args.precision, latency_margin=margin))
+                                                     precision=args.precision, latency_margin=margin,
+                                                     retries=args.retries))
         except FileFormatError as exc:  # e.g. last-sampled on a supernet shipped without its training log
             print(f"{selector}: skipped ({exc})")
             skipped[selector] = f"sampled.csv: {exc.problem}"  # no machine path in the JSON
@@ -115,6 +116,9 @@ def main(argv=None) -> int:
     ap.add_argument("--out", default="builds/bench-search")
     ap.add_argument("--bn-images", type=int, default=500)
     ap.add_argument("--no-measure", action="store_true", help="do not measure the chosen subnets on the device")
+    ap.add_argument("--retries", type=int, default=0,
+                    help="searches again after a pick measured over budget (specialize's default is 2; 0 here "
+                         "measures the table's first pick)")
     ap.add_argument("--latency-margin", default="0", type=lambda t: [float(x) for x in t.split(",")],
                     help="comma-separated margins (percent of the budget) to search with, e.g. 0,5")
     ap.add_argument("--precision", default="fp32", choices=("fp32", "int8"),
@@ -140,6 +144,7 @@ def main(argv=None) -> int:
                   f"{meas:>10}{pred:>11}{r['top1_test']:>11.2f}")
         result["selectors"] = rows
         result["skipped"] = skipped
+        result["retries"] = args.retries
     OUT.parent.mkdir(parents=True, exist_ok=True)
     name = "search" + ("_int8" if args.precision == "int8" else "") + (".quick" if args.quick else "") + ".json"
     OUT.with_name(name).write_text(json.dumps(result, indent=2) + "\n")

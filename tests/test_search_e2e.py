@@ -312,6 +312,89 @@ def test_measured_build_times_every_artifact_and_recommends_the_fastest_within_t
     assert (root / "measured" / row["folder"] / rec["file"]).is_file()
 
 
+def test_meet_when_measured_searches_again_within_budget_times_predicted_over_measured():
+    """A device 25 % slower than the committed x86-local table says: the largest subnet predicted within the
+    budget measures over it, the search runs again within budget x predicted / measured (1 % less) and the
+    second pick meets the budget; with no retries the first pick is kept; an impossible bound keeps the last
+    pick and says why."""
+    from ofa_edge.pipelines.specialization import meet_when_measured
+    from ofa_edge.search import SearchSetup
+    from ofa_edge.search.select import select
+    from ofa_edge.space import get_space
+
+    space = get_space("cifar-mbv3")
+    tables = Path(__file__).resolve().parents[1] / "latency_tables"
+    table = load_table(table_paths(tables, "x86-local", "onnxruntime")["table"])
+    setup = SearchSetup.build(space, 10, None, lambda subs: [table.predict(space, s, 10) for s in subs])
+    config = EvolutionConfig(population=30, generations=30)  # no predictor: the most MACs within the bound
+
+    def search(bound):
+        return select(setup, "evolution", latency_ms=bound, config=config)
+
+    def device(subnet):
+        return 1.25 * table.predict(space, subnet, 10), "measured on the device"
+
+    budget = 0.45
+    first = search(budget)
+    res, pick = meet_when_measured(setup, first, budget, 2, search, device)
+    a = pick.attempts
+    assert len(a) == 2 and a[0]["measured"] > budget >= a[1]["measured"] == pick.measured_ms
+    assert a[1]["searched_within"] == pytest.approx(budget * a[0]["predicted"] / a[0]["measured"] * 0.99)
+    assert a[1]["predicted"] <= a[1]["searched_within"]
+    assert subnet_from_dict(space, a[1]["subnet"]) == res.best.subnet
+    assert "pick 2 of 2" in pick.note
+    kept, once = meet_when_measured(setup, first, budget, 0, search, device)
+    assert kept.best.subnet == first.best.subnet and once.attempts == [] and once.measured_ms > budget
+    slow, stuck = meet_when_measured(setup, first, budget, 2, search, lambda s: (10 * budget, "measured"))
+    assert slow.best.subnet == first.best.subnet and len(stuck.attempts) == 1
+    assert "no subnet is predicted within" in stuck.note and stuck.measured_ms == 10 * budget
+
+
+def test_specialize_measure_records_every_attempt_and_refuses_bad_retries(run, capsys, monkeypatch):
+    """On the real device with a table that predicts half the latency: every pick searched again was measured
+    over the budget, each bound is budget x predicted / measured (1 % less), the manifest keeps the last."""
+    root, _ = run
+    devices = root / "devices-retry"
+    devices.mkdir(exist_ok=True)
+    (devices / "x86-local.toml").write_text(
+        'format = 1\nname = "x86-local"\n[connection]\ntransport = "local"\n'
+        f'[device]\npython = "current"\nwork_dir = "{root / "retry-dev"}"\n'
+        '[runtime]\nname = "onnxruntime"\n[benchmark]\nwarmup = 2\nrepeats = 10\nthreads = 1\nrounds = 2\n')
+    monkeypatch.setenv("OFA_EDGE_DEVICES", str(devices))
+    table = load_table(table_paths(root / "tables", "x86-local", "onnxruntime")["table"])
+    c = table.correction
+    table.correction = dataclasses.replace(c, scale=0.5 * c.scale, per_layer=0.5 * c.per_layer,
+                                           offset=0.5 * c.offset)
+    low = table_paths(root / "tables-low", "x86-local", "onnxruntime")["table"]
+    low.parent.mkdir(parents=True)
+    table.save(low)
+    net = load_supernet(root / "run" / "supernet.pt")
+    from ofa_edge.search import SearchSetup
+
+    setup = SearchSetup.build(net.space, 10, latency=lambda subs: [table.predict(net.space, s, 10) for s in subs])
+    budget = round(2 * setup.latency.maximum()[0], 4)  # the slowest subnet as the original table predicts it
+    common = ["specialize", "--checkpoint", str(root / "run" / "supernet.pt"), "--device", "x86-local",
+              "--tables", str(root / "tables-low"), "--latency", f"{budget}ms", "--export", "pt", "--measure",
+              "--generations", "30", "--bn-images", "20", "--json"]
+    capsys.readouterr()
+    assert main([*common, "--out", str(root / "retry"), "--retries", "3"]) == 0
+    (m,) = json.loads(capsys.readouterr().out)
+    lat = m["latency_ms"]
+    attempts = lat.get("attempts", [])
+    for before, after in zip(attempts, attempts[1:]):
+        assert before["measured"] > budget  # only an over-budget pick is searched again
+        assert after["searched_within"] == pytest.approx(
+            min(budget * before["predicted"] / before["measured"], before["searched_within"]) * 0.99)
+        assert after["predicted"] <= after["searched_within"]
+    if attempts:
+        assert attempts[-1]["subnet"] == m["subnet"] and attempts[-1]["measured"] == lat["measured"]
+        assert lat["searched_within"] == attempts[-1]["searched_within"] and len(attempts) <= 4
+    assert lat["measured"] is not None and (lat["measured"] <= budget or "over budget" in lat["note"]
+                                            or len(attempts) == 4)
+    assert main([*common, "--out", str(root / "retry-bad"), "--retries", "-1"]) == 2
+    assert "retries: -1" in capsys.readouterr().err
+
+
 def _cli(args: list[str], cwd) -> subprocess.CompletedProcess:
     """``ofa-edge ARGS`` in a child process (its fds 1/2 are the pipes a terminal would be)."""
     root = Path(__file__).resolve().parents[1]

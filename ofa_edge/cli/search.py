@@ -107,6 +107,9 @@ def specialize_cmd(
                                          "latency table's error (its MAPE, printed by `ofa-edge validate`): the "
                                          "search takes subnets predicted within budget x (1 - margin/100), so "
                                          "the measured latency meets the budget."),
+    retries: int = typer.Option(2, "--retries", help="With --measure: a pick measured over its budget is "
+                                "replaced by a new search within budget x predicted/measured (1 % less), up to "
+                                "this many times; 0 keeps the first pick. The manifest lists every attempt."),
     verbose: bool = VERBOSE_OPTION,
     as_json: bool = _JSON,
 ) -> None:
@@ -131,7 +134,7 @@ def specialize_cmd(
                                     config=_config(population, generations, seed), random_n=random_n,
                                     measure=measure, max_drop=max_drop, precision=precision,
                                     verbose=verbose, int8_float_stages=float_stages,
-                                    latency_margin=latency_margin)
+                                    latency_margin=latency_margin, retries=retries)
         with progress_bar(not as_json) as progress:
             manifests.extend(specialize(request, progress=progress))
     if as_json:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 from dataclasses import dataclass, field
@@ -134,6 +135,8 @@ class SpecializeRequest:
             recommended.
         latency_margin: Percent of each budget kept free for the latency table's error: the search takes
             subnets predicted within ``budget * (1 - margin / 100)``; the build still answers to ``budget``.
+        retries: With ``measure``: a pick measured over its budget is replaced by a search within
+            ``budget * predicted / measured`` (1 % less), up to this many times; 0 keeps the first pick.
     """
 
     checkpoint: str | os.PathLike
@@ -156,9 +159,13 @@ class SpecializeRequest:
     verbose: bool = False
     int8_float_stages: tuple[int, ...] = (0,)
     latency_margin: float = 0.0
+    retries: int = 2
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "budgets_ms", tuple(float(b) for b in self.budgets_ms))
+        if not 0 <= self.retries <= 10:
+            raise InvalidValueError(f"retries: {self.retries} is not a number of searches again from 0 to 10 "
+                                    "(e.g. 2)", "retries")
         if not 0.0 <= self.latency_margin < 100.0:
             raise InvalidValueError(f"latency margin: {self.latency_margin:g} is not a percentage of the budget "
                                     "(0 to under 100, e.g. 5 for the table's typical error)", "latency_margin")
@@ -219,10 +226,58 @@ def specialize(request: SpecializeRequest,
     for i, (budget, res) in enumerate(zip(budgets, results)):  # both ascending
         if progress:
             progress("build", i, len(results))
-        manifests.append(_build(run, profile, table, table_path, setup, res, pred, task, r, budget))
+        fit = None
+        if r.measure:
+            fit = meet_when_measured(
+                setup, res, budget, r.retries,
+                lambda bound: select_budgets(setup, [bound], r.selector, config=r.config, sampled=sampled,
+                                             random_n=r.random_n)[0],
+                lambda s: measure_on_device(profile, run.space, s, run.n_classes, r.cache_dir, r.precision))
+        manifests.append(_build(run, profile, table, table_path, setup, fit[0] if fit else res, pred, task, r,
+                                budget, fit[1] if fit else None))
     if progress:
         progress("build", len(results), len(results))
     return manifests
+
+
+@dataclass
+class MeasuredPick:
+    """The measured latency of a build's subnet; ``attempts``: every pick measured, when one was over budget
+    and a search ran again (empty otherwise)."""
+
+    measured_ms: float | None
+    note: str
+    attempts: list[dict[str, Any]] = field(default_factory=list)
+
+
+def meet_when_measured(setup: SearchSetup, res: SearchResult, budget: float, retries: int,
+                       search: Callable[[float], SearchResult],
+                       measure: Callable[[Subnet], tuple[float | None, str]]) -> tuple[SearchResult, MeasuredPick]:
+    """Measure the pick; while it runs over ``budget``, ``search`` again within ``budget * predicted / measured``
+    (1 % less, and below the last bound), at most ``retries`` times. Returns the pick kept and its measure."""
+    bound = res.bounds["latency_ms"]
+    attempts: list[dict[str, Any]] = []
+    while True:
+        predicted = float(setup.describe([res.best.subnet])["latency_ms"][0])
+        ms, note = measure(res.best.subnet)
+        attempts.append({"subnet": json.loads(res.best.subnet.to_json()), "searched_within": bound,
+                         "predicted": predicted, "measured": ms})
+        if ms is None or ms <= budget or len(attempts) > retries:
+            break
+        bound = min(budget * predicted / ms, bound) * 0.99
+        try:
+            again = search(bound)
+        except OfaEdgeError as exc:  # nothing predicted within the tighter bound: keep the last pick
+            note += f"; over budget, and no subnet is predicted within {bound:.4g} ms ({str(exc).splitlines()[0]})"
+            break
+        if again.best.subnet == res.best.subnet:
+            note += f"; over budget, and the search within {bound:.4g} ms found no other subnet"
+            break
+        res = again
+    if len(attempts) > 1:
+        note += f"; pick {len(attempts)} of {len(attempts)}: the earlier ones measured over the budget"
+    searched_again = len(attempts) > 1 or (retries > 0 and ms is not None and ms > budget)
+    return res, MeasuredPick(ms, note, attempts if searched_again else [])
 
 
 def _test_arrays(task, r: int):
@@ -235,7 +290,7 @@ def _test_arrays(task, r: int):
 
 
 def _build(run: TrainedRun, profile, table, table_path, setup: SearchSetup, res: SearchResult, pred, task,
-           r: SpecializeRequest, budget: float) -> dict[str, Any]:
+           r: SpecializeRequest, budget: float, measured: MeasuredPick | None = None) -> dict[str, Any]:
     """Extract, recalibrate, test, export and describe the subnet ``res`` chose for ``budget`` (ms); returns
     its manifest dict."""
     export, quantize, bn_images = r.export, r.quantize, r.bn_images
@@ -255,7 +310,9 @@ def _build(run: TrainedRun, profile, table, table_path, setup: SearchSetup, res:
         own_files.append(folder / "model.pt")
     info = setup.describe([subnet])
     measured_ms, note = (None, "not measured (ask for a measurement when the device is reachable)")
-    if r.measure:
+    if measured is not None:
+        measured_ms, note = measured.measured_ms, measured.note
+    elif r.measure:
         measured_ms, note = measure_on_device(profile, run.space, subnet, run.n_classes, r.cache_dir, r.precision)
     predicted_ms = float(info["latency_ms"][0])
     latency = {"predicted": predicted_ms, "measured": measured_ms,
@@ -264,6 +321,8 @@ def _build(run: TrainedRun, profile, table, table_path, setup: SearchSetup, res:
                "table_measured_on": origin_label(table.provenance, profile.connection.transport == "local")}
     if r.latency_margin:
         latency.update(margin_pct=r.latency_margin, searched_within=res.bounds["latency_ms"])
+    if measured is not None and measured.attempts:
+        latency.update(searched_within=res.bounds["latency_ms"], attempts=measured.attempts)
     extra = {"target": f"{profile.name}/{format_ms(budget)}", "device": profile.name,
              "runtime": profile.runtime.name, "budget_ms": budget, "selector": res.selector,
              "space_fingerprint": run.space.fingerprint(), "bn_images": bn_images,
