@@ -310,10 +310,8 @@ def _build(run: TrainedRun, profile, table, table_path, setup: SearchSetup, res:
         own_files.append(folder / "model.pt")
     info = setup.describe([subnet])
     measured_ms, note = (None, "not measured (ask for a measurement when the device is reachable)")
-    if measured is not None:
+    if measured is not None:  # measured by specialize (meet_when_measured) when asked to
         measured_ms, note = measured.measured_ms, measured.note
-    elif r.measure:
-        measured_ms, note = measure_on_device(profile, run.space, subnet, run.n_classes, r.cache_dir, r.precision)
     predicted_ms = float(info["latency_ms"][0])
     latency = {"predicted": predicted_ms, "measured": measured_ms,
                "error_pct": None if measured_ms is None else 100 * (predicted_ms - measured_ms) / measured_ms,
