@@ -187,9 +187,17 @@ def test_load_targets_matrix_and_errors(tmp_path):
     assert (a.latency_margin, b.latency_margin) == (5.0, 0.0)
     assert a.settings_key() != Target("a", 1.0, ("onnx",)).settings_key()  # a changed margin rebuilds
     assert b.settings_key() == Target("b", 1.0, ("onnx",)).settings_key()  # no margin: earlier builds' keys
+    p.write_text('devices = ["a"]\nbudgets = ["1ms"]\nmeasure = true\nretries = 0\n[[target]]\ndevice = "b"\n'
+                 'budget = "1ms"\nretries = 2\n')
+    a, b = load_targets(p).targets
+    assert (a.retries, b.retries) == (0, 2)
+    assert a.settings_key() != Target("a", 1.0, ("onnx",), measure=True).settings_key()  # other picks: rebuilt
+    assert b.settings_key() == Target("b", 1.0, ("onnx",), measure=True).settings_key()  # the default's key
     for text, match in [
                         ('devices = ["a"]\nbudgets = ["1ms"]\nlatency_margin = 100', "latency_margin must be a "
-                                                                                    "percentage"),('devices = ["a"]\nbudgets = ["fast"]', "budget 'fast'"),
+                                                                                    "percentage"),
+                        ('devices = ["a"]\nbudgets = ["1ms"]\nretries = -1', "retries must be a whole number"),
+                        ('devices = ["a"]\nbudgets = ["1ms"]\nretries = true', "retries must be a whole number"),('devices = ["a"]\nbudgets = ["fast"]', "budget 'fast'"),
                         ('devices = ["a"]\nbudgets = ["1ms"]\nformats = ["pt2"]', "'pt2' is not one of"),
                         ('devices = ["a"]', "give both devices and budgets"),
                         ('devise = ["a"]', "unknown key 'devise'"),

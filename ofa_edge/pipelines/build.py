@@ -13,6 +13,7 @@
     int8_float_stages = [0, 1, 2]          # one INT8 artefact per value: early stages kept in float (default [0])
     precision = "fp32"                     # "int8": search/measure with the devices' INT8 tables (default fp32)
     latency_margin = 5                     # percent of each budget kept free for the table's error (default 0)
+    retries = 2                            # with measure: new searches after a pick measured over budget
     devices = ["pi4", "jetson-nano"]       # the matrix: every device x every budget
     budgets = ["20ms", "40ms"]
 
@@ -48,9 +49,10 @@ from ofa_edge.search.budget import parse_latency
 
 TARGETS_FORMAT = "ofa-edge-targets/1"
 _TOP_KEYS = {"format", "checkpoint", "out", "tables", "formats", "quantize", "devices", "budgets", "target",
-             "data", "selector", "measure", "precision", "max_drop", "int8_float_stages", "latency_margin"}
+             "data", "selector", "measure", "precision", "max_drop", "int8_float_stages", "latency_margin", "retries"}
 _TARGET_KEYS = {"device", "budget", "formats", "quantize", "selector", "measure", "precision", "max_drop",
-                "int8_float_stages", "latency_margin"}
+                "int8_float_stages", "latency_margin", "retries"}
+DEFAULT_RETRIES = 2
 
 
 @dataclass(frozen=True)
@@ -67,6 +69,7 @@ class Target:
     max_drop: float = DEFAULT_MAX_DROP
     int8_float_stages: tuple[int, ...] = (0,)
     latency_margin: float = 0.0  # percent of the budget kept free for the latency table's error
+    retries: int = DEFAULT_RETRIES  # with measure: searches again after a pick measured over its budget
 
     @property
     def name(self) -> str:
@@ -78,7 +81,8 @@ class Target:
                            self.measure, checkpoint] + ([] if self.precision == "fp32" else [self.precision])
                 + ([] if self.max_drop == DEFAULT_MAX_DROP else [self.max_drop])
                 + ([] if self.int8_float_stages == (0,) else [list(self.int8_float_stages)])
-                + ([] if self.latency_margin == 0 else [{"latency_margin": self.latency_margin}]))
+                + ([] if self.latency_margin == 0 else [{"latency_margin": self.latency_margin}])
+                + ([] if self.retries == DEFAULT_RETRIES or not self.measure else [{"retries": self.retries}]))
         return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
@@ -168,6 +172,13 @@ def _margin(path: Path, value: Any, where: str) -> float:
     return float(value)
 
 
+def _retries(path: Path, value: Any, where: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= 10:
+        raise _bad(path, f"{where}retries must be a whole number of new searches from 0 to 10 (e.g. 2), "
+                         f"not {value!r}")
+    return value
+
+
 def _float_stages(path: Path, value: Any, where: str) -> tuple[int, ...]:
     if (not isinstance(value, list) or not value
             or not all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in value)):
@@ -208,6 +219,7 @@ def load_targets(path: str | os.PathLike) -> TargetsFile:
     max_drop = _max_drop(path, raw.get("max_drop", DEFAULT_MAX_DROP), "")
     float_stages = _float_stages(path, raw.get("int8_float_stages", [0]), "")
     margin = _margin(path, raw.get("latency_margin", 0), "")
+    retries = _retries(path, raw.get("retries", DEFAULT_RETRIES), "")
     devices, budgets = raw.get("devices", []), raw.get("budgets", [])
     if not isinstance(devices, list) or not all(isinstance(d, str) and d for d in devices):
         raise _bad(path, "devices must be a list of device names such as [\"pi4\"]")
@@ -216,7 +228,7 @@ def load_targets(path: str | os.PathLike) -> TargetsFile:
     if bool(devices) != bool(budgets):
         raise _bad(path, "give both devices and budgets (the matrix is every device x every budget)")
     targets = [Target(d, _budget(path, b, ""), formats, quantize, selector, measure, precision, max_drop,
-                      float_stages, margin) for d in devices for b in budgets]
+                      float_stages, margin, retries) for d in devices for b in budgets]
     extra = raw.get("target", [])
     if not isinstance(extra, list):
         raise _bad(path, "[[target]] must be an array of tables")
@@ -236,7 +248,8 @@ def load_targets(path: str | os.PathLike) -> TargetsFile:
                               _precision(path, t.get("precision", precision), where),
                               _max_drop(path, t.get("max_drop", max_drop), where),
                               _float_stages(path, t.get("int8_float_stages", list(float_stages)), where),
-                              _margin(path, t.get("latency_margin", margin), where)))
+                              _margin(path, t.get("latency_margin", margin), where),
+                              _retries(path, t.get("retries", retries), where)))
     if not targets:
         raise _bad(path, "no targets: give devices + budgets, or [[target]] tables")
     names = [t.name for t in targets]
@@ -349,7 +362,8 @@ def specialize_builder(spec: TargetsFile, bn_images: int = 500, verbose: bool = 
             export=("pt",) + tuple(target.formats), quantize="int8" if target.quantize else None,
             tables_dir=spec.tables, data=spec.data, bn_images=bn_images, measure=target.measure,
             precision=target.precision, max_drop=target.max_drop,
-            verbose=verbose, int8_float_stages=target.int8_float_stages, latency_margin=target.latency_margin))
+            verbose=verbose, int8_float_stages=target.int8_float_stages, latency_margin=target.latency_margin,
+            retries=target.retries))
         return read_manifest(Path(found["folder"]))
 
     return build

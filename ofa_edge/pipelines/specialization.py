@@ -159,7 +159,7 @@ class SpecializeRequest:
     verbose: bool = False
     int8_float_stages: tuple[int, ...] = (0,)
     latency_margin: float = 0.0
-    retries: int = 2
+    retries: int = 2  # the same default as targets.toml's (pipelines.build.DEFAULT_RETRIES)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "budgets_ms", tuple(float(b) for b in self.budgets_ms))
