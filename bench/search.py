@@ -13,6 +13,8 @@ measured latency on the device.
     python bench/search.py --checkpoint cifar10-mbv3 --device x86-local --latency 0.3ms,0.45ms,0.6ms
     python bench/search.py --checkpoint cifar10-mbv3 --device x86-local --latency 0.35ms,0.45ms,0.55ms \
         --precision int8 --latency-margin 0,5   # INT8 table and models, without and with a 5 % margin
+    python bench/search.py --checkpoint cifar10-mbv3 --device x86-local --latency 0.35ms,0.45ms,0.55ms \
+        --precision int8 --retries 2            # no margin; picks measured over budget searched again
 """
 
 from __future__ import annotations
@@ -102,7 +104,8 @@ def compare_selectors(args) -> tuple[list[dict], dict[str, str]]:
                          "r": m["resolution"], "macs": m["macs"],
                          "latency_pred_ms": m["latency_ms"]["predicted"],
                          "latency_meas_ms": m["latency_ms"]["measured"],
-                         "top1_pred": m["top1"]["predicted"], "top1_test": m["top1"]["measured"]})
+                         "top1_pred": m["top1"]["predicted"], "top1_test": m["top1"]["measured"],
+                         "picks_measured": len(m["latency_ms"].get("attempts", [])) or 1})
     return rows, skipped
 
 
@@ -146,7 +149,8 @@ def main(argv=None) -> int:
         result["skipped"] = skipped
         result["retries"] = args.retries
     OUT.parent.mkdir(parents=True, exist_ok=True)
-    name = "search" + ("_int8" if args.precision == "int8" else "") + (".quick" if args.quick else "") + ".json"
+    name = ("search" + ("_int8" if args.precision == "int8" else "") + ("_retries" if args.retries else "")
+            + (".quick" if args.quick else "") + ".json")
     OUT.with_name(name).write_text(json.dumps(result, indent=2) + "\n")
     return 0
 

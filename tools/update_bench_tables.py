@@ -74,9 +74,11 @@ def search(d: dict) -> str:
                     f"{t['setup_s']:.2f} | {t['search_s_median']:.2f} |")
     if d.get("selectors"):
         margins = any("margin_pct" in r for r in d["selectors"])
+        picks = bool(d.get("retries"))
         rows += ["", "| selector |" + (" margin % |" if margins else "") + " budget ms | subnet | MMACs | "
-                 "latency pred / measured ms | measured within budget | top-1 pred / test % |",
-                 "|---|---|---|---|---|---|---|" + ("---|" if margins else "")]
+                 "latency pred / measured ms | measured within budget | top-1 pred / test % |"
+                 + (" picks measured |" if picks else ""),
+                 "|---|---|---|---|---|---|---|" + ("---|" if margins else "") + ("---|" if picks else "")]
         for r in d["selectors"]:
             meas = "-" if r["latency_meas_ms"] is None else f"{r['latency_meas_ms']:.3f}"
             fits = "-" if r["latency_meas_ms"] is None else (
@@ -85,7 +87,8 @@ def search(d: dict) -> str:
             pred = "-" if r["top1_pred"] is None else f"{r['top1_pred']:.2f}"
             rows.append(f"| {r['selector']} |" + (f" {r.get('margin_pct', 0):g} |" if margins else "")
                         + f" {r['budget_ms']:g} | {r['subnet']} | {r['macs'] / 1e6:.2f} | "
-                        f"{r['latency_pred_ms']:.3f} / {meas} | {fits} | {pred} / {r['top1_test']:.2f} |")
+                        f"{r['latency_pred_ms']:.3f} / {meas} | {fits} | {pred} / {r['top1_test']:.2f} |"
+                        + (f" {r.get('picks_measured', 1)} |" if picks else ""))
         if d.get("skipped"):
             rows += [""] + [f"{k}: skipped ({v})" for k, v in d["skipped"].items()]
     return "\n".join(rows)
@@ -225,7 +228,7 @@ def standalone(d: dict) -> str:
     return "\n".join(rows)
 
 
-RENDER = {"search": search, "search_int8": search, "export": export, "int8_accuracy": int8_accuracy, "supernet_overhead": supernet_overhead,
+RENDER = {"search": search, "search_int8": search, "search_int8_retries": search, "export": export, "int8_accuracy": int8_accuracy, "supernet_overhead": supernet_overhead,
           "lut_accuracy": lut_accuracy,
           "lut_accuracy_int8": lut_accuracy,
           "train_strategies": train_strategies, "train_strategies_converged": train_strategies,
