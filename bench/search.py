@@ -149,7 +149,7 @@ def main(argv=None) -> int:
         result["skipped"] = skipped
         result["retries"] = args.retries
     OUT.parent.mkdir(parents=True, exist_ok=True)
-    name = ("search" + ("_int8" if args.precision == "int8" else "") + ("_retries" if args.retries else "")
+    name = ("search" + ("_int8" if args.precision == "int8" else "") + ("_retries" if args.retries and not args.no_measure else "")
             + (".quick" if args.quick else "") + ".json")
     OUT.with_name(name).write_text(json.dumps(result, indent=2) + "\n")
     return 0

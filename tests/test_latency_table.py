@@ -361,6 +361,8 @@ def test_pacer_starts_round_k_no_earlier_than_its_share_of_the_span():
         now[0] += s
 
     pace = _Pacer(profile, clock=lambda: now[0], sleep=sleep)
+    assert [pace.start(k) for k in range(5)] == [0.0, 2.0, 4.0, 6.0, 8.0]
+    assert _Pacer(profile, rounds=3).start(2) == 8.0  # a rounds override spreads its own rounds over the span
     starts = []
     for k, took in enumerate([0.5, 3.5, 0.2, 0.2, 0.0]):
         pace(k)

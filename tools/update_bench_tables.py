@@ -49,8 +49,8 @@ def lut_accuracy(d: dict) -> str:
             if stat == d.get("statistic") and "table_previous_fit" in r:
                 t, p = r["table"], r["table_previous_fit"]
                 rows.append(f"\nThe correction `scale * raw + per_layer * layers` (c = {r['correction']}) "
-                            "against the fit it replaced (a scale alone, since the offset came out negative; "
-                            f"same factors): MAPE {t['mape']:.2f} vs {p['mape']:.2f} %, within ±10 % "
+                            "against the fit it replaced (a scale, plus an offset where positive, with its own "
+                            f"per-resolution factors): MAPE {t['mape']:.2f} vs {p['mape']:.2f} %, within ±10 % "
                             f"{t['within_10pct']:.2f} vs {p['within_10pct']:.2f}, Kendall tau "
                             f"{t['kendall_tau']:.3f} vs {p['kendall_tau']:.3f}; median error of each "
                             f"resolution's largest third {t['largest_third_median_error_pct']:+.2f} vs "
@@ -228,7 +228,7 @@ def standalone(d: dict) -> str:
     return "\n".join(rows)
 
 
-RENDER = {"search": search, "search_int8": search, "search_int8_retries": search, "export": export, "int8_accuracy": int8_accuracy, "supernet_overhead": supernet_overhead,
+RENDER = {"search": search, "search_int8": search, "search_retries": search, "search_int8_retries": search, "export": export, "int8_accuracy": int8_accuracy, "supernet_overhead": supernet_overhead,
           "lut_accuracy": lut_accuracy,
           "lut_accuracy_int8": lut_accuracy,
           "train_strategies": train_strategies, "train_strategies_converged": train_strategies,

@@ -76,12 +76,8 @@ class Benchmark:
     rounds: int = 1  # passes over all models, each in a new order
     statistic: str = "median"  # a model's latency: "median" (median over rounds of each round's median run)
     #                            or "min" (its fastest run over all rounds)
-    min_span_s: float = 0.0  # the least time from a measurement's first round to its last: rounds of a few
-    #                          models are paced over it, so a slow phase of the device cannot hold all of them
-
-    def round_start(self, k: int) -> float:
-        """Seconds after a measurement's first round at which round ``k`` may start at the earliest."""
-        return self.min_span_s * k / max(1, self.rounds - 1)
+    min_span_s: float = 0.0  # round k of a measurement starts no earlier than min_span_s * k / (rounds - 1) s
+    #                          after round 0, so a slow phase of the device cannot hold all rounds of a few models
 
     @property
     def column(self) -> str:

@@ -104,7 +104,7 @@ def _measure(t: Transport, profile: DeviceProfile, models: list[ModelFile], on_r
     if not any(todo):
         return report
     spec = get_runtime(profile.runtime.name)
-    pace = _Pacer(profile)
+    pace = _Pacer(profile, rounds)
     if spec.measure is not None:
         for k, missing in enumerate(todo):
             if missing:
@@ -128,19 +128,24 @@ def _measure(t: Transport, profile: DeviceProfile, models: list[ModelFile], on_r
 
 
 class _Pacer:
-    """Holds each round back until ``benchmark.round_start(k)`` after the first measured round started."""
+    """Holds round k back until ``min_span_s * (k - k0) / (rounds - 1)`` seconds after the first round
+    measured in this call (k0) started; rounds recovered from the device before k0 take no time."""
 
-    def __init__(self, profile: DeviceProfile, clock: Callable[[], float] = time.monotonic,
+    def __init__(self, profile: DeviceProfile, rounds: int | None = None, clock: Callable[[], float] = time.monotonic,
                  sleep: Callable[[float], None] = time.sleep) -> None:
-        self.benchmark, self.clock, self.sleep = profile.benchmark, clock, sleep
+        self.span, self.rounds = profile.benchmark.min_span_s, rounds or profile.benchmark.rounds
+        self.clock, self.sleep = clock, sleep
         self.origin: float | None = None
+
+    def start(self, k: int) -> float:
+        return self.span * k / max(1, self.rounds - 1)
 
     def __call__(self, k: int) -> None:
         now = self.clock()
-        if self.origin is None:  # rounds recovered from the device before it do not count
-            self.origin = now - self.benchmark.round_start(k)
+        if self.origin is None:
+            self.origin = now - self.start(k)
             return
-        wait = self.origin + self.benchmark.round_start(k) - now
+        wait = self.origin + self.start(k) - now
         if wait > 0:
             self.sleep(wait)
 

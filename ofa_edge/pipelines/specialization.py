@@ -163,7 +163,7 @@ class SpecializeRequest:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "budgets_ms", tuple(float(b) for b in self.budgets_ms))
-        if not 0 <= self.retries <= 10:
+        if isinstance(self.retries, bool) or not isinstance(self.retries, int) or not 0 <= self.retries <= 10:
             raise InvalidValueError(f"retries: {self.retries} is not a number of searches again from 0 to 10 "
                                     "(e.g. 2)", "retries")
         if not 0.0 <= self.latency_margin < 100.0:
@@ -276,6 +276,8 @@ def meet_when_measured(setup: SearchSetup, res: SearchResult, budget: float, ret
         res = again
     if len(attempts) > 1:
         note += f"; pick {len(attempts)} of {len(attempts)}: the earlier ones measured over the budget"
+    if ms is not None and ms > budget and len(attempts) > retries:
+        note += f"; still over budget after {retries} new search(es)"
     searched_again = len(attempts) > 1 or (retries > 0 and ms is not None and ms > budget)
     return res, MeasuredPick(ms, note, attempts if searched_again else [])
 
