@@ -257,14 +257,19 @@ def test_lock_refuses_second_writer_and_takes_over_stale(tmp_path):
         assert json.loads(lock.read_text())["pid"] == os.getpid()
 
 
+def _quick_local(tmp_path):
+    """x86-local measuring into ``tmp_path/dev``, one round of 1 warm-up + 3 runs."""
+    profile = get_device("x86-local")
+    return dataclasses.replace(
+        profile, device=dataclasses.replace(profile.device, work_dir=str(tmp_path / "dev")),
+        benchmark=dataclasses.replace(profile.benchmark, warmup=1, repeats=3, rounds=1))
+
+
 def test_a_rerun_with_nothing_to_measure_refits_a_stale_correction_and_otherwise_writes_nothing(tmp_path):
     """A table fitted by an earlier version (here: a correction that is not this version's fit) is refitted
     from its own validation subnets on the next ``profile``, without measuring; an up-to-date table is left
     byte for byte as it was."""
-    profile = get_device("x86-local")
-    profile = dataclasses.replace(
-        profile, device=dataclasses.replace(profile.device, work_dir=str(tmp_path / "dev")),
-        benchmark=dataclasses.replace(profile.benchmark, warmup=1, repeats=3, rounds=1))
+    profile = _quick_local(tmp_path)
     o = ProfileOptions(space="cifar-tiny", resolutions=(32,), calibrate=8, validate=2, batch_size=64,
                        tables_dir=tmp_path / "tables", cache_dir=tmp_path / "cache")
     first = profile_device(profile, o)
@@ -285,10 +290,7 @@ def test_a_rerun_with_nothing_to_measure_refits_a_stale_correction_and_otherwise
 
 
 def test_local_profile_resumes_after_torn_journal(tmp_path):
-    profile = get_device("x86-local")
-    profile = dataclasses.replace(
-        profile, device=dataclasses.replace(profile.device, work_dir=str(tmp_path / "dev")),
-        benchmark=dataclasses.replace(profile.benchmark, warmup=1, repeats=3, rounds=1))
+    profile = _quick_local(tmp_path)
     o = ProfileOptions(space="cifar-tiny", resolutions=(32,), calibrate=3, validate=2, batch_size=64,
                        tables_dir=tmp_path / "tables", cache_dir=tmp_path / "cache")
     first = profile_device(profile, o)

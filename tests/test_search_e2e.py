@@ -283,15 +283,19 @@ def test_numbers_from_another_machines_table_are_labelled(run, capsys, tmp_path)
     assert "latency (ms): table measured on lab-box-7 (" in out and "[another machine" in out
 
 
-def test_measured_build_times_every_artifact_and_recommends_the_fastest_within_the_drop(run, capsys, monkeypatch):
-    root, _ = run
-    devices = root / "devices"
+def _quick_x86_local(devices: Path, work_dir: Path, rounds: int, monkeypatch) -> None:
+    """An ``x86-local`` profile in ``devices`` (found first through OFA_EDGE_DEVICES) with quick settings."""
     devices.mkdir(exist_ok=True)
     (devices / "x86-local.toml").write_text(
         'format = 1\nname = "x86-local"\n[connection]\ntransport = "local"\n'
-        f'[device]\npython = "current"\nwork_dir = "{root / "measure-dev"}"\n'
-        '[runtime]\nname = "onnxruntime"\n[benchmark]\nwarmup = 2\nrepeats = 10\nthreads = 1\nrounds = 3\n')
+        f'[device]\npython = "current"\nwork_dir = "{work_dir}"\n'
+        f'[runtime]\nname = "onnxruntime"\n[benchmark]\nwarmup = 2\nrepeats = 10\nthreads = 1\nrounds = {rounds}\n')
     monkeypatch.setenv("OFA_EDGE_DEVICES", str(devices))
+
+
+def test_measured_build_times_every_artifact_and_recommends_the_fastest_within_the_drop(run, capsys, monkeypatch):
+    root, _ = run
+    _quick_x86_local(root / "devices", root / "measure-dev", 3, monkeypatch)
     (root / "measured.toml").write_text(
         'format = "ofa-edge-targets/1"\ncheckpoint = "run/supernet.pt"\ntables = "tables"\nout = "measured"\n'
         'formats = ["onnx"]\nquantize = true\nmeasure = true\nmax_drop = 100.0\ndevices = ["x86-local"]\n'
@@ -356,13 +360,7 @@ def test_specialize_measure_records_every_attempt_and_refuses_bad_retries(run, c
     meet by it: the first pick runs over; every pick searched again was measured over the budget, each bound
     is budget x predicted / measured (1 % less), the manifest keeps the last and says it is over budget."""
     root, _ = run
-    devices = root / "devices-retry"
-    devices.mkdir(exist_ok=True)
-    (devices / "x86-local.toml").write_text(
-        'format = 1\nname = "x86-local"\n[connection]\ntransport = "local"\n'
-        f'[device]\npython = "current"\nwork_dir = "{root / "retry-dev"}"\n'
-        '[runtime]\nname = "onnxruntime"\n[benchmark]\nwarmup = 2\nrepeats = 10\nthreads = 1\nrounds = 2\n')
-    monkeypatch.setenv("OFA_EDGE_DEVICES", str(devices))
+    _quick_x86_local(root / "devices-retry", root / "retry-dev", 2, monkeypatch)
     table = load_table(table_paths(root / "tables", "x86-local", "onnxruntime")["table"])
     c = table.correction
     table.correction = dataclasses.replace(c, scale=0.5 * c.scale, per_layer=0.5 * c.per_layer,
