@@ -17,6 +17,7 @@ subnet, ~1h45 for the mid one, several hours for the max subnet). Resumable: eac
     python bench/standalone.py                      # all three (hours on 2 cores)
     python bench/standalone.py --only small         # one of them
     python bench/standalone.py --quick              # smoke run (cifar-tiny, 2 steps, nothing written)
+    python bench/standalone.py --only large --device cuda --train-only   # train on a GPU, measure later here
 """
 
 from __future__ import annotations
@@ -62,32 +63,37 @@ def standalone_model(cfg, task, subnet):
     return net.get_active_subnet().train()
 
 
-def train_alone(cfg, task, space, subnet, work: Path, progress: bool = True) -> tuple[torch.nn.Module, dict]:
-    """Train ``subnet`` alone with ``cfg``'s schedule; resumes from ``work/state.pt``."""
+def train_alone(cfg, task, space, subnet, work: Path, progress: bool = True,
+                device: str = "cpu") -> tuple[torch.nn.Module, dict]:
+    """Train ``subnet`` alone with ``cfg``'s schedule on ``device``; resumes from ``work/state.pt``."""
     from ofa_edge.data import make_loader
     from ofa_edge.train.loop import learning_rate, param_groups
     from ofa_edge.train.losses import smooth_ce
     from ofa_edge.train.strategies import at_resolution, plan_phases
 
-    model = standalone_model(cfg, task, subnet).to(memory_format=torch.channels_last)
+    dev = torch.device(device)
+    model = standalone_model(cfg, task, subnet).to(dev, memory_format=torch.channels_last)
     opt = torch.optim.SGD(param_groups(model, cfg.weight_decay), lr=cfg.lr, momentum=cfg.momentum,
                           nesterov=cfg.momentum > 0)
     (phase,) = plan_phases(cfg, space)
     # the supernet's loader: batches at the largest resolution, resized to the subnet's like each of its steps
     loader = make_loader(task.train, max(space.resolutions), cfg.batch_size, True, cfg.seed)
     steps = cfg.steps_per_epoch or len(loader)
-    state_path, epoch, seconds = work / "state.pt", 0, 0.0
+    state_path, epoch, seconds, devices = work / "state.pt", 0, 0.0, {}
     if state_path.is_file():
-        state = torch.load(state_path, weights_only=False)
+        state = torch.load(state_path, map_location=dev, weights_only=False)
         model.load_state_dict(state["model"])
         opt.load_state_dict(state["optimizer"])
         epoch, seconds = state["epoch"], state["seconds"]
+        devices = dict(state.get("devices") or {"cpu": epoch})  # epochs trained per device (older states: CPU)
+    where = device_name(dev)
     total = cfg.epochs * steps
     while epoch < cfg.epochs:
         t0, loss_sum = time.perf_counter(), 0.0
         for step in range(steps):
             k = epoch * steps + step
             x, y = loader.batch(k // len(loader), k % len(loader))
+            x, y = x.to(dev, non_blocking=True), y.to(dev, non_blocking=True)
             lr = learning_rate(cfg, phase, k, total, True, steps, 1)
             for group in opt.param_groups:
                 group["lr"] = lr
@@ -99,13 +105,22 @@ def train_alone(cfg, task, space, subnet, work: Path, progress: bool = True) -> 
             loss_sum += float(loss.detach())
         epoch += 1
         seconds += time.perf_counter() - t0
+        devices[where] = devices.get(where, 0) + 1
         work.mkdir(parents=True, exist_ok=True)
         torch.save({"model": model.state_dict(), "optimizer": opt.state_dict(), "epoch": epoch,
-                    "seconds": seconds}, state_path.with_suffix(".tmp"))
+                    "seconds": seconds, "devices": devices}, state_path.with_suffix(".tmp"))
         os.replace(state_path.with_suffix(".tmp"), state_path)
         if progress:
             print(f"  epoch {epoch}/{cfg.epochs}: loss {loss_sum / steps:.4f}, {seconds / 60:.1f} min", flush=True)
-    return model, {"epochs": epoch, "train_seconds": round(seconds, 1), "images": epoch * steps * cfg.batch_size}
+    info = {"epochs": epoch, "train_seconds": round(seconds, 1), "images": epoch * steps * cfg.batch_size}
+    if set(devices) != {"cpu"}:
+        info["trained_on"] = devices  # epochs per device, when not all on this CPU
+    return model.cpu(), info
+
+
+def device_name(dev: torch.device) -> str:
+    """'cpu', or 'cuda: <card>' for a GPU (recorded with the epochs trained there)."""
+    return f"cuda: {torch.cuda.get_device_name(dev)}" if dev.type == "cuda" else dev.type
 
 
 def task_space(cfg):
@@ -134,6 +149,11 @@ def main() -> None:
     ap.add_argument("--bn-images", type=int, default=2000)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--quick", action="store_true", help="smoke run: cifar-tiny, 2 steps per epoch, nothing written")
+    ap.add_argument("--device", default="cpu", help="where the standalone networks train (cpu, cuda); "
+                    "the comparison is measured on the CPU")
+    ap.add_argument("--data", type=Path, default=DATA, help="the CIFAR-10 folder (default ../shared/data/cifar10)")
+    ap.add_argument("--train-only", action="store_true",
+                    help="train (or resume) and stop: the state in --work is measured by a later run without it")
     args = ap.parse_args()
     from ofa_edge.pipelines.checkpoint import open_run
     from ofa_edge.pretrained import get_pretrained
@@ -146,14 +166,14 @@ def main() -> None:
     saved = dict((read_supernet_file(pack.checkpoint).get("meta") or {}).get("config") or {})
     names = {f.name for f in dataclasses.fields(TrainConfig)}
     cfg = TrainConfig(**{k: v for k, v in saved.items() if k in names and k not in ("data", "out", "init")})
-    data = str(DATA)
+    data = str(args.data)
     if args.quick:
         import tempfile
 
         cfg = dataclasses.replace(cfg, space="cifar-tiny", epochs=1, steps_per_epoch=2, batch_size=16)
         args.work, args.bn_images, data = Path(tempfile.mkdtemp()), 64, None
-    elif not DATA.is_dir():
-        raise SystemExit(f"needs ../shared/data/cifar10 beside the checkout ({DATA})")
+    elif not args.data.is_dir():
+        raise SystemExit(f"needs ../shared/data/cifar10 beside the checkout, or --data ({args.data})")
     run = open_run(str(pack.checkpoint))
     task = run.task(data)
     space = task_space(cfg)
@@ -171,7 +191,10 @@ def main() -> None:
             print(f"{size}: done ({rows[size]['difference']:+.2f} points)")
             continue
         print(f"{size}: subnet {s.id} @{s.r} px, training alone for {cfg.epochs} epochs", flush=True)
-        model, info = train_alone(cfg, task, space, s, args.work / size / digest[:12])
+        model, info = train_alone(cfg, task, space, s, args.work / size / digest[:12], device=args.device)
+        if args.train_only:
+            print(f"{size}: trained ({info}); measure it with a run without --train-only", flush=True)
+            continue
         alone = test_top1(model, task, s, args.bn_images)
         shared = evaluate_subnet(run.net, s, task, bn_images=args.bn_images, split="test") if not args.quick \
             else {"top1": float("nan"), "ece": float("nan")}

@@ -25,7 +25,7 @@ def cfg(tmp_path, **kw) -> TrainConfig:
 def test_amp_training_on_cuda_records_precision_and_resumes_exactly(tmp_path, precision):
     full = train(cfg(tmp_path / "a", precision=precision))
     saved = read_supernet_file(tmp_path / "a" / "run" / "supernet.pt")["meta"]["config"]["precision"]
-    assert saved in ("bf16", "fp16") and (precision == "auto" or saved == precision)
+    assert saved == ("fp32" if precision == "auto" else precision)  # auto: fp32, the fastest measured on a GPU
 
     def stop(ev):
         if ev["event"] == "step" and ev["epoch"] == 1 and ev["step"] == 1:

@@ -112,6 +112,7 @@ def test_recipe_sets_defaults_and_flags_override(tmp_path, capsys, monkeypatch):
     cfg = read_supernet_file(tmp_path / "r" / "supernet.pt")["meta"]["config"]
     assert (cfg["strategy"], cfg["lr"], cfg["weight_decay"], cfg["warmup_epochs"]) == ("random", 0.15, 5e-4, 1)
     assert (cfg["space"], cfg["epochs"], cfg["batch_size"]) == ("cifar-tiny", 1, 8)  # flags win
-    capsys.readouterr()
+    said = json.loads(capsys.readouterr().out)  # --json says where and how it trained (auto resolved)
+    assert (said["device"], said["precision"], said["threads"]) == ("cpu", "fp32", 1)
     assert main(["train", "--recipe", "nope"]) == 2
     assert "--recipe: 'nope' is not one of ['cifar10-mbv3']" in capsys.readouterr().err

@@ -221,10 +221,36 @@ def predictor(d: dict) -> str:
 def standalone(d: dict) -> str:
     rows = ["| size | subnet | px | supernet top-1 | trained alone top-1 | difference (points) | ECE supernet / alone "
             "| images seen | alone: training min |", "|---|---|---|---|---|---|---|---|---|"]
+    notes = []
     for r in d["rows"]:
+        where = ""
+        if r.get("trained_on"):  # epochs per device when not all on this CPU: the minutes are not comparable
+            where = " *"
+            parts = ", ".join(f"{n} on {dev.replace('cuda: ', '')}" for dev, n in r["trained_on"].items())
+            notes.append(f"\\* {r['size']}: epochs {parts} (resumed from the saved state); its training minutes "
+                         "add the two devices' times.")
         rows.append(f"| {r['size']} | `{r['subnet']}` | {r['resolution']} | {r['supernet_top1']:.2f} | "
                     f"{r['standalone_top1']:.2f} | {r['difference']:+.2f} | {r['supernet_ece']:.2f} / "
-                    f"{r['standalone_ece']:.2f} | {r['images']:,} | {r['train_seconds'] / 60:.1f} |")
+                    f"{r['standalone_ece']:.2f} | {r['images']:,} | {r['train_seconds'] / 60:.1f}{where} |")
+    if len(d["rows"]) > 1:
+        rows.append(f"\nMean difference: {d['mean_difference']:+.2f} points.")
+    return "\n".join(rows + ([""] + notes if notes else []))
+
+
+def gpu_check(d: dict) -> str:
+    t = d["train"][0]
+    rows = [f"{d['card']}, torch {d['torch']}, CUDA {d['cuda']}, {d['date']}; code: {d['code']}.", "",
+            "| space | r | batch | step | static fp32 ms | supernet NCHW fp32 ms | supernet channels_last bf16 ms | "
+            "NCHW fp32 / channels_last bf16 speed |", "|---|---|---|---|---|---|---|---|"]
+    for r in d["train_speed"]["rows"]:
+        rows.append(f"| {r['space']} | {r['resolution']} | {r['batch']} | {r['strategy']} | {r['static-fp32_ms']:.1f} | "
+                    f"{r['supernet-nchw_ms']:.1f} | {r['supernet-cl-bf16_ms']:.1f} | "
+                    f"x{r['supernet-cl-bf16_ms'] / r['supernet-nchw_ms']:.1f} |")
+    rows += ["", f"Training ({t['space']}, {t['strategy']}, batch {t['batch']}, {t['layout']}, precision "
+             f"{t['precision']} = {t['resolved']}): {t['steps']} steps in {t['seconds']:.1f} s "
+             f"({t['images_per_s']:.0f} images/s), max subnet {t['max_top1_embedded_test']:.1f} % on the embedded "
+             f"test images. `tests/test_cuda.py`: {d['tests']['tests/test_cuda.py'].split(',')[0]} (AMP auto/fp16/bf16 "
+             "training with exact resume, pinned batches). Not run: " + "; ".join(d["not_run"]) + "."]
     return "\n".join(rows)
 
 
@@ -233,7 +259,8 @@ RENDER = {"search": search, "search_int8": search, "search_retries": search, "se
           "lut_accuracy_int8": lut_accuracy,
           "train_strategies": train_strategies, "train_strategies_converged": train_strategies,
           "int8_speed": int8_speed, "train_speed": train_speed,
-          "convergence": convergence, "predictor": predictor, "standalone": standalone, "cli_startup": cli_startup}
+          "convergence": convergence, "predictor": predictor, "standalone": standalone, "cli_startup": cli_startup,
+          "gpu_check": gpu_check}
 
 
 def main() -> None:

@@ -149,8 +149,9 @@ def train_cmd(
     workers: int = typer.Option(_D.workers, "--workers", help="Batch-preparing worker processes."),
     device: str = typer.Option(_D.device, "--device", help="auto (GPU if available), cpu or cuda."),
     precision: str = typer.Option(_D.precision, "--precision",
-                                  help="fp32, bf16 or fp16 (CUDA) autocast; auto: fp32 on a CPU (fastest there), "
-                                       "bf16 (else fp16 with a gradient scaler) on a GPU. Saved with the run."),
+                                  help="fp32, bf16 or fp16 (CUDA, with a gradient scaler) autocast; auto: fp32, "
+                                       "the fastest measured on a CPU and on a GPU (README, Performance). "
+                                       "Saved with the run."),
     threads: str = typer.Option("auto", "--threads",
                                 help="torch threads per process; auto: a short probe uses all cores only when "
                                      "they pay (a busy CPU gets 1 thread) and says what it chose."),
@@ -206,6 +207,7 @@ def train_cmd(
         _, _, state = read_train_checkpoint(target)
         metrics, ckpt = state.get("metrics", []), target if target.is_file() else target / "supernet.pt"
         init_report = None
+        run_info = {"processes": nproc}
     else:
         from ofa_edge.train import TrainingInterrupted
 
@@ -214,6 +216,8 @@ def train_cmd(
         except TrainingInterrupted as exc:
             fail(str(exc), code=130)
         metrics, ckpt, init_report = result.metrics, result.checkpoint, result.init_report
+        run_info = {"device": result.device, "precision": result.precision,
+                    "threads": result.threads.threads if result.threads else None}
     import os
 
     if os.environ.get("RANK", "0") != "0":  # under torchrun only rank 0 reports
@@ -222,7 +226,7 @@ def train_cmd(
 
     workspace = set_supernet(ckpt)
     if as_json:
-        print_json({"checkpoint": str(ckpt), "metrics": metrics, "init": init_report})
+        print_json({"checkpoint": str(ckpt), "metrics": metrics, "init": init_report, **run_info})
         return
     table = Table("epoch", "phase", "loss", "img/s", "val max top-1", "val min top-1")
     for m in metrics:

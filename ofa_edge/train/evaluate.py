@@ -12,6 +12,7 @@ from ofa_edge.data import TaskData, bn_batches, make_loader
 from ofa_edge.data.sources import ImageSet
 from ofa_edge.space import Subnet
 from ofa_edge.supernet.bn_calib import recalibrate_bn
+from ofa_edge.train.layout import memory_format, to_device
 
 ECE_BINS = 15
 _BN_CACHE: dict[tuple, tuple[ImageSet, list[torch.Tensor]]] = {}
@@ -41,7 +42,7 @@ def evaluate(model: nn.Module, loader: Iterable) -> dict:
     all_logits, all_labels = [], []
     try:
         for x, y in loader:
-            x = x.to(device, memory_format=torch.channels_last) if x.dim() == 4 else x.to(device)
+            x = to_device(x, device)
             all_logits.append(model(x).float().cpu())
             all_labels.append(y)
     finally:
@@ -80,10 +81,11 @@ def evaluate_subnet(net, subnet: Subnet, task: TaskData, bn_images: int = 2000, 
     if split not in ("val", "test"):
         raise InvalidValueError(f"split: {split!r} is not one of ['val', 'test']", "split")
     net.set_subnet(subnet)
-    static = net.get_active_subnet().to(memory_format=torch.channels_last)
+    static = net.get_active_subnet()
+    device = next(static.parameters()).device
+    static = static.to(memory_format=memory_format(device))
     if bn_images > 0:
-        device = next(static.parameters()).device
-        batches = [b.to(device, memory_format=torch.channels_last) for b in calibration_batches(task.train, subnet.r, bn_images, batch_size)]
+        batches = [to_device(b, device) for b in calibration_batches(task.train, subnet.r, bn_images, batch_size)]
         recalibrate_bn(static, batches, mode=bn_mode)
     data = task.val if split == "val" else task.test
     result = evaluate(static, make_loader(data, subnet.r, batch_size, train=False))

@@ -26,6 +26,7 @@ from ofa_edge.train.checkpoint import (CHECKPOINT_NAME, load_init, read_train_ch
                                        save_train_checkpoint, write_metrics, write_sampled)
 from ofa_edge.train.config import TrainConfig
 from ofa_edge.train.evaluate import evaluate_subnet
+from ofa_edge.train.layout import memory_format, to_device
 from ofa_edge.train.precision import autocast, grad_scaler, resolve_precision
 from ofa_edge.train.strategies import (Phase, StepBatch, make_strategy, plan_phases, run_step,
                                        subnets_for_step)
@@ -48,6 +49,8 @@ class TrainResult:
     metrics: list[dict[str, Any]] = field(default_factory=list)
     init_report: dict[str, Any] | None = None
     threads: ThreadChoice | None = None
+    device: str | None = None  # where it trained (cpu, cuda:0), None for a run that was already complete
+    precision: str | None = None  # the concrete precision (auto resolved)
 
 
 def param_groups(net: torch.nn.Module, weight_decay: float) -> list[dict]:
@@ -134,13 +137,8 @@ class _StepData(Dataset):
 
 
 def _to_device(t: torch.Tensor | None, device: torch.device) -> torch.Tensor | None:
-    """Move a batch tensor to ``device``; images (4-d) in channels_last, as the weights."""
-    if t is None:
-        return None
-    non_blocking = device.type == "cuda"
-    if t.dim() == 4:
-        return t.to(device, memory_format=torch.channels_last, non_blocking=non_blocking)
-    return t.to(device, non_blocking=non_blocking)
+    """Move a batch tensor to ``device``; images (4-d) in the device's layout, as the weights."""
+    return None if t is None else to_device(t, device, non_blocking=device.type == "cuda")
 
 
 def pick_device(cfg: TrainConfig) -> torch.device:
@@ -160,8 +158,8 @@ class _Run:
     def __init__(self, cfg: TrainConfig, task: TaskData, net: OFAMobileNetV3, info: distributed.DistInfo,
                  progress: Callable[[dict], None] | None, device: torch.device | None = None):
         self.device = device or torch.device("cpu")
-        # channels_last end to end: ~1.7-2.4x faster training steps on CPU (bench/train_speed.py)
-        net.to(self.device, memory_format=torch.channels_last)
+        # channels_last end to end on a CPU: ~1.7-2.4x faster training steps (bench/train_speed.py); NCHW on a GPU
+        net.to(self.device, memory_format=memory_format(self.device))
         self.cfg, self.task, self.net, self.info, self.progress = cfg, task, net, info, progress
         self.out = Path(cfg.out)
         self.ckpt = self.out / CHECKPOINT_NAME
@@ -452,4 +450,4 @@ def train(cfg: TrainConfig | None = None, resume: str | Path | None = None,
                   "device": str(device), "threads": choice.describe()})
     with _StopFlag() as stop:
         run.run(stop)
-    return TrainResult(net, run.out, run.ckpt, run.metrics, report, choice)
+    return TrainResult(net, run.out, run.ckpt, run.metrics, report, choice, str(device), cfg.precision)
