@@ -20,7 +20,6 @@ Prints a table and writes bench/results/export.json (load average before/after i
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import os
 import platform

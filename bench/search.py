@@ -28,10 +28,9 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
 
-from ofa_edge.search import EvolutionConfig, GenomeCodec, SearchSetup, evolve, parse_latencies
+from ofa_edge.search import EvolutionConfig, SearchSetup, evolve, parse_latencies
 from ofa_edge.search.predictor import AccuracyPredictor, Predictor
 from ofa_edge.space import encoding_size, get_space, layers
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import base64
 import hashlib
 import importlib.util
-import subprocess
 import sys
 from pathlib import Path
 

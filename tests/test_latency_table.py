@@ -11,7 +11,6 @@ import random
 import statistics
 import subprocess
 import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -25,9 +24,9 @@ from ofa_edge.errors import FileFormatError, OfaEdgeError
 from ofa_edge.latency import (Correction, LatencyTable, ProfileOptions, Row, accuracy_metrics, enumerate_blocks,
                               fit_correction, kendall_tau, load_table, parse_table, plan_calibration_subnets,
                               load_validation, predict_ofa, profile_device, read_ofa_yaml, read_ofa_yaml_dir)
-from ofa_edge.latency.lock import TableLocked, table_lock
+from ofa_edge.latency.lock import table_lock
 from ofa_edge.latency.profiler import table_paths
-from ofa_edge.space import Subnet, get_space, layers, lut_keys, sample, subnet_from_json
+from ofa_edge.space import Subnet, get_space, lut_keys, sample, subnet_from_json
 
 
 @pytest.mark.parametrize("name", ["cifar-tiny", "cifar-mbv3", "ofa-mbv3-w1"])

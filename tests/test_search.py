@@ -250,7 +250,7 @@ def test_last_sampled_picks_what_algorithm_2_picks(tmp_path, codec, latency):
     import random
 
     rng = random.Random(4)
-    rows, it = [], 0
+    rows = []
     for step in range(300):  # several subnets per step, some re-sampled later
         for _ in range(2):
             s = sample(SPACE, rng) if rng.random() > 0.2 or not rows else rows[rng.randrange(len(rows))][1]

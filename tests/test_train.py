@@ -123,7 +123,7 @@ def test_tofa_loss_terms_match_a_hand_computation():
     assert 0 < mask.sum() < 5  # the threshold splits this batch
     for role in ("max", "min"):
         lo = logits[role]
-        l_l, l_w, l_s = lo[:6], lo[6:11], lo[11:]
+        l_l, l_s = lo[:6], lo[11:]  # lo[6:11]: the weak views (pseudo-labels above)
         ce = -(onehot * _np_log_softmax(l_l)).sum(1).mean()
         fm = 0.7 * (-_np_log_softmax(l_s)[np.arange(5), pl] * mask).mean()
         assert stats[f"{role}_ce"] == pytest.approx(ce, rel=1e-4, abs=1e-5)
