@@ -126,6 +126,13 @@ def package(run: Path, result: dict) -> Path:
             "train_minutes": round(result["train_seconds"] / 60, 1),
             "provenance": {"date": result["date"], "torch": result["torch"], "cpu": result["cpu"],
                            "benchmark": "bench/results/convergence.json"}}
+    from ofa_edge.train.checkpoint import read_train_checkpoint
+
+    state = read_train_checkpoint(run)[2]
+    steps = int(state["metrics"][0]["images"]) // int(cfg["batch_size"])  # one process: images / batch
+    card["training_log"] = {"steps_per_epoch": steps,
+                            "note": f"sampled.csv is not shipped: the last-sampled selector replays it from the "
+                                    f"recipe ({steps} steps per epoch)"}
     old = folder / CARD
     if old.is_file():  # keep the predictor section written by bench/predictor.py
         card["predictor"] = json.loads(old.read_text()).get("predictor", {})

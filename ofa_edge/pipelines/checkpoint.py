@@ -10,7 +10,8 @@ from typing import Any
 from ofa_edge.data import TaskData, load_task
 from ofa_edge.errors import InvalidValueError
 from ofa_edge.export.manifest import sha256_path
-from ofa_edge.pretrained import resolve_checkpoint
+from ofa_edge.pretrained import list_pretrained, resolve_checkpoint
+from ofa_edge.search.selectors import read_sampled_log, sampled_entries
 from ofa_edge.space import SearchSpace
 from ofa_edge.supernet import load_any
 from ofa_edge.supernet.checkpoint import FORMAT, read_torch_file
@@ -44,6 +45,29 @@ class TrainedRun:
             raise InvalidValueError(f"{self.path} classifies {self.n_classes} classes but the data has "
                                     f"{task.n_classes}; give the data it was trained on", "data")
         return task
+
+    def training_log(self) -> list:
+        """The subnets training sampled (``sampled.csv`` beside the checkpoint), for the last-sampled selector.
+
+        A packaged supernet ships without the file; its card's ``training_log.steps_per_epoch`` lets the
+        log be replayed from the recipe instead (``ofa_edge.train.replay``), giving the same entries.
+        """
+        path = self.path.parent / "sampled.csv"
+        steps = _packaged_steps_per_epoch(self.path) if not path.is_file() else None
+        if steps:
+            from ofa_edge.train.replay import replay_sampled
+
+            return sampled_entries(replay_sampled(self.config, self.space, steps), self.space)
+        return read_sampled_log(path, self.space)
+
+
+def _packaged_steps_per_epoch(path: Path) -> int | None:
+    """Steps per epoch of the packaged supernet whose checkpoint is ``path`` (None for any other file)."""
+    for pack in list_pretrained():
+        if pack.checkpoint.resolve() == path.resolve():
+            steps = (pack.card.get("training_log") or {}).get("steps_per_epoch")
+            return int(steps) if isinstance(steps, int) and steps > 0 else None
+    return None
 
 
 def open_run(checkpoint: str | os.PathLike) -> TrainedRun:

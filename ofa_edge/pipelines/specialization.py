@@ -28,7 +28,6 @@ from ofa_edge.search.budget import format_ms
 from ofa_edge.search.evolution import EvolutionConfig, SearchResult
 from ofa_edge.search.predictor import Predictor, load_predictor
 from ofa_edge.search.select import SELECTORS, SearchSetup, select_budgets
-from ofa_edge.search.selectors import read_sampled_log
 from ofa_edge.space import SearchSpace, Subnet
 from ofa_edge.supernet.bn_calib import recalibrate_bn
 from ofa_edge.train.evaluate import calibration_batches, evaluate
@@ -215,7 +214,7 @@ def specialize(request: SpecializeRequest,
                                                          r.precision)
     selector = SELECTORS.get(r.selector)
     pred = resolve_predictor(run, r.predictor, required=selector.needs_predictor)
-    sampled = read_sampled_log(run.path.parent / "sampled.csv", run.space) if selector.needs_training_log else None
+    sampled = run.training_log() if selector.needs_training_log else None
     setup = search_setup(run, pred, latency)
     budgets = sorted(r.budgets_ms)
     keep = 1.0 - r.latency_margin / 100.0

@@ -41,6 +41,16 @@ def read_sampled_log(path: str | os.PathLike, space: SearchSpace) -> list[Sample
         raise FileFormatError(path, f"cannot read the training log ({exc})") from None
 
 
+def sampled_entries(record: dict[str, list], space: SearchSpace) -> list[SampledEntry]:
+    """The entries of an in-memory sampled record (id -> [json, last iteration, count, position]) as
+    ``read_sampled_log`` gives them for the sampled.csv written from it."""
+    latest: dict[Subnet, SampledEntry] = {}
+    for row, (js, it, _count, _pos) in enumerate(sorted(record.values(), key=lambda e: (e[1], e[3]))):
+        subnet = subnet_from_json(space, js)
+        latest[subnet] = SampledEntry(subnet, int(it), row)
+    return sorted(latest.values(), key=lambda e: (e.iteration, e.row))
+
+
 def _read_sampled_log(path: Path, space: SearchSpace) -> list[SampledEntry]:
     with open(path, newline="", encoding="utf-8") as fh:
         reader = csv.DictReader(fh)

@@ -28,6 +28,7 @@ from ofa_edge.train.config import TrainConfig
 from ofa_edge.train.evaluate import evaluate_subnet
 from ofa_edge.train.layout import memory_format, to_device
 from ofa_edge.train.precision import autocast, grad_scaler, resolve_precision
+from ofa_edge.train.replay import record_sampled
 from ofa_edge.train.strategies import (Phase, StepBatch, make_strategy, plan_phases, run_step,
                                        subnets_for_step)
 from ofa_edge.train.threads import ThreadChoice, choose_threads
@@ -280,11 +281,7 @@ class _Run:
             self.scaler.update()
         else:
             self.optimizer.step()
-        for k, (_, s) in enumerate(subnets):
-            entry = self.sampled.setdefault(s.id, [s.to_json(), self.iteration, 0, 0])
-            entry[1] = self.iteration
-            entry[2] += 1
-            entry[3] = k  # position within the step: orders subnets sampled at the same iteration
+        record_sampled(self.sampled, subnets, self.iteration)
         stats["lr"] = lr
         return stats
 
