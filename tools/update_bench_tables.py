@@ -226,7 +226,8 @@ def standalone(d: dict) -> str:
         where = ""
         if r.get("trained_on"):  # epochs per device when not all on this CPU: the minutes are not comparable
             where = " *"
-            parts = ", ".join(f"{n} on {dev.replace('cuda: ', '')}" for dev, n in r["trained_on"].items())
+            parts = ", ".join(f"{n} on {'this CPU' if dev == 'cpu' else dev.replace('cuda: ', 'an ')}"
+                              for dev, n in r["trained_on"].items())
             notes.append(f"\\* {r['size']}: epochs {parts} (resumed from the saved state); its training minutes "
                          "add the two devices' times.")
         rows.append(f"| {r['size']} | `{r['subnet']}` | {r['resolution']} | {r['supernet_top1']:.2f} | "
