@@ -156,7 +156,7 @@ def main() -> None:
         raise SystemExit("--device cuda: no CUDA GPU visible to torch")
     gpu = device.type == "cuda"
     args.out = args.out or OUT.with_name("train_speed_cuda.json" if gpu else OUT.name)
-    # on a GPU the thread count does not matter and bf16 is the recommended precision already
+    # on a GPU the thread count does not matter; layout and precision are the variants there
     threads = [torch.get_num_threads()] if gpu else [int(t) for t in args.threads.split(",")]
     configs = [("cifar-tiny", 32, 8, 10)] if args.quick else [c for c in CONFIGS if c[0] in args.configs.split(",")]
     variants = GPU_VARIANTS if gpu else VARIANTS if args.bf16 else VARIANTS[:3]

@@ -244,14 +244,14 @@ def gpu_check(d: dict) -> str:
             "| space | r | batch | step | static fp32 ms | supernet NCHW fp32 ms | supernet channels_last bf16 ms | "
             "NCHW fp32 / channels_last bf16 speed |", "|---|---|---|---|---|---|---|---|"]
     for r in d["train_speed"]["rows"]:
-        rows.append(f"| {r['space']} | {r['resolution']} | {r['batch']} | {r['strategy']} | {r['static-fp32_ms']:.1f} | "
-                    f"{r['supernet-nchw_ms']:.1f} | {r['supernet-cl-bf16_ms']:.1f} | "
+        rows.append(f"| {r['space']} | {r['resolution']} | {r['batch']} | {r['strategy']} | "
+                    f"{r['static-fp32_ms']:.1f} | {r['supernet-nchw_ms']:.1f} | {r['supernet-cl-bf16_ms']:.1f} | "
                     f"x{r['supernet-cl-bf16_ms'] / r['supernet-nchw_ms']:.1f} |")
     rows += ["", f"Training ({t['space']}, {t['strategy']}, batch {t['batch']}, {t['layout']}, precision "
              f"{t['precision']} = {t['resolved']}): {t['steps']} steps in {t['seconds']:.1f} s "
              f"({t['images_per_s']:.0f} images/s), max subnet {t['max_top1_embedded_test']:.1f} % on the embedded "
-             f"test images. `tests/test_cuda.py`: {d['tests']['tests/test_cuda.py'].split(',')[0]} (AMP auto/fp16/bf16 "
-             "training with exact resume, pinned batches). Not run: " + "; ".join(d["not_run"]) + "."]
+             f"test images. `tests/test_cuda.py`: {d['tests']['tests/test_cuda.py'].split(',')[0]} "
+             "(AMP auto/fp16/bf16 training with exact resume, pinned batches). Not run: " + "; ".join(d["not_run"]) + "."]
     return "\n".join(rows)
 
 

@@ -11,7 +11,7 @@ from ofa_edge.data import TaskData, load_task
 from ofa_edge.errors import InvalidValueError
 from ofa_edge.export.manifest import sha256_path
 from ofa_edge.pretrained import list_pretrained, resolve_checkpoint
-from ofa_edge.search.selectors import read_sampled_log, sampled_entries
+from ofa_edge.search.selectors import SampledEntry, read_sampled_log, sampled_entries
 from ofa_edge.space import SearchSpace
 from ofa_edge.supernet import load_any
 from ofa_edge.supernet.checkpoint import FORMAT, read_torch_file
@@ -46,8 +46,8 @@ class TrainedRun:
                                     f"{task.n_classes}; give the data it was trained on", "data")
         return task
 
-    def training_log(self) -> list:
-        """The subnets training sampled (``sampled.csv`` beside the checkpoint), for the last-sampled selector.
+    def training_log(self) -> list[SampledEntry]:
+        """The subnets training sampled (``sampled.csv`` beside the checkpoint), for the last-sampled rule.
 
         A packaged supernet ships without the file; its card's ``training_log.steps_per_epoch`` lets the
         log be replayed from the recipe instead (``ofa_edge.train.replay``), giving the same entries.

@@ -7,14 +7,13 @@ number of steps per epoch, e.g. for a packaged supernet that ships without its l
 
 from __future__ import annotations
 
-import dataclasses
 from typing import Any
 
 from ofa_edge.space import SearchSpace, Subnet
 
 
 def record_sampled(sampled: dict[str, list], subnets: list[tuple[str, Subnet]], iteration: int) -> None:
-    """Note the subnets trained at ``iteration`` in ``sampled`` (id -> [json, last iteration, count, position])."""
+    """Note the subnets trained at ``iteration`` in ``sampled`` (id -> [json, last iteration, count, k])."""
     for k, (_, s) in enumerate(subnets):
         entry = sampled.setdefault(s.id, [s.to_json(), iteration, 0, 0])
         entry[1] = iteration
@@ -23,12 +22,11 @@ def record_sampled(sampled: dict[str, list], subnets: list[tuple[str, Subnet]], 
 
 
 def replay_sampled(config: dict[str, Any], space: SearchSpace, steps_per_epoch: int) -> dict[str, list]:
-    """The ``sampled`` record a finished run of ``config`` (a saved TrainConfig dict) kept, rebuilt step by step."""
+    """The ``sampled`` record a finished run of ``config`` (a saved TrainConfig dict) kept, rebuilt."""
     from ofa_edge.train.config import TrainConfig
     from ofa_edge.train.strategies import plan_phases, subnets_for_step
 
-    names = {f.name for f in dataclasses.fields(TrainConfig)}
-    cfg = TrainConfig(**{k: v for k, v in config.items() if k in names})
+    cfg = TrainConfig.from_dict(config)
     sampled: dict[str, list] = {}
     iteration = 0
     for phase in plan_phases(cfg, space):
