@@ -120,8 +120,9 @@ def test_specialize_int8_searches_the_int8_table_and_measures_the_int8_model(pro
     assert lat["predicted"] == pytest.approx(table.predict(SPACE, subnet, 10)) and lat["predicted"] <= budget
     # --measure timed the INT8 model of the chosen subnet (how close it came to the budget is a benchmark's
     # business: under load, two measurements of one subnet differ by more than the table's error; no retries,
-    # so the pick is the table's)
-    assert lat["note"] == "measured on the device" and lat["measured"] > 0
+    # so the pick is the table's, and the note says when its measurement ran over)
+    over = "; still over budget after 0 new search(es)" if lat["measured"] > budget else ""
+    assert lat["note"] == "measured on the device" + over and lat["measured"] > 0
     int8_model = (root / "specialize-cache" / "models" / "onnxruntime-int8"
                   / f"{subnet_name(subnet, 10, SPACE, 'int8')}_bs1.onnx")
     assert {"QuantizeLinear", "DequantizeLinear"} <= {n.op_type for n in onnx.load(str(int8_model)).graph.node}
