@@ -13,7 +13,9 @@ With ``--minutes M`` the budget is equal wall-clock instead: each run trains for
 training steps (its step count planned from a timing probe of a few real steps of each of its phases, so a
 cheap strategy takes more steps), split into ``--segments`` epochs with the max/min subnets validated every
 ``--eval-every`` epochs; the JSON keeps that accuracy-vs-time curve per run and the gain over its last
-quarter (how far past its knee the run is). Results go to train_strategies_converged.json.
+quarter. Results go to train_strategies_m<M>.json (plot: docs/train_strategies_m<M>.png). When a run of a
+shorter budget with the same settings is there too, each row also gets what the longer budget added to its
+test top-1 (``budget_gain``): near 0 means the shorter run was already past its knee.
 
 Resumable: each run keeps its checkpoint in bench/results/ckpt/<bench>/<run>/ and its result in the
 JSON; re-running skips finished runs and resumes an interrupted one. Single-threaded torch by default
@@ -22,6 +24,9 @@ JSON; re-running skips finished runs and resumes an interrupted one. Single-thre
     python bench/train_strategies.py            # equal images (cifar-mbv3, 200 steps x 64 images per run, ~40 min)
     python bench/train_strategies.py --minutes 15 --batch-size 128 --lr 0.15 --weight-decay 5e-4 \
         --warmup-epochs 1                       # equal wall-clock, 15 min of training per run (~1h40 for six)
+    python bench/train_strategies.py --minutes 60 --batch-size 128 --lr 0.15 --weight-decay 5e-4 \
+        --warmup-epochs 1 --only random,sandwich-heads4,tofa-25 &   # 4x that budget, two runs at a time
+    python bench/train_strategies.py --minutes 60 ... --only sandwich,progressive,sandwich-25
     python bench/train_strategies.py --quick    # smoke run (cifar-tiny, a few steps)
 """
 
@@ -41,7 +46,6 @@ import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results"
-PLOT = ROOT / "docs" / "train_strategies.png"
 FORMAT = "ofa-edge-bench-train-strategies-v1"
 PROBE_STEPS = 4
 
@@ -180,9 +184,12 @@ def run_one(name: str, overrides: dict, args, ckpt_root: Path) -> dict:
 def markdown(results: dict) -> str:
     """The README table; with the equal wall-clock curves, the validation gain over each run's last quarter."""
     knee = any("last_quarter_gain" in r for r in results.values())
+    shorter = {r["budget_gain"]["from_minutes"] for r in results.values() if r.get("budget_gain")}
+    budget = ", ".join(f"{m:g}" for m in sorted(shorter))
     head = ("| run | strategy | heads | labels/class | steps x imgs | max top-1 | min top-1 | max ECE | min ECE "
-            "| train s | img/s |" + (" last-quarter gain max / min |" if knee else ""))
-    lines = [head, "|" + "---|" * (12 if knee else 11)]
+            "| train s | img/s |" + (" last-quarter gain max / min |" if knee else "")
+            + (f" test top-1 gain over the {budget} min run, max / min |" if budget else ""))
+    lines = [head, "|" + "---|" * (11 + bool(knee) + bool(budget))]
     for name, r in results.items():
         line = (f"| {name} | {r['strategy']} | {r['heads']} | {r['labels_per_class'] or 'all'} | "
                 f"{r['steps']} x {r['labelled_images'] // max(r['steps'], 1)} | {r['max_top1']:.2f} | "
@@ -191,8 +198,34 @@ def markdown(results: dict) -> str:
         if knee:
             g = r.get("last_quarter_gain") or {}
             line += " " + " / ".join("-" if g.get(k) is None else f"{g[k]:+.2f}" for k in ("max", "min")) + " |"
+        if budget:
+            b = r.get("budget_gain")
+            line += (f" {b['max_top1']:+.2f} / {b['min_top1']:+.2f} |" if b else " - |")
         lines.append(line)
     return "\n".join(lines)
+
+
+def budget_gains(doc: dict, settings: dict) -> None:
+    """Add to each run what its budget added over the same run at the longest shorter budget on file."""
+    minutes = settings.get("minutes")
+    best = None
+    quick = ".quick" if settings.get("space") == "cifar-tiny" else ""
+    for path in RESULTS.glob(f"train_strategies_m*{quick}.json"):
+        if path.name.endswith(".quick.json") != bool(quick):
+            continue
+        other = json.loads(path.read_text())
+        cfg = other.get("config") or {}
+        if (other.get("format") != FORMAT or not cfg.get("minutes") or cfg["minutes"] >= minutes
+                or {**cfg, "minutes": minutes} != settings):
+            continue
+        if best is None or cfg["minutes"] > best["config"]["minutes"]:
+            best = other
+    for name, row in doc["runs"].items():
+        short = (best or {}).get("runs", {}).get(name)
+        row.pop("budget_gain", None)
+        if short:
+            row["budget_gain"] = {"from_minutes": best["config"]["minutes"],
+                                  **{k: round(row[k] - short[k], 2) for k in ("max_top1", "min_top1")}}
 
 
 def plot(results: dict, path: Path) -> None:
@@ -247,7 +280,7 @@ def main() -> None:
     from ofa_edge.io import atomic_write_text
     from ofa_edge.train import TrainingInterrupted
 
-    tag = "train_strategies" + ("_converged" if args.minutes else "") + (".quick" if args.quick else "")
+    tag = "train_strategies" + (f"_m{args.minutes:g}" if args.minutes else "") + (".quick" if args.quick else "")
     out_json = RESULTS / f"{tag}.json"
     ckpt_root = RESULTS / "ckpt" / tag
     doc = json.loads(out_json.read_text()) if out_json.is_file() else {}
@@ -286,11 +319,14 @@ def main() -> None:
         comp["tofa25_minus_sandwich25"] = {k: round(r["tofa-25"][k] - r["sandwich-25"][k], 2)
                                            for k in ("max_top1", "min_top1", "max_ece", "min_ece")}
     doc["comparisons"] = comp
+    if args.minutes:
+        budget_gains(doc, settings)
     doc["readme_table"] = markdown(r)
     atomic_write_text(out_json, json.dumps(doc, indent=2) + "\n")
     if args.minutes and not args.quick:
-        plot(r, PLOT)
-        print(f"wrote {PLOT.relative_to(ROOT)}")
+        png = ROOT / "docs" / f"train_strategies_m{args.minutes:g}.png"
+        plot(r, png)
+        print(f"wrote {png.relative_to(ROOT)}")
     print(doc["readme_table"])
     print(json.dumps(comp, indent=2))
     print(f"wrote {out_json}")

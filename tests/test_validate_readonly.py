@@ -64,3 +64,25 @@ def test_this_machine_matches_its_own_facts():
     here = this_machine()
     assert measured_here(here) and measured_here({})
     assert not measured_here({**here, "hostname": here["hostname"] + "-other"})
+
+
+X86_VNNI = "flags\t\t: fpu sse2 avx fma avx2 avx512f avx512bw avx512_vnni avx512_bf16 sha_ni\n"
+ARM_DOTPROD = "processor\t: 0\nFeatures\t: fp asimd evtstrm aes crc32 asimdhp asimddp i8mm\n"
+
+
+def test_cpu_features_keep_the_kernel_relevant_flags():
+    from ofa_edge.devices.runner import cpu_features
+
+    assert cpu_features(X86_VNNI) == "avx2 avx512_bf16 avx512_vnni avx512bw avx512f fma"
+    assert cpu_features(ARM_DOTPROD) == "asimd asimddp asimdhp i8mm"
+    assert cpu_features("model name\t: Something\n") == ""
+
+
+def test_same_cpu_name_with_other_features_is_another_machine():
+    """Two VM hosts both report "AMD EPYC"; one with VNNI runs INT8 a third faster: its table is not ours."""
+    here = this_machine()
+    if not here["cpu_features"]:
+        pytest.skip("[platform] no CPU feature flags in /proc/cpuinfo here")
+    assert measured_here({k: v for k, v in here.items() if k != "cpu_features"})  # an older table: no features
+    other = "avx2 fma" if here["cpu_features"] != "avx2 fma" else "avx2 avx512_vnni avx512f fma"
+    assert not measured_here({**here, "cpu_features": other})

@@ -258,7 +258,7 @@ def gpu_check(d: dict) -> str:
 RENDER = {"search": search, "search_int8": search, "search_retries": search, "search_int8_retries": search, "export": export, "int8_accuracy": int8_accuracy, "supernet_overhead": supernet_overhead,
           "lut_accuracy": lut_accuracy,
           "lut_accuracy_int8": lut_accuracy,
-          "train_strategies": train_strategies, "train_strategies_converged": train_strategies,
+          "train_strategies": train_strategies, "train_strategies_m15": train_strategies, "train_strategies_m60": train_strategies,
           "int8_speed": int8_speed, "train_speed": train_speed,
           "convergence": convergence, "predictor": predictor, "standalone": standalone, "cli_startup": cli_startup,
           "gpu_check": gpu_check}

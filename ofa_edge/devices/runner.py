@@ -68,6 +68,22 @@ def cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
+#: CPU features that decide which kernels a runtime picks (int8 dot products, fp16/bf16, vector width).
+KERNEL_FEATURES = ("avx2", "fma", "f16c", "avx512f", "avx512bw", "avx512_vnni", "avx_vnni", "avx512_bf16",
+                   "avx512_fp16", "amx_tile", "amx_int8", "amx_bf16",  # x86 /proc/cpuinfo "flags"
+                   "asimd", "asimdhp", "asimddp", "i8mm", "bf16", "sve", "sve2", "sme")  # ARM "Features"
+
+
+def cpu_features(text: Optional[str] = None) -> str:
+    """The kernel-relevant CPU features of /proc/cpuinfo, sorted and space-separated ('' when unknown)."""
+    text = _read("/proc/cpuinfo") if text is None else text
+    for line in text.splitlines():
+        if line.split(":")[0].strip() in ("flags", "Features") and ":" in line:
+            have = set(line.split(":", 1)[1].split())
+            return " ".join(sorted(f for f in KERNEL_FEATURES if f in have))
+    return ""
+
+
 _DISTRIBUTIONS = {"onnxruntime": ("onnxruntime", "onnxruntime-gpu", "onnxruntime-openvino"),
                   "ai_edge_litert": ("ai-edge-litert", "ai-edge-litert-nightly"),
                   "tflite_runtime": ("tflite-runtime", "tflite_runtime"), "torch": ("torch",)}
@@ -152,6 +168,7 @@ def facts(work_dir: str) -> dict:
         "machine": platform.machine(),
         "system": platform.system(),
         "cpu": cpu_model(),
+        "cpu_features": cpu_features(),
         "cpu_count": os.cpu_count(),
         "governor": governor,
         "free_disk_bytes": free,

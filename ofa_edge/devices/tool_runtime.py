@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from ofa_edge.devices.bundle import ModelFile
+from ofa_edge.devices.runner import cpu_features
 from ofa_edge.devices.shellwrap import crash_message, signal_of
 from ofa_edge.devices.toolout import ToolCrashed, last_lines
 from ofa_edge.devices.transport import Transport, TransportError
@@ -24,6 +25,7 @@ from ofa_edge.errors import OfaEdgeError
 _FACTS_SCRIPT = ("echo machine=$(uname -m); echo system=$(uname -s); "
                  "echo cpu_count=$(grep -c ^processor /proc/cpuinfo 2>/dev/null); "
                  "echo cpu=$(grep -m1 -E '^(model name|Hardware)' /proc/cpuinfo 2>/dev/null | cut -d: -f2-); "
+                 "echo cpu_flags=$(grep -m1 -E '^(flags|Features)' /proc/cpuinfo 2>/dev/null | cut -d: -f2-); "
                  "echo android=$(getprop ro.build.version.release 2>/dev/null); "
                  "echo model=$(getprop ro.product.model 2>/dev/null); "
                  "echo governor=$(cat /sys/devices/system/cpu/cpu0/cpufreq/scaling_governor 2>/dev/null); "
@@ -102,6 +104,8 @@ def shell_facts(t: Transport) -> dict[str, Any]:
             facts[key] = value.strip()[:200]
         elif key == "cpu_count" and value.strip().isdigit():
             facts[key] = int(value.strip())
+        elif key == "cpu_flags":
+            facts["cpu_features"] = cpu_features(f"flags: {value}")
     return facts
 
 
