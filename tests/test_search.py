@@ -317,3 +317,22 @@ def test_pareto_front_matches_brute_force():
     expected = {i for i in range(300) if not dominated(i)}
     assert {(lat[i], acc[i]) for i in front} == {(lat[i], acc[i]) for i in expected}
     assert list(lat[front]) == sorted(lat[front])
+
+
+def test_a_looser_budget_never_picks_a_subnet_predicted_worse():
+    """A small search can end below what a tighter budget found; that pick meets the looser budget too."""
+    from ofa_edge.search.select import keep_tighter_pick
+
+    setup = SearchSetup.build(SPACE, 10, latency=FakeTable(SPACE))
+    lo, hi = setup.latency.minimum()[0], setup.latency.maximum()[0]
+    budgets = [lo + f * (hi - lo) for f in (0.2, 0.22, 0.24, 0.26, 0.28, 0.3, 0.32, 0.34)]
+    tiny = EvolutionConfig(population=4, generations=1, seed=3)
+    plain = [select(setup, latency_ms=b, config=tiny) for b in budgets]
+    assert any(b.best.score < a.best.score for a, b in zip(plain, plain[1:]))  # the heuristic alone is not monotone
+    results = select_budgets(setup, budgets, config=tiny)
+    assert [r.best.score for r in results] == sorted(r.best.score for r in results)
+    for r, b in zip(results, budgets):
+        assert r.bounds["latency_ms"] == b and r.best.costs["latency_ms"] <= b
+        assert r.ranking[0].subnet.id == r.best.subnet.id
+    kept = keep_tighter_pick(plain[0], plain[0])
+    assert kept is plain[0]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -163,4 +164,24 @@ def select_budgets(setup: SearchSetup, budgets_ms: list[float], selector: str = 
     budgets = sorted(budgets_ms)
     if not SELECTORS.get(selector).needs_training_log:
         check_feasible(setup.codec, setup.constraints(budgets[0], kwargs.get("max_macs"), kwargs.get("max_params")))
-    return [select(setup, selector, latency_ms=b, **kwargs) for b in budgets]
+    results: list[SearchResult] = []
+    for b in budgets:
+        res = select(setup, selector, latency_ms=b, **kwargs)
+        if results and SELECTORS.get(selector).needs_predictor:
+            res = keep_tighter_pick(results[-1], res)
+        results.append(res)
+    return results
+
+
+def keep_tighter_pick(tighter: SearchResult, looser: SearchResult) -> SearchResult:
+    """A looser budget's result that never ranks below the tighter budget's pick (which meets it too).
+
+    A search is a heuristic: with a small population the looser budget's search can end on a subnet predicted
+    less accurate than one a tighter budget already found. That pick meets every bound of the looser budget
+    (only the latency bound differs, and it is larger), so it is a candidate of the looser search as well.
+    """
+    if tighter.best.score <= looser.best.score:
+        return looser
+    ranking = sorted([tighter.best] + [c for c in looser.ranking if c.subnet.id != tighter.best.subnet.id],
+                     key=lambda c: -c.score)
+    return dataclasses.replace(looser, best=tighter.best, ranking=ranking)
