@@ -209,10 +209,7 @@ def budget_gains(doc: dict, settings: dict) -> None:
     """Add to each run what its budget added over the same run at the longest shorter budget on file."""
     minutes = settings.get("minutes")
     best = None
-    quick = ".quick" if settings.get("space") == "cifar-tiny" else ""
-    for path in RESULTS.glob(f"train_strategies_m*{quick}.json"):
-        if path.name.endswith(".quick.json") != bool(quick):
-            continue
+    for path in RESULTS.glob("train_strategies_m*.json"):  # a --quick file's settings never match a full run's
         other = json.loads(path.read_text())
         cfg = other.get("config") or {}
         if (other.get("format") != FORMAT or not cfg.get("minutes") or cfg["minutes"] >= minutes

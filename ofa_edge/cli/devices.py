@@ -232,8 +232,8 @@ def devices_check(
         print_json(info)
     else:
         table = Table("field", "value", show_header=False)
-        for key in ("device", "target", "python", "numpy", "runtime", "runtime_version", "cpu", "cpu_features", "cpu_count",
-                    "governor", "free_disk_bytes", "work_dir", "runner_ok", "probe_ms", "runner_error"):
+        for key in ("device", "target", "python", "numpy", "runtime", "runtime_version", "cpu", "cpu_features",
+                    "cpu_count", "governor", "free_disk_bytes", "work_dir", "runner_ok", "probe_ms", "runner_error"):
             if key in info:
                 table.add_row(key, str(info[key]))
         console.print(table)

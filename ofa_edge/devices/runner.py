@@ -74,13 +74,18 @@ KERNEL_FEATURES = ("avx2", "fma", "f16c", "avx512f", "avx512bw", "avx512_vnni", 
                    "asimd", "asimdhp", "asimddp", "i8mm", "bf16", "sve", "sve2", "sme")  # ARM "Features"
 
 
+def kernel_features(flags: str) -> str:
+    """The KERNEL_FEATURES among a space-separated flag list, sorted and space-separated."""
+    have = set(flags.split())
+    return " ".join(sorted(f for f in KERNEL_FEATURES if f in have))
+
+
 def cpu_features(text: Optional[str] = None) -> str:
-    """The kernel-relevant CPU features of /proc/cpuinfo, sorted and space-separated ('' when unknown)."""
+    """The kernel-relevant CPU features of /proc/cpuinfo (x86 'flags', ARM 'Features'); '' when unknown."""
     text = _read("/proc/cpuinfo") if text is None else text
     for line in text.splitlines():
         if line.split(":")[0].strip() in ("flags", "Features") and ":" in line:
-            have = set(line.split(":", 1)[1].split())
-            return " ".join(sorted(f for f in KERNEL_FEATURES if f in have))
+            return kernel_features(line.split(":", 1)[1])
     return ""
 
 

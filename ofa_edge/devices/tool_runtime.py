@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from ofa_edge.devices.bundle import ModelFile
-from ofa_edge.devices.runner import cpu_features
+from ofa_edge.devices.runner import kernel_features
 from ofa_edge.devices.shellwrap import crash_message, signal_of
 from ofa_edge.devices.toolout import ToolCrashed, last_lines
 from ofa_edge.devices.transport import Transport, TransportError
@@ -105,7 +105,7 @@ def shell_facts(t: Transport) -> dict[str, Any]:
         elif key == "cpu_count" and value.strip().isdigit():
             facts[key] = int(value.strip())
         elif key == "cpu_flags":
-            facts["cpu_features"] = cpu_features(f"flags: {value}")
+            facts["cpu_features"] = kernel_features(value)
     return facts
 
 

@@ -170,8 +170,8 @@ def combine_rounds(results: Sequence[dict[str, Any]]) -> dict[str, Any]:
 def _device_facts(info: dict[str, Any], profile: DeviceProfile) -> dict[str, Any]:
     from ofa_edge import __version__
 
-    keep = ("runtime_version", "threads", "cpu", "cpu_features", "cpu_count", "governor", "python", "numpy", "machine", "system",
-            "hostname", "android", "model")
+    keep = ("runtime_version", "threads", "cpu", "cpu_features", "cpu_count", "governor", "python", "numpy",
+            "machine", "system", "hostname", "android", "model")
     facts = {k: info.get(k) for k in keep if k in info}
     facts.update(device=profile.name, description=profile.description, transport=profile.connection.transport,
                  runtime=profile.runtime.name, providers=list(profile.runtime.providers),

@@ -164,10 +164,11 @@ def select_budgets(setup: SearchSetup, budgets_ms: list[float], selector: str = 
     budgets = sorted(budgets_ms)
     if not SELECTORS.get(selector).needs_training_log:
         check_feasible(setup.codec, setup.constraints(budgets[0], kwargs.get("max_macs"), kwargs.get("max_params")))
+    ranked = SELECTORS.get(selector).needs_predictor
     results: list[SearchResult] = []
     for b in budgets:
         res = select(setup, selector, latency_ms=b, **kwargs)
-        if results and SELECTORS.get(selector).needs_predictor:
+        if results and ranked:
             res = keep_tighter_pick(results[-1], res)
         results.append(res)
     return results
