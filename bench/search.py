@@ -10,10 +10,11 @@ selector, ``specialize`` the subnet and report predicted vs measured (test split
 measured latency on the device.
 
     python bench/search.py --quick
-    python bench/search.py --checkpoint cifar10-mbv3 --device x86-local --latency 0.3ms,0.45ms,0.6ms
-    python bench/search.py --checkpoint cifar10-mbv3 --device x86-local --latency 0.35ms,0.45ms,0.55ms \
+    python bench/search.py --checkpoint cifar10-mbv3 --device x86-local --latency 0.22ms,0.32ms,0.42ms \
+        --latency-margin 0,5                    # fp32 table and models, without and with a 5 % margin
+    python bench/search.py --checkpoint cifar10-mbv3 --device x86-local --latency 0.25ms,0.32ms,0.39ms \
         --precision int8 --latency-margin 0,5   # INT8 table and models, without and with a 5 % margin
-    python bench/search.py --checkpoint cifar10-mbv3 --device x86-local --latency 0.35ms,0.45ms,0.55ms \
+    python bench/search.py --checkpoint cifar10-mbv3 --device x86-local --latency 0.25ms,0.32ms,0.39ms \
         --precision int8 --retries 2            # no margin; picks measured over budget searched again
 """
 
