@@ -27,6 +27,7 @@ JSON; re-running skips finished runs and resumes an interrupted one. Single-thre
     python bench/train_strategies.py --minutes 60 --batch-size 128 --lr 0.15 --weight-decay 5e-4 \
         --warmup-epochs 1 --only random,sandwich-heads4,tofa-25 &   # 4x that budget, two runs at a time
     python bench/train_strategies.py --minutes 60 ... --only sandwich,progressive,sandwich-25
+    python bench/train_strategies.py --minutes 60 ... --report   # tables and plot from the finished runs only
     python bench/train_strategies.py --quick    # smoke run (cifar-tiny, a few steps)
 """
 
@@ -270,6 +271,9 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--only", default="", help="comma-separated run names")
+    ap.add_argument("--report", action="store_true",
+                    help="train nothing: rebuild the comparisons, budget gains, README table and plot from "
+                         "the finished runs on file (e.g. while the other runs are interrupted)")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     if args.quick:
@@ -293,6 +297,9 @@ def main() -> None:
     for name in wanted:
         if name in doc["runs"]:
             print(f"{name}: done (cached)")
+            continue
+        if args.report:
+            print(f"{name}: not finished yet (re-run without --report to train or resume it)")
             continue
         print(f"{name}: training", flush=True)
         try:
