@@ -291,6 +291,10 @@ def main() -> None:
     if args.minutes:
         settings["minutes"] = args.minutes
     if doc.get("format") != FORMAT or doc.get("config") != settings:
+        if args.report:  # never replace the results on file with an empty report
+            print(f"--report: {out_json.name} holds no runs with these settings (use the options the runs "
+                  f"were started with)", file=sys.stderr)
+            sys.exit(2)
         doc = {"format": FORMAT, "config": settings, "runs": {}}
     doc.update(threads=args.threads, machine=platform.platform(), torch=torch.__version__)
     wanted = [n for n in args.only.split(",") if n] or list(runs(args.quick))
