@@ -18,8 +18,9 @@ shorter budget with the same settings is there too, each row also gets what the 
 test top-1 (``budget_gain``): near 0 means the shorter run was already past its knee.
 
 Resumable: each run keeps its checkpoint in bench/results/ckpt/<bench>/<run>/ and its result in the
-JSON; re-running skips finished runs and resumes an interrupted one. Single-threaded torch by default
-(2 shared cores: more threads were ~10x slower here under load).
+JSON; re-running skips finished runs and resumes an interrupted one. Options that differ from those the
+file's runs were made with are refused (exit 2, naming them) unless ``--replace`` starts a new file.
+Single-threaded torch by default (2 shared cores: more threads were ~10x slower here under load).
 
     python bench/train_strategies.py            # equal images (cifar-mbv3, 200 steps x 64 images per run, ~40 min)
     python bench/train_strategies.py --minutes 15 --batch-size 128 --lr 0.15 --weight-decay 5e-4 \
@@ -148,6 +149,10 @@ def run_one(name: str, overrides: dict, args, ckpt_root: Path) -> dict:
         cfg = dataclasses.replace(cfg, steps_per_epoch=steps)
         print(f"  {name}: probe {', '.join(f'{t:.2f}' for t in probe)} s/step -> {cfg.epochs} epochs x {steps} "
               f"steps for ~{args.minutes:g} min", flush=True)
+        out.mkdir(parents=True, exist_ok=True)  # kept beside the checkpoint, so a resumed run still reports it
+        (out / "probe.json").write_text(json.dumps(probe) + "\n")
+    if probe is None and (out / "probe.json").is_file():
+        probe = json.loads((out / "probe.json").read_text())
     t0 = time.perf_counter()
     if not done:
         last = [0.0]
@@ -274,6 +279,9 @@ def main() -> None:
     ap.add_argument("--report", action="store_true",
                     help="train nothing: rebuild the comparisons, budget gains, README table and plot from "
                          "the finished runs on file (e.g. while the other runs are interrupted)")
+    ap.add_argument("--replace", action="store_true",
+                    help="when the results file on file was made with other options, start a new one and drop "
+                         "its runs (without it such a run is refused, exit 2)")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     if args.quick:
@@ -291,9 +299,17 @@ def main() -> None:
     if args.minutes:
         settings["minutes"] = args.minutes
     if doc.get("format") != FORMAT or doc.get("config") != settings:
-        if args.report:  # never replace the results on file with an empty report
-            print(f"--report: {out_json.name} holds no runs with these settings (use the options the runs "
-                  f"were started with)", file=sys.stderr)
+        old = doc.get("config") if doc.get("format") == FORMAT else None
+        if (old and doc.get("runs") and not args.replace) or args.report:
+            # never drop finished runs (hours of training) because one option was typed differently
+            if not old:
+                print(f"--report: {out_json.name} holds no runs of this benchmark yet", file=sys.stderr)
+                sys.exit(2)
+            diff = [f"--{k.replace('_', '-')} {old.get(k)} (now {settings.get(k)})"
+                    for k in sorted(set(settings) | set(old)) if settings.get(k) != old.get(k)]
+            fix = "." if args.report else ", or add --replace to start a new file without them."
+            print(f"{out_json.name} holds {len(doc.get('runs') or {})} finished runs made with other options: "
+                  f"{', '.join(diff)}. Rerun with the options they were started with{fix}", file=sys.stderr)
             sys.exit(2)
         doc = {"format": FORMAT, "config": settings, "runs": {}}
     doc.update(threads=args.threads, machine=platform.platform(), torch=torch.__version__)
