@@ -11,6 +11,8 @@ the run in --run.
     python bench/convergence.py --run runs/cifar10-mbv3            # < 1 h on 2 quiet cores (2 threads)
     python bench/convergence.py --run runs/cifar10-mbv3 --package  # + package it
     python bench/convergence.py --quick                            # smoke run (2 steps)
+    python bench/convergence.py --run runs/c10-seed1 --seed 1      # the recipe with another seed (run-to-run
+                                                                   # spread): bench/results/convergence_seed1.json
 """
 
 from __future__ import annotations
@@ -32,12 +34,14 @@ RECIPE = "cifar10-mbv3"
 TARGETS = {"max_top1": 80.0, "min_top1": 72.0, "train_minutes": 60.0}
 
 
-def train_run(run: Path, quick: bool, threads: str) -> dict:
+def train_run(run: Path, quick: bool, threads: str, seed: int | None = None) -> dict:
     """Train (or resume) the recipe into ``run``; returns wall seconds of this call and the thread choice."""
     from ofa_edge.train import train
     from ofa_edge.train.recipes import get_recipe
 
     over = {"data": str(DATA), "out": str(run)}
+    if seed is not None:
+        over["seed"] = seed
     if quick:
         over.update(space="cifar-tiny", epochs=1, steps_per_epoch=2, batch_size=16, bn_images=32, eval_every=1)
     cfg = get_recipe(RECIPE).config(**over)
@@ -153,22 +157,31 @@ def main() -> None:
     ap.add_argument("--bn-images", type=int, default=2000)
     ap.add_argument("--package", action="store_true", help="write ofa_edge/pretrained/cifar10-mbv3/")
     ap.add_argument("--quick", action="store_true", help="smoke run: cifar-tiny, 2 steps, nothing written")
+    ap.add_argument("--seed", type=int, default=None,
+                    help="the recipe with this seed instead of its own: results go to convergence_seed<N>.json "
+                         "(no plot; never packaged), for the run-to-run spread")
     args = ap.parse_args()
+    if args.seed is not None and args.package:
+        ap.error("--seed: only the recipe's own run is packaged; drop --package")
+    out = OUT if args.seed is None else OUT.with_name(f"convergence_seed{args.seed}.json")
     if not DATA.is_dir():
         raise SystemExit(f"needs ../shared/data/cifar10 beside the checkout ({DATA})")
     load = os.getloadavg()
-    prev = json.loads(OUT.read_text()) if OUT.is_file() and not args.quick else {}
+    prev = json.loads(out.read_text()) if out.is_file() and not args.quick else {}
     finished = (args.run / "metrics.csv").is_file() and prev.get("run") == shown(args.run) \
         and curve(args.run)[-1]["epoch"] == prev.get("epochs")
-    info = train_run(args.run, args.quick, args.threads)
+    info = train_run(args.run, args.quick, args.threads, args.seed)
     rows = curve(args.run)
     if finished:
         # nothing was trained now (e.g. a re-run with --package): keep the wall time of the call that trained it
         info = {"wall_seconds": prev["wall_seconds"], "threads": prev.get("threads")}
         load = tuple(prev.get("loadavg_at_start", load))
     test = test_accuracy(args.run, 64 if args.quick else args.bn_images)
+    from ofa_edge.train.checkpoint import read_train_checkpoint
+
+    seed = read_train_checkpoint(args.run)[1].seed  # the run's own (the recipe's unless --seed)
     result = {"benchmark": "convergence", "format": "ofa-edge-bench-convergence-v1", "recipe": RECIPE,
-              "run": shown(args.run), "data": "../shared/data/cifar10", "quick": args.quick,
+              "run": shown(args.run), "data": "../shared/data/cifar10", "quick": args.quick, "seed": seed,
               "train_seconds": rows[-1]["train_seconds"], "epochs": rows[-1]["epoch"], **info,
               "bn_images": args.bn_images, "test": test, "curve": rows, "targets": TARGETS,
               "meets": {"max": test["max_top1"] >= TARGETS["max_top1"], "min": test["min_top1"] >= TARGETS["min_top1"],
@@ -181,9 +194,10 @@ def main() -> None:
           f"(target {TARGETS['min_top1']}); ECE max {test['max_ece']:.2f} min {test['min_ece']:.2f}")
     if args.quick:
         return
-    OUT.write_text(json.dumps(result, indent=2) + "\n")
-    plot(result, PLOT)
-    print(f"wrote {OUT} and {PLOT}")
+    out.write_text(json.dumps(result, indent=2) + "\n")
+    if args.seed is None:
+        plot(result, PLOT)
+    print(f"wrote {out}" + (f" and {PLOT}" if args.seed is None else ""))
     if args.package:
         print(f"packaged {package(args.run, result)}")
 
