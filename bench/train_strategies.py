@@ -211,15 +211,23 @@ def markdown(results: dict) -> str:
     return "\n".join(lines)
 
 
+def file_settings(doc: dict, quick: bool) -> dict | None:
+    """The options a results file's runs were made with; None when it holds no results of this benchmark.
+
+    Files written before ``--bn-eval`` was recorded were evaluated with its default (100 for --quick)."""
+    if doc.get("format") != FORMAT or not isinstance(doc.get("config"), dict):
+        return None
+    return {"bn_eval": 100 if quick else 1000, **doc["config"]}
+
+
 def budget_gains(doc: dict, settings: dict) -> None:
     """Add to each run what its budget added over the same run at the longest shorter budget on file."""
     minutes = settings.get("minutes")
     best = None
     for path in RESULTS.glob("train_strategies_m*.json"):  # a --quick file's settings never match a full run's
         other = json.loads(path.read_text())
-        cfg = other.get("config") or {}
-        if (other.get("format") != FORMAT or not cfg.get("minutes") or cfg["minutes"] >= minutes
-                or {**cfg, "minutes": minutes} != settings):
+        cfg = file_settings(other, False) or {}
+        if not cfg.get("minutes") or cfg["minutes"] >= minutes or {**cfg, "minutes": minutes} != settings:
             continue
         if best is None or cfg["minutes"] > best["config"]["minutes"]:
             best = other
@@ -295,24 +303,24 @@ def main() -> None:
     doc = json.loads(out_json.read_text()) if out_json.is_file() else {}
     # recorded relative to the repo (no machine paths in committed results)
     data = os.path.relpath(args.data, ROOT) if os.path.isabs(args.data) else args.data
-    settings = {**base_config(args), "data": data, "seed": args.seed, "init": args.init}
+    settings = {**base_config(args), "data": data, "seed": args.seed, "init": args.init, "bn_eval": args.bn_eval}
     if args.minutes:
         settings["minutes"] = args.minutes
-    if doc.get("format") != FORMAT or doc.get("config") != settings:
-        old = doc.get("config") if doc.get("format") == FORMAT else None
-        if (old and doc.get("runs") and not args.replace) or args.report:
-            # never drop finished runs (hours of training) because one option was typed differently
-            if not old:
-                print(f"--report: {out_json.name} holds no runs of this benchmark yet", file=sys.stderr)
-                sys.exit(2)
-            diff = [f"--{k.replace('_', '-')} {old.get(k)} (now {settings.get(k)})"
-                    for k in sorted(set(settings) | set(old)) if settings.get(k) != old.get(k)]
-            fix = "." if args.report else ", or add --replace to start a new file without them."
-            print(f"{out_json.name} holds {len(doc.get('runs') or {})} finished runs made with other options: "
-                  f"{', '.join(diff)}. Rerun with the options they were started with{fix}", file=sys.stderr)
-            sys.exit(2)
+    old = file_settings(doc, args.quick)
+    if args.report and old is None:
+        print(f"--report: {out_json.name} holds no runs of this benchmark yet", file=sys.stderr)
+        sys.exit(2)
+    if old is not None and old != settings and (args.report or (doc.get("runs") and not args.replace)):
+        # never drop finished runs (hours of training) because one option was typed differently
+        diff = [f"--{k.replace('_', '-')} {old.get(k)} (now {settings.get(k)})"
+                for k in sorted(set(settings) | set(old)) if settings.get(k) != old.get(k)]
+        fix = "." if args.report else ", or add --replace to start a new file without them."
+        print(f"{out_json.name} holds {len(doc.get('runs') or {})} finished runs made with other options: "
+              f"{', '.join(diff)}. Rerun with the options they were started with{fix}", file=sys.stderr)
+        sys.exit(2)
+    if old != settings:
         doc = {"format": FORMAT, "config": settings, "runs": {}}
-    doc.update(threads=args.threads, machine=platform.platform(), torch=torch.__version__)
+    doc["config"] = settings
     wanted = [n for n in args.only.split(",") if n] or list(runs(args.quick))
     for name in wanted:
         if name in doc["runs"]:
@@ -329,9 +337,11 @@ def main() -> None:
             sys.exit(130)
         # rows another invocation (other --only runs, started beside this one) wrote meanwhile are kept
         now = json.loads(out_json.read_text()) if out_json.is_file() else {}
-        if now.get("format") == FORMAT and now.get("config") == settings:
+        if file_settings(now, args.quick) == settings:
             doc["runs"] = {**now["runs"], **doc["runs"]}
         doc["runs"][name] = row
+        # where the latest run trained (--report trains nothing and leaves these as they are)
+        doc.update(threads=args.threads, machine=platform.platform(), torch=torch.__version__)
         atomic_write_text(out_json, json.dumps(doc, indent=2) + "\n")
         print(f"{name}: {doc['runs'][name]}", flush=True)
     r = doc["runs"]
