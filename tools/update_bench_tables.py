@@ -218,6 +218,31 @@ def predictor(d: dict) -> str:
     return "\n".join(rows)
 
 
+def predictor_split(d: dict) -> str:
+    sp, pool = d["spread"], d["pool_images"]
+    intro = (f"{d['subnets']} subnets of the packaged supernet, each measured image by image on the "
+             f"{pool['val']} validation + {pool['test']} test images (BN recalibrated on {d['bn_images']} training "
+             f"images): top-1 over all {pool['val'] + pool['test']:,} images {sp['top1_min']:.2f}-"
+             f"{sp['top1_max']:.2f} %, spread (std) **{sp['top1_std']:.2f}** points. Each row fits on its "
+             f"training subnets and scores the same {d['subnets'] - d['train_subnets']} held-out subnets; means "
+             "over random image draws.")
+    head = ("| measurement split (images) | training subnets | noise (points) | MLP tau | 5 MLPs tau | MLP RMSE "
+            "| 5 MLPs tau vs the other images | re-measurement tau |")
+    rows = [intro, "", head, "|---|---|---|---|---|---|---|---|"]
+
+    def line(r: dict, k: int, noise: str) -> str:
+        ind, meas = (f"{r[key]['kendall_tau']:.3f}" if key in r else "-"
+                     for key in ("ensemble_independent", "measurement_vs_independent"))
+        return (f"| {r['images']} | {k} | {noise} | {r['mlp_same']['kendall_tau']:.3f} | "
+                f"{r['ensemble_same']['kendall_tau']:.3f} | {r['mlp_same']['rmse']:.2f} | {ind} | {meas} |")
+
+    for r in d["sizes"]:
+        rows.append(line(r, d["train_subnets"], f"{r['paired_noise_se']:.2f}"))
+    for r in d["fewer_train_subnets"]:
+        rows.append(line(r, r["train_subnets"], "-"))
+    return "\n".join(rows)
+
+
 def standalone(d: dict) -> str:
     rows = ["| size | subnet | px | supernet top-1 | trained alone top-1 | difference (points) | ECE supernet / alone "
             "| images seen | alone: training min |", "|---|---|---|---|---|---|---|---|---|"]
@@ -260,7 +285,7 @@ RENDER = {"search": search, "search_int8": search, "search_retries": search, "se
           "lut_accuracy_int8": lut_accuracy,
           "train_strategies": train_strategies, "train_strategies_m15": train_strategies, "train_strategies_m60": train_strategies,
           "int8_speed": int8_speed, "train_speed": train_speed,
-          "convergence": convergence, "predictor": predictor, "standalone": standalone, "cli_startup": cli_startup,
+          "convergence": convergence, "predictor": predictor, "predictor_split": predictor_split, "standalone": standalone, "cli_startup": cli_startup,
           "gpu_check": gpu_check}
 
 
