@@ -23,6 +23,7 @@ import time
 from pathlib import Path
 
 import torch
+from common import checkpoint_sha256
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -97,7 +98,8 @@ def main(argv=None) -> int:
                args.formats.split(","), tuple(int(k) for k in args.int8_float_stages.split(",")))
     int8 = [r for r in rows if r["precision"].startswith("int8") and r["drop_points"] is not None]
     worst = max((r["drop_points"] for r in int8), default=None)
-    out = {"checkpoint": args.checkpoint, "data": Path(args.data).name, "bn_images": args.bn_images,
+    out = {"checkpoint": args.checkpoint, "checkpoint_sha256": checkpoint_sha256(args.checkpoint),
+           "data": Path(args.data).name, "bn_images": args.bn_images,
            "target_drop_points": TARGET_DROP, "max_drop_points": worst,
            "met": worst is not None and worst <= TARGET_DROP, "rows": rows,
            "loadavg_before": list(load_before), "loadavg_after": list(os.getloadavg())}

@@ -1,17 +1,20 @@
 """Benchmark: can the accuracy predictor rank the packaged supernet's subnets? Noise vs spread, and predictors
 side by side.
 
-1. Measures N sampled subnets of the packaged ``cifar10-mbv3`` supernet on the 2,000-image validation split
-   (BN recalibrated on training images), through `ofa-edge predictor fit` (resumable CSV), and fits OFA's MLP;
-   the fitted predictor is the packaged one (ofa_edge/pretrained/cifar10-mbv3/predictor.pt).
+1. Measures N sampled subnets of the packaged ``cifar10-mbv3`` supernet on its validation split (4,000
+   images with the recipe's 16k / 4k split; BN recalibrated on training images), through `ofa-edge predictor
+   fit` (resumable CSV), and fits OFA's MLP; the fitted predictor is the packaged one
+   (ofa_edge/pretrained/cifar10-mbv3/predictor.pt). ``--rows-from`` takes rows already measured on the run
+   the package was made from (the same weights, saved slim), after re-measuring some of them on the package.
 2. Accuracy noise vs the spread between subnets: the binomial standard error of a top-1 on the validation
    split, and the BN-recalibration noise (the same subnets recalibrated on another image sample), against
    the standard deviation of top-1 over the measured subnets.
 3. The same held-out split for: OFA's MLP (3 x 400, the baseline), an ensemble of 5 MLPs (seeds), and ridge
    regression on the one-hot encoding plus MACs and parameters.
 
-    python bench/predictor.py                # ~30 min on 2 cores (measurement dominates)
-    python bench/predictor.py --quick        # smoke run (cifar-tiny, a few subnets, nothing written)
+    python bench/predictor.py --threads 2       # 600 subnets: ~45 min on 2 quiet cores (measuring dominates)
+    python bench/predictor.py --threads 2 --rows-from runs/cifar10-mbv3/accuracy.csv   # rows measured already
+    python bench/predictor.py --quick           # smoke run (cifar-tiny, a few subnets, nothing written)
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from common import shown
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data" / "cifar10"
@@ -105,7 +109,7 @@ def noise(run, task, subnets, bn_images: int) -> dict:
 def ceiling(run, task, pred_path: Path, subnets, top1, bn_images: int, seed: int) -> dict:
     """How well the validation split can rank at all: the held-out subnets re-measured on the test split.
 
-    The 2,000 validation images rank subnets only as well as their sampling noise allows. Measuring the
+    The validation images rank subnets only as well as their sampling noise allows. Measuring the
     packaged predictor's held-out subnets again on the 5,000 test images (same BN recalibration) gives
     a second, independent measurement: Kendall tau between the two measurements is the ceiling that
     any predictor scored against validation top-1 can reach, and the predictor is also scored against
@@ -121,7 +125,30 @@ def ceiling(run, task, pred_path: Path, subnets, top1, bn_images: int, seed: int
     pred = np.asarray(load_predictor(pred_path).predict(held), dtype=np.float64)
     return {"subnets": len(held), "test_images": len(task.test),
             "val_vs_test": scores(val, test), "predictor_vs_val": scores(pred, val),
-            "predictor_vs_test": scores(pred, test), "test_top1_std": round(float(test.std()), 3)}
+            "predictor_vs_test": scores(pred, test), "test_top1_std": round(float(test.std()), 3),
+            "test_minus_val_mean": round(float((test - val).mean()), 3),
+            "test_minus_val_std": round(float((test - val).std()), 3)}
+
+
+def adopt_rows(src: Path, dst: Path, run, task, bn_images: int, check: int) -> dict:
+    """Take rows measured on the run the package was made from: re-measure ``check`` of them on the package,
+    require each within one validation image, and write them all as the package's rows."""
+    from ofa_edge.search import read_accuracy_csv, write_accuracy_csv
+    from ofa_edge.train.evaluate import evaluate_subnet
+
+    rows = read_accuracy_csv(src, run.space)
+    picked = random.Random(2).sample(rows, min(check, len(rows)))
+    diffs = [evaluate_subnet(run.net, r.subnet, task, bn_images, split="val")["top1"] - r.top1
+             for r in picked]
+    one_image = 100.0 / len(task.val)
+    worst = max(abs(d) for d in diffs)
+    if worst > one_image + 1e-6:
+        raise SystemExit(f"{src}: re-measured on the package, a row differs by {worst:.3f} points (more than "
+                         f"one image, {one_image:.3f}): not the same weights; measure on the package instead")
+    write_accuracy_csv(dst, run.space, rows, run.sha256[:16])
+    print(f"adopted {len(rows)} rows of {src.name}: {len(picked)} re-measured on the package, largest "
+          f"difference {worst:.3f} points")
+    return {"rows": len(rows), "checked": len(picked), "max_abs_diff": round(worst, 4)}  # CSV: 6 digits
 
 
 def relative_meta(path: Path) -> None:
@@ -136,12 +163,16 @@ def relative_meta(path: Path) -> None:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--checkpoint", default=NAME)
-    ap.add_argument("--samples", type=int, default=300)
+    ap.add_argument("--samples", type=int, default=600)
     ap.add_argument("--bn-images", type=int, default=1000)
     ap.add_argument("--noise-subnets", type=int, default=10)
     ap.add_argument("--epochs", type=int, default=200, help="MLP fit epochs")
     ap.add_argument("--threads", type=int, default=1, help="torch threads (2 on a quiet 2-core machine)")
     ap.add_argument("--quick", action="store_true", help="smoke run on a fresh cifar-tiny supernet (nothing kept)")
+    ap.add_argument("--rows-from", type=Path, default=None,
+                    help="accuracy CSV measured on the run the package was made from (adopted after a check)")
+    ap.add_argument("--rows-check", type=int, default=20,
+                    help="rows of --rows-from re-measured on the package")
     ap.add_argument("--ceiling-only", action="store_true",
                     help="only (re)measure the noise ceiling into the existing JSON (no refit)")
     args = ap.parse_args()
@@ -165,6 +196,12 @@ def main() -> None:
     else:
         pack = get_pretrained(args.checkpoint)
         ckpt, csv, pred_out, data = str(pack.checkpoint), pack.folder / "accuracy.csv", pack.predictor, str(DATA)
+    adopted = None
+    if args.rows_from is not None and not args.quick:
+        pack_run = open_run(ckpt)
+        adopted = adopt_rows(args.rows_from, csv, pack_run, pack_run.task(data), args.bn_images,
+                             args.rows_check)
+        adopted["from"] = shown(args.rows_from)
     t0 = time.perf_counter()
     info = fit_from_checkpoint(ckpt, args.samples, accuracy_csv=str(csv), out=str(pred_out), data=data,
                                bn_images=args.bn_images, epochs=args.epochs, seed=0)
@@ -184,10 +221,11 @@ def main() -> None:
     side = compare(run.space, subnets, top1, run.n_classes, 0.2, 0, args.epochs)
     ceil = ceiling(run, task, pred_out, subnets, top1, args.bn_images, 0)
     result = {"benchmark": "predictor", "format": "ofa-edge-bench-predictor-v1", "checkpoint": args.checkpoint,
+              "checkpoint_sha256": run.sha256,
               "quick": args.quick, "samples": len(rows), "bn_images": args.bn_images,
               "packaged_predictor": {k: info[k] for k in ("rmse", "kendall_tau", "spearman", "n_train", "n_holdout")},
               "noise_vs_spread": spread, "side_by_side": side, "noise_ceiling": ceil, "targets": {"kendall_tau": 0.8, "rmse": 1.0},
-              "measure_seconds": round(measure_s, 1), "torch": torch.__version__,
+              "measure_seconds": round(measure_s, 1), "adopted_rows": adopted, "torch": torch.__version__,
               "cpu": platform.processor() or platform.machine(), "loadavg": [round(v, 2) for v in os.getloadavg()],
               "date": time.strftime("%Y-%m-%d")}
     print(f"{len(rows)} subnets on {spread['val_images']} validation images: top-1 {spread['top1_min']}-"
@@ -204,7 +242,8 @@ def main() -> None:
     OUT.write_text(json.dumps(result, indent=2) + "\n")
     card_path = get_pretrained(args.checkpoint).folder / "card.json"
     card = json.loads(card_path.read_text())
-    card["predictor"] = {**result["packaged_predictor"], "samples": len(rows), "split": "val (2,000 images)",
+    card["predictor"] = {**result["packaged_predictor"], "samples": len(rows),
+                         "split": f"val ({spread['val_images']:,} images)",
                          "bn_images": args.bn_images, "benchmark": "bench/results/predictor.json"}
     card_path.write_text(json.dumps(card, indent=2) + "\n")
     print(f"wrote {OUT} and {card_path}")
@@ -216,6 +255,9 @@ def print_ceiling(ceil: dict) -> None:
     for name in ("val_vs_test", "predictor_vs_val", "predictor_vs_test"):
         m = ceil[name]
         print(f"  {name:<26}{m['kendall_tau']:>12.3f}{m['spearman']:>10.3f}{m['rmse']:>8.3f}")
+    if "test_minus_val_mean" in ceil:
+        print(f"  test minus validation top-1: mean {ceil['test_minus_val_mean']:+.2f}, "
+              f"std {ceil['test_minus_val_std']:.2f} points")
 
 
 def ceiling_only(args) -> None:

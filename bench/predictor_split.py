@@ -62,8 +62,8 @@ def image_hits(net, subnet, task, bn_images: int) -> np.ndarray:
 
 
 def measure(run, task, subnets, bn_images: int, cache: Path | None) -> tuple[np.ndarray, float]:
-    """Per-image hits of every subnet (rows) on val + test (columns), resumed from ``cache``, and the
-    measuring seconds they took (all invocations together)."""
+    """Per-image hits of every subnet (rows) on val + test (columns), resumed from ``cache`` (if measured on
+    the same checkpoint), and the measuring seconds they took (all invocations together)."""
     from rich.progress import track
 
     n_img = len(task.val) + len(task.test)
@@ -72,7 +72,8 @@ def measure(run, task, subnets, bn_images: int, cache: Path | None) -> tuple[np.
     spent = 0.0
     if cache is not None and cache.is_file():
         z = np.load(cache)
-        if int(z["n_images"]) == n_img and int(z["bn_images"]) == bn_images:
+        same = "checkpoint" in z.files and str(z["checkpoint"]) == run.sha256
+        if same and int(z["n_images"]) == n_img and int(z["bn_images"]) == bn_images:
             done = dict(zip(z["ids"].tolist(), np.unpackbits(z["hits"], axis=1, count=n_img).astype(bool)))
             spent = float(z["seconds"]) if "seconds" in z.files else 0.0
     todo = [s for s in subnets if s.id not in done]
@@ -80,19 +81,19 @@ def measure(run, task, subnets, bn_images: int, cache: Path | None) -> tuple[np.
     for k, s in enumerate(track(todo, description=f"measuring {len(todo)} subnets on {n_img} images")):
         done[s.id] = image_hits(run.net, s, task, bn_images)
         if cache is not None and (time.monotonic() - last > 60 or k == len(todo) - 1):
-            save_cache(cache, done, n_img, bn_images, spent + time.monotonic() - start)
+            save_cache(cache, done, n_img, bn_images, spent + time.monotonic() - start, run.sha256)
             last = time.monotonic()
             print(f"{k + 1}/{len(todo)} subnets measured, saved to {cache.name}", flush=True)
     return np.stack([done[i] for i in ids]), spent + time.monotonic() - start
 
 
-def save_cache(path: Path, done: dict, n_img: int, bn_images: int, seconds: float) -> None:
+def save_cache(path: Path, done: dict, n_img: int, bn_images: int, seconds: float, checkpoint: str) -> None:
     """Write the hits measured so far (packed bits), atomically."""
     path.parent.mkdir(parents=True, exist_ok=True)
     ids = list(done)
     tmp = path.with_suffix(".tmp.npz")
     np.savez_compressed(tmp, ids=np.array(ids), hits=np.packbits(np.stack([done[i] for i in ids]), axis=1),
-                        n_images=n_img, bn_images=bn_images, seconds=seconds)
+                        n_images=n_img, bn_images=bn_images, seconds=seconds, checkpoint=checkpoint)
     os.replace(tmp, path)
 
 
@@ -221,7 +222,8 @@ def main() -> None:
             print(f"{k:>6} training subnets, {n} images: MLP tau {mlp['kendall_tau']:.3f}, "
                   f"ensemble tau {ens['kendall_tau']:.3f}")
     result = {"benchmark": "predictor_split", "format": "ofa-edge-bench-predictor-split-v1",
-              "checkpoint": args.checkpoint, "quick": args.quick, "subnets": len(subnets),
+              "checkpoint": args.checkpoint, "checkpoint_sha256": run.sha256, "quick": args.quick,
+              "subnets": len(subnets),
               "pool_images": {"val": len(task.val), "test": len(task.test)}, "bn_images": bn_images,
               "spread": {"top1_std": round(float(full.std()), 3), "top1_min": round(float(full.min()), 2),
                          "top1_max": round(float(full.max()), 2), "top1_mean": round(float(full.mean()), 3)},

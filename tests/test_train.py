@@ -254,7 +254,8 @@ def test_evaluate_top1_top5_ece_against_numpy():
 
 
 def test_eval_cli_json(tmp_path, capsys):
-    cfg = tiny_cfg(tmp_path, epochs=1, steps_per_epoch=1, labels_per_class=None, batch_size=8)
+    cfg = tiny_cfg(tmp_path, epochs=1, steps_per_epoch=1, labels_per_class=None, batch_size=8,
+                   val_fraction=0.3)
     train(cfg)
     capsys.readouterr()
     sub = json.dumps(min_subnet(get_space("cifar-tiny")).to_dict())
@@ -262,6 +263,15 @@ def test_eval_cli_json(tmp_path, capsys):
                  "--bn-samples", "40", "--json"]) == 0
     out = json.loads(capsys.readouterr().out)
     assert out["n"] == 1000 and out["split"] == "test" and 0 <= out["top1"] <= out["top5"] <= 100
+    assert out["bn_images"] == 40
+    # the run's validation split, also when its data is named again with --data (split as the run split it)
+    vals = []
+    for extra in ([], ["--data", "embedded"]):
+        assert main(["eval", "--checkpoint", str(tmp_path / "run" / "supernet.pt"), "--subnet", sub,
+                     "--split", "val", "--bn-samples", "40", "--json", *extra]) == 0
+        vals.append(json.loads(capsys.readouterr().out))
+    assert vals[0]["n"] == vals[1]["n"] == len(load_task(None, 0.3).val)
+    assert vals[0]["top1"] == vals[1]["top1"] and vals[0]["ece"] == vals[1]["ece"]
     assert out["subnet"] == min_subnet(get_space("cifar-tiny")).id and out["r"] == 24
     assert main(["eval", "--checkpoint", str(tmp_path / "run" / "supernet.pt"), "--subnet", '{"ks": 9}']) == 2
 

@@ -2,12 +2,27 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results"
+PRETRAINED = ROOT / "ofa_edge" / "pretrained"
+
+
+def provenance(d: dict) -> str:
+    """A line above a table measured on other weights than the packaged supernet of that name has now."""
+    name, sha = d.get("checkpoint"), d.get("checkpoint_sha256")
+    pack = PRETRAINED / str(name) / "supernet.pt"
+    if not name or not sha or not pack.is_file():
+        return ""
+    now = hashlib.sha256(pack.read_bytes()).hexdigest()
+    if now == sha:
+        return ""
+    return (f"*Measured on an earlier `{name}` package (supernet sha256 `{sha[:12]}`; the packaged one is "
+            f"now `{now[:12]}`): re-run this benchmark to refresh it.*\n\n")
 
 
 def supernet_overhead(d: dict) -> str:
@@ -220,7 +235,7 @@ def predictor(d: dict) -> str:
 
 def predictor_split(d: dict) -> str:
     sp, pool = d["spread"], d["pool_images"]
-    intro = (f"{d['subnets']} subnets of the packaged supernet, each measured image by image on the "
+    intro = (f"{d['subnets']} subnets of `{d['checkpoint']}`, each measured image by image on the "
              f"{pool['val']} validation + {pool['test']} test images (BN recalibrated on {d['bn_images']} training "
              f"images): top-1 over all {pool['val'] + pool['test']:,} images {sp['top1_min']:.2f}-"
              f"{sp['top1_max']:.2f} %, spread (std) **{sp['top1_std']:.2f}** points. Each row fits on its "
@@ -297,7 +312,8 @@ def main() -> None:
         marker = f"<!-- bench:{name} -->"
         if not path.is_file() or marker not in text:
             continue
-        table = render(json.loads(path.read_text()))
+        data = json.loads(path.read_text())
+        table = provenance(data) + render(data)
         pattern = re.compile(re.escape(marker) + r"\n(?:.*\n)*?<!-- /bench:" + re.escape(name) + r" -->\n?")
         block = f"{marker}\n{table}\n<!-- /bench:{name} -->\n"
         text = pattern.sub(lambda _: block, text) if pattern.search(text) else text.replace(marker + "\n", block)

@@ -1,6 +1,7 @@
 """Accuracy predictor, evolutionary search, TOFA's last-sampled rule, Pareto fronts and ``specialize``."""
 
-from ofa_edge.search.accuracy import AccuracyRow, CollectResult, collect_accuracy, plan_subnets, read_accuracy_csv
+from ofa_edge.search.accuracy import (AccuracyRow, CollectResult, collect_accuracy, plan_subnets,
+                                     read_accuracy_csv, write_accuracy_csv)
 from ofa_edge.search.budget import BudgetError, parse_count, parse_latencies, parse_latency
 from ofa_edge.search.cost import AdditiveCost, CallableCost, Constraint, cost_model, decompose, macs_cost, params_cost
 from ofa_edge.search.evolution import (Candidate, EvolutionConfig, InfeasibleBudgetError, SearchResult, evolve,
@@ -18,5 +19,5 @@ __all__ = [
     "collect_accuracy", "cost_model", "decompose", "evolve", "fit_predictor", "last_sampled", "load_predictor",
     "macs_cost", "params_cost", "pareto_front", "parse_count", "parse_latencies", "parse_latency",
     "plan_subnets", "plot_pareto", "random_search", "read_accuracy_csv", "read_sampled_log", "select",
-    "select_budgets", "write_pareto_csv",
+    "select_budgets", "write_accuracy_csv", "write_pareto_csv",
 ]

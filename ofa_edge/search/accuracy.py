@@ -105,6 +105,15 @@ def _line(space: SearchSpace, subnet: Subnet, top1: float, split: str, source: s
     return buf.getvalue()
 
 
+def write_accuracy_csv(path: str | os.PathLike, space: SearchSpace, rows: list[AccuracyRow],
+                       source: str) -> Path:
+    """Write ``rows`` as a whole accuracy CSV of ``space`` measured on checkpoint ``source`` (atomically)."""
+    path = Path(path)
+    atomic_write_text(path, ",".join(COLUMNS) + "\n" + "".join(
+        _line(space, r.subnet, r.top1, r.split, source) for r in rows))
+    return path
+
+
 def collect_accuracy(space: SearchSpace, evaluate: Callable[[Subnet], float], path: str | os.PathLike,
                      n_samples: int, seed: int = 0, split: str = "val", source: str = "",
                      progress: Callable[[int, int, AccuracyRow], None] | None = None) -> CollectResult:
@@ -119,8 +128,7 @@ def collect_accuracy(space: SearchSpace, evaluate: Callable[[Subnet], float], pa
         text = path.read_text(encoding="utf-8")
         rows, torn = _parse(path, text, space, source)
         if torn or not text:
-            atomic_write_text(path, ",".join(COLUMNS) + "\n" + "".join(
-                _line(space, r.subnet, r.top1, r.split, source) for r in rows))
+            write_accuracy_csv(path, space, rows, source)
     else:
         atomic_write_text(path, ",".join(COLUMNS) + "\n")
     done = {r.subnet.id for r in rows}

@@ -96,7 +96,8 @@ def evaluate_checkpoint(path, subnet: str = "max", bn_images: int = 2000, data: 
                         split: str = "test", rng=None) -> dict:
     """``ofa-edge eval``: load a checkpoint, pick ``subnet`` (max|min|random|JSON), evaluate it.
 
-    The data defaults to the run's own (from the checkpoint's training config), else the embedded set.
+    The data defaults to the run's own (from the checkpoint's training config), else the embedded set; either
+    is split as the run split it (its validation fraction, labels and seed).
     """
     import random as _random
 
@@ -110,11 +111,9 @@ def evaluate_checkpoint(path, subnet: str = "max", bn_images: int = 2000, data: 
     obj = read_torch_file(path)
     if isinstance(obj, dict) and obj.get("format") == FORMAT:
         cfg = (obj.get("meta") or {}).get("config") or {}
-    if data is None:
-        task = load_task(cfg.get("data"), cfg.get("val_fraction", 0.1), cfg.get("labels_per_class"),
-                         cfg.get("seed", 0))
-    else:
-        task = load_task(data)
+    # the run's own split of the data (its validation images, its BN-recalibration pool), also for --data
+    task = load_task(data if data is not None else cfg.get("data"), cfg.get("val_fraction", 0.1),
+                     cfg.get("labels_per_class"), cfg.get("seed", 0))
     if task.n_classes != net.n_classes:
         raise InvalidValueError(f"{path} classifies {net.n_classes} classes but the data has "
                                 f"{task.n_classes}; give the data it was trained on", "data")
@@ -133,4 +132,5 @@ def evaluate_checkpoint(path, subnet: str = "max", bn_images: int = 2000, data: 
         except ValueError as exc:
             raise InvalidValueError(f"subnet: {exc}; use max, min, random or a JSON subnet", "subnet") from None
     result = evaluate_subnet(net, sub, task, bn_images=bn_images, split=split)
-    return {"checkpoint": str(path), "split": split, "subnet_json": sub.to_dict(), **result}
+    return {"checkpoint": str(path), "split": split, "bn_images": bn_images, "subnet_json": sub.to_dict(),
+            **result}
