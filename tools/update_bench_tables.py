@@ -300,7 +300,8 @@ RENDER = {"search": search, "search_int8": search, "search_retries": search, "se
           "lut_accuracy_int8": lut_accuracy,
           "train_strategies": train_strategies, "train_strategies_m15": train_strategies, "train_strategies_m60": train_strategies,
           "int8_speed": int8_speed, "train_speed": train_speed,
-          "convergence": convergence, "predictor": predictor, "predictor_split": predictor_split, "standalone": standalone, "cli_startup": cli_startup,
+          "convergence": convergence, "predictor": predictor, "predictor_split": predictor_split, "standalone": standalone, "standalone_18k2k": standalone,
+          "cli_startup": cli_startup,
           "gpu_check": gpu_check}
 
 
