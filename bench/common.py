@@ -15,8 +15,7 @@ def shown(path: Path) -> str:
 
 def checkpoint_sha256(checkpoint: str) -> str:
     """SHA-256 of a checkpoint file or packaged name: which weights a result was measured on."""
-    import hashlib
-
+    from ofa_edge.export.manifest import sha256_path
     from ofa_edge.pretrained import resolve_checkpoint
 
-    return hashlib.sha256(Path(resolve_checkpoint(checkpoint)).read_bytes()).hexdigest()
+    return sha256_path(resolve_checkpoint(checkpoint))

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 import re
 from pathlib import Path
@@ -18,7 +17,9 @@ def provenance(d: dict) -> str:
     pack = PRETRAINED / str(name) / "supernet.pt"
     if not name or not sha or not pack.is_file():
         return ""
-    now = hashlib.sha256(pack.read_bytes()).hexdigest()
+    from ofa_edge.export.manifest import sha256_path
+
+    now = sha256_path(pack)
     if now == sha:
         return ""
     return (f"*Measured on an earlier `{name}` package (supernet sha256 `{sha[:12]}`; the packaged one is "
