@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import hashlib
 import json
 import os
 import platform
@@ -33,6 +32,7 @@ import time
 from pathlib import Path
 
 import torch
+from common import checkpoint_sha256
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data" / "cifar10"
@@ -182,7 +182,7 @@ def main() -> None:
     space = task_space(cfg)
     subnets = pick_subnets(pack, run.space, run.n_classes) if not args.quick else {
         k: s for k, s in zip(SIZES, _tiny_subnets(space))}
-    digest = hashlib.sha256(Path(pack.checkpoint).read_bytes()).hexdigest()
+    digest = checkpoint_sha256(str(pack.checkpoint))
     prev = json.loads(OUT.read_text()) if OUT.is_file() and not args.quick else {}
     # rows measured against another supernet file (a retrained package) are stale: run them again
     rows = {r["size"]: r for r in prev.get("rows", [])} if prev.get("checkpoint_sha256") == digest else {}

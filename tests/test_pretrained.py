@@ -66,7 +66,24 @@ def test_refitting_the_predictor_never_writes_into_the_package(tmp_path, monkeyp
     info = json.loads(capsys.readouterr().out)
     assert (tmp_path / "runs" / NAME / "predictor.pt").is_file()
     assert info["predictor"] == str((tmp_path / "runs" / NAME / "predictor.pt").relative_to(tmp_path))
+    # rows measured with another BN budget than the shipped ones: nothing copied, all measured
+    assert info["copied_from_package"] == 0 and info["evaluated"] == 10 and info["bn_images"] == 20
     assert {p.name: p.stat().st_mtime_ns for p in pack.folder.iterdir()} == before
+
+
+def test_refitting_the_packaged_predictor_reuses_its_shipped_rows(tmp_path, monkeypatch, capsys):
+    pack = get_pretrained(NAME)
+    shipped = pack.card["predictor"]
+    monkeypatch.chdir(tmp_path)
+    assert main(["predictor", "fit", "--checkpoint", NAME, "--samples", str(shipped["samples"]), "--json"]) == 0
+    info = json.loads(capsys.readouterr().out)
+    # no subnet measured again: the shipped rows are the planned ones, at the BN budget they were measured with
+    assert info["copied_from_package"] == shipped["samples"] == info["skipped"] and info["evaluated"] == 0
+    assert info["bn_images"] == shipped["bn_images"]
+    assert (tmp_path / "runs" / NAME / "accuracy.csv").read_text() == (pack.folder / "accuracy.csv").read_text()
+    # the same rows, seed and epochs give the packaged predictor's held-out figures
+    assert info["kendall_tau"] == pytest.approx(shipped["kendall_tau"], abs=1e-6)
+    assert info["rmse"] == pytest.approx(shipped["rmse"], abs=1e-6)
 
 
 def test_an_unknown_pretrained_name_is_a_clear_error(capsys):

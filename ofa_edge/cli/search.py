@@ -34,11 +34,14 @@ def predictor_fit(
     samples: int = typer.Option(1000, "--samples", "-n", help="Subnets to measure on the validation split "
                                 "(rows already in the CSV are kept, not re-measured)."),
     accuracy_csv: Optional[Path] = typer.Option(None, "--accuracy-csv", help="Accuracy rows (default: "
-                                                "accuracy.csv beside the checkpoint)."),
+                                                "accuracy.csv beside the checkpoint; for a packaged supernet "
+                                                "runs/<name>/accuracy.csv, started from its shipped rows)."),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Predictor file (default: predictor.pt "
                                        "beside the checkpoint)."),
     data: Optional[str] = _DATA,
-    bn_images: int = typer.Option(500, "--bn-images", help="Training images for BN recalibration per subnet."),
+    bn_images: Optional[int] = typer.Option(None, "--bn-images", min=1, help="Training images for BN recalibration "
+                                            "per subnet (default: 500; for a packaged supernet, the number its "
+                                            "shipped rows were measured with, so that they are reused)."),
     epochs: int = typer.Option(200, "--epochs", help="Predictor training epochs."),
     seed: int = typer.Option(0, "--seed", help="Seed of the subnet sample and the fit."),
     as_json: bool = _JSON,
@@ -55,7 +58,9 @@ def predictor_fit(
     if as_json:
         print_json(info)
         return
-    console.print(f"measured {info['evaluated']} subnets ({info['skipped']} already in {info['accuracy_csv']})")
+    copied = f"; {info['copied_from_package']} copied from the package" if info["copied_from_package"] else ""
+    console.print(f"measured {info['evaluated']} subnets ({info['skipped']} already in {info['accuracy_csv']}"
+                  f"{copied})")
     console.print(f"predictor {info['predictor']}: held-out RMSE {info['rmse']:.3f} pts, Kendall tau "
                   f"{info['kendall_tau']:.3f}, Spearman {info['spearman']:.3f} "
                   f"(train {info['n_train']}, held out {info['n_holdout']})")
