@@ -37,7 +37,7 @@ def predictor_fit(
                                                 "accuracy.csv beside the checkpoint; for a packaged supernet "
                                                 "runs/<name>/accuracy.csv, started from its shipped rows)."),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Predictor file (default: predictor.pt "
-                                       "beside the checkpoint)."),
+                                       "beside the checkpoint; runs/<name>/ for a packaged supernet)."),
     data: Optional[str] = _DATA,
     bn_images: Optional[int] = typer.Option(None, "--bn-images", min=1, help="Training images for BN recalibration "
                                             "per subnet (default: 500; for a packaged supernet, the number its "
