@@ -20,6 +20,7 @@ side by side.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import math
 import os
@@ -136,7 +137,9 @@ def adopt_rows(src: Path, dst: Path, run, task, bn_images: int, check: int) -> d
     from ofa_edge.search import read_accuracy_csv, write_accuracy_csv
     from ofa_edge.train.evaluate import evaluate_subnet
 
-    rows = read_accuracy_csv(src, run.space)
+    rows = read_accuracy_csv(src, run.space, bn_images=bn_images)
+    # rows of a file that did not record their BN budget take this one, which the re-measurement checks
+    rows = [dataclasses.replace(r, bn_images=bn_images) for r in rows]
     picked = random.Random(2).sample(rows, min(check, len(rows)))
     diffs = [evaluate_subnet(run.net, r.subnet, task, bn_images, split="val")["top1"] - r.top1
              for r in picked]

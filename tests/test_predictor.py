@@ -180,6 +180,41 @@ def test_rows_rewritten_for_another_checkpoint_round_trip(tmp_path):
     assert (res.evaluated, res.skipped) == (0, 6)
 
 
+def test_rows_record_their_bn_budget_and_another_budget_is_refused(tmp_path):
+    path = tmp_path / "accuracy.csv"
+    collect_accuracy(SPACE, Evaluator(), path, 4, source="aaaa", bn_images=500)
+    assert {r.bn_images for r in read_accuracy_csv(path, SPACE)} == {500}
+    # top-1 after another BN budget is another measurement: never appended to these rows
+    with pytest.raises(ValueError, match="accuracy.csv: line 2: measured after BN recalibration on 500 "
+                                         "images, this call uses 1000.*--bn-images 500"):
+        collect_accuracy(SPACE, Evaluator(), path, 6, source="aaaa", bn_images=1000)
+    with pytest.raises(ValueError, match="on 500 images, this call uses 20"):
+        read_accuracy_csv(path, SPACE, bn_images=20)
+    res = collect_accuracy(SPACE, Evaluator(), path, 6, source="aaaa", bn_images=500)
+    assert (res.evaluated, res.skipped, res.unknown_budget) == (2, 4, 0)
+
+
+def test_a_v1_file_without_bn_budget_is_read_and_upgraded_on_append(tmp_path):
+    path = tmp_path / "old.csv"
+    collect_accuracy(SPACE, Evaluator(), path, 3, source="aaaa")
+    old = read_accuracy_csv(path, SPACE)
+    # the same rows as ofa-edge-accuracy/1 wrote them: no bn_images column
+    lines = path.read_text().splitlines()
+    v1 = ["format,space,checkpoint,subnet_id,r,top1,split,subnet"]
+    for line in lines[1:]:
+        head, subnet = line.split(',"', 1)
+        fields = head.split(",")
+        assert fields[0] == "ofa-edge-accuracy/2" and fields[7] == ""
+        v1.append(",".join(["ofa-edge-accuracy/1", *fields[1:7]]) + ',"' + subnet)
+    path.write_text("\n".join(v1) + "\n")
+    assert read_accuracy_csv(path, SPACE) == old and all(r.bn_images is None for r in old)
+    res = collect_accuracy(SPACE, Evaluator(), path, 5, source="aaaa", bn_images=500)
+    assert (res.evaluated, res.skipped, res.unknown_budget) == (2, 3, 3)
+    assert path.read_text().startswith("format,space,checkpoint,subnet_id,r,top1,split,bn_images,subnet\n")
+    rows = read_accuracy_csv(path, SPACE, bn_images=500)
+    assert rows[:3] == old and [r.bn_images for r in rows[3:]] == [500, 500]
+
+
 def test_planned_subnets_are_distinct_and_seeded():
     a, b = plan_subnets(SPACE, 200, seed=9), plan_subnets(SPACE, 200, seed=9)
     assert [s.id for s in a] == [s.id for s in b]

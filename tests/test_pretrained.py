@@ -84,6 +84,9 @@ def test_refitting_the_packaged_predictor_reuses_its_shipped_rows(tmp_path, monk
     # the same rows, seed and epochs give the packaged predictor's held-out figures
     assert info["kendall_tau"] == pytest.approx(shipped["kendall_tau"], abs=1e-6)
     assert info["rmse"] == pytest.approx(shipped["rmse"], abs=1e-6)
+    # those rows are of the shipped BN budget: another budget is refused before anything is measured
+    assert main(["predictor", "fit", "--checkpoint", NAME, "--samples", "610", "--bn-images", "20"]) == 2
+    assert "--bn-images 1000" in capsys.readouterr().err
 
 
 def test_an_unknown_pretrained_name_is_a_clear_error(capsys):

@@ -61,6 +61,10 @@ def predictor_fit(
     copied = f"; {info['copied_from_package']} copied from the package" if info["copied_from_package"] else ""
     console.print(f"measured {info['evaluated']} subnets ({info['skipped']} already in {info['accuracy_csv']}"
                   f"{copied})")
+    if info["unknown_budget_rows"]:
+        err_console.print(f"[yellow]{info['unknown_budget_rows']} rows come from an older file that did not "
+                          f"record their BN budget; they are taken as measured with --bn-images "
+                          f"{info['bn_images']}[/yellow]")
     console.print(f"predictor {info['predictor']}: held-out RMSE {info['rmse']:.3f} pts, Kendall tau "
                   f"{info['kendall_tau']:.3f}, Spearman {info['spearman']:.3f} "
                   f"(train {info['n_train']}, held out {info['n_holdout']})")

@@ -42,13 +42,14 @@ def fit_from_checkpoint(checkpoint: str | os.PathLike, samples: int, *, accuracy
         Spearman).
 
     Raises:
-        FileFormatError: an unreadable checkpoint or accuracy CSV.
+        FileFormatError: an unreadable checkpoint or accuracy CSV, or one whose rows were measured on another
+            checkpoint or with another ``bn_images``.
         InvalidValueError: data with another number of classes than the checkpoint.
     """
     run = open_run(checkpoint)
     package = get_pretrained(run.path.parent.name) if is_packaged(run.path) else None
     if bn_images is None:
-        bn_images = (package.card.get("predictor", {}).get("bn_images") if package else None) or 500
+        bn_images = (package.predictor_bn_images if package else None) or 500
     # a packaged supernet is never written into: its files go to runs/<name>/ unless told otherwise
     folder = Path("runs") / package.name if package else run.path.parent
     csv_path = Path(accuracy_csv) if accuracy_csv else folder / "accuracy.csv"
@@ -60,25 +61,25 @@ def fit_from_checkpoint(checkpoint: str | os.PathLike, samples: int, *, accuracy
     evaluate = lambda s: evaluate_subnet(run.net, s, task, bn_images, split="val")["top1"]  # noqa: E731
     report = (lambda i, n, row: progress("measure", i, n)) if progress else None
     res = collect_accuracy(run.space, evaluate, csv_path, samples, seed=seed, split="val",
-                           source=run.sha256[:16], progress=report)
+                           source=run.sha256[:16], bn_images=bn_images, progress=report)
     rows = res.rows
     fit_progress = (lambda e, _: progress("fit", e, epochs)) if progress else None
     pred = fit_predictor(run.space, [r.subnet for r in rows], [r.top1 for r in rows], epochs=epochs,
                          seed=seed, holdout=holdout, progress=fit_progress,
                          meta={"checkpoint_sha256": run.sha256, "checkpoint": str(run.path),
-                               "accuracy_csv": str(csv_path), "rows": len(rows)})
+                               "accuracy_csv": str(csv_path), "rows": len(rows), "bn_images": bn_images})
     pred.save(out_path)
     m = pred.metrics
     return {"predictor": str(out_path), "accuracy_csv": str(csv_path), "rows": len(rows),
             "evaluated": res.evaluated, "skipped": res.skipped, "copied_from_package": copied,
-            "bn_images": bn_images, "rmse": m.rmse, "kendall_tau": m.kendall_tau,
-            "spearman": m.spearman, "train_rmse": m.train_rmse, "n_train": m.n_train, "n_holdout": m.n_holdout}
+            "bn_images": bn_images, "unknown_budget_rows": res.unknown_budget, "rmse": m.rmse,
+            "kendall_tau": m.kendall_tau, "spearman": m.spearman, "train_rmse": m.train_rmse, "n_train": m.n_train, "n_holdout": m.n_holdout}
 
 
 def copy_packaged_rows(package: Pretrained, csv_path: Path, bn_images: int) -> int:
     """Start ``csv_path`` from the package's measured rows if they were measured with ``bn_images``; how many."""
     shipped = package.folder / "accuracy.csv"
-    if not shipped.is_file() or package.card.get("predictor", {}).get("bn_images") != bn_images:
+    if not shipped.is_file() or package.predictor_bn_images != bn_images:
         return 0
     text = shipped.read_text(encoding="utf-8")
     csv_path.parent.mkdir(parents=True, exist_ok=True)

@@ -35,6 +35,11 @@ class Pretrained:
     def predictor(self) -> Path:
         return self.folder / "predictor.pt"
 
+    @property
+    def predictor_bn_images(self) -> int | None:
+        """How many training images recalibrated BN before each of the shipped accuracy rows was measured."""
+        return self.card.get("predictor", {}).get("bn_images")
+
     def summary(self) -> dict[str, Any]:
         """The card's headline fields (what ``ofa-edge pretrained list`` shows)."""
         c = self.card
