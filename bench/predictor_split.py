@@ -27,7 +27,6 @@ import math
 import os
 import platform
 import statistics
-import sys
 import time
 from pathlib import Path
 
@@ -39,7 +38,6 @@ DATA = ROOT.parent / "shared" / "data" / "cifar10"
 OUT = ROOT / "bench" / "results" / "predictor_split.json"
 CACHE = ROOT / "bench" / "results" / "work" / "predictor_split_hits.npz"
 NAME = "cifar10-mbv3"
-sys.path.insert(0, str(ROOT / "bench"))
 from predictor import scores, split  # (the same held-out split and metrics as bench/predictor.py)
 
 

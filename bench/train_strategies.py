@@ -333,7 +333,8 @@ def main() -> None:
         try:
             row = run_one(name, runs(args.quick)[name], args, ckpt_root)
         except TrainingInterrupted as exc:
-            print(f"interrupted: {exc}\nre-run the same command to resume", file=sys.stderr)
+            where = str(exc).replace(f"{ROOT}{os.sep}", "")  # checkout-relative: no machine paths in the log
+            print(f"interrupted: {where}\nre-run the same command to resume", file=sys.stderr)
             sys.exit(130)
         # rows another invocation (other --only runs, started beside this one) wrote meanwhile are kept
         now = json.loads(out_json.read_text()) if out_json.is_file() else {}
