@@ -73,7 +73,8 @@ def fit_from_checkpoint(checkpoint: str | os.PathLike, samples: int, *, accuracy
     return {"predictor": str(out_path), "accuracy_csv": str(csv_path), "rows": len(rows),
             "evaluated": res.evaluated, "skipped": res.skipped, "copied_from_package": copied,
             "bn_images": bn_images, "unknown_budget_rows": res.unknown_budget, "rmse": m.rmse,
-            "kendall_tau": m.kendall_tau, "spearman": m.spearman, "train_rmse": m.train_rmse, "n_train": m.n_train, "n_holdout": m.n_holdout}
+            "kendall_tau": m.kendall_tau, "spearman": m.spearman, "train_rmse": m.train_rmse, "n_train": m.n_train,
+            "n_holdout": m.n_holdout}
 
 
 def copy_packaged_rows(package: Pretrained, csv_path: Path, bn_images: int) -> int:
