@@ -55,6 +55,8 @@ def test_packaged_predictor_belongs_to_the_packaged_checkpoint():
     pred = load_predictor(pack.predictor, net.space, checkpoint_sha256=sha256_path(pack.checkpoint))
     big, small = pred.predict([max_subnet(net.space), min_subnet(net.space)])
     assert big > small  # it ranks the largest subnet above the smallest
+    # its rows were measured with the BN budget the card declares (a refit asks for the same one)
+    assert pred.meta["bn_images"] == pack.predictor_bn_images == pack.card["predictor"]["bn_images"]
 
 
 def test_refitting_the_predictor_never_writes_into_the_package(tmp_path, monkeypatch, capsys):
