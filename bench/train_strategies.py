@@ -29,6 +29,8 @@ Single-threaded torch by default (2 shared cores: more threads were ~10x slower 
         --warmup-epochs 1 --only random,sandwich-heads4,tofa-25 &   # 4x that budget, two runs at a time
     python bench/train_strategies.py --minutes 60 ... --only sandwich,progressive,sandwich-25
     python bench/train_strategies.py --minutes 60 ... --report   # tables and plot from the finished runs only
+    python bench/train_strategies.py --minutes 140 ... --only sandwich &   # and --only random beside it: two
+                                                # all-label runs in ~2.5 h (a 240-min run outlives one sitting)
     python bench/train_strategies.py --quick    # smoke run (cifar-tiny, a few steps)
 """
 
