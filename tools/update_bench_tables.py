@@ -299,9 +299,7 @@ def gpu_check(d: dict) -> str:
 RENDER = {"search": search, "search_int8": search, "search_retries": search, "search_int8_retries": search, "export": export, "int8_accuracy": int8_accuracy, "supernet_overhead": supernet_overhead,
           "lut_accuracy": lut_accuracy,
           "lut_accuracy_int8": lut_accuracy,
-          "train_strategies": train_strategies, "train_strategies_m15": train_strategies,
-          "train_strategies_m60": train_strategies, "train_strategies_m140": train_strategies,
-          "train_strategies_m240": train_strategies,
+          "train_strategies": train_strategies,
           "int8_speed": int8_speed, "train_speed": train_speed,
           "convergence": convergence, "predictor": predictor, "predictor_split": predictor_split, "standalone": standalone, "standalone_18k2k": standalone,
           "cli_startup": cli_startup,
@@ -311,7 +309,8 @@ RENDER = {"search": search, "search_int8": search, "search_retries": search, "se
 def main() -> None:
     readme = ROOT / "README.md"
     text = readme.read_text()
-    for name, render in RENDER.items():
+    budgets = {p.stem: train_strategies for p in sorted(RESULTS.glob("train_strategies_m*.json"))}  # any --minutes
+    for name, render in {**RENDER, **budgets}.items():
         path = RESULTS / f"{name}.json"
         marker = f"<!-- bench:{name} -->"
         if not path.is_file() or marker not in text:
