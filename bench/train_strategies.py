@@ -15,7 +15,10 @@ cheap strategy takes more steps), split into ``--segments`` epochs with the max/
 ``--eval-every`` epochs; the JSON keeps that accuracy-vs-time curve per run and the gain over its last
 quarter. Results go to train_strategies_m<M>.json (plot: docs/train_strategies_m<M>.png). When a run of a
 shorter budget with the same settings is there too, each row also gets what the longer budget added to its
-test top-1 (``budget_gain``): near 0 means the shorter run was already past its knee.
+test top-1 (``budget_gain``): near 0 means the shorter run was already past its knee. Equal minutes on
+another kind of CPU buy other step counts, so ``--host-tag TAG`` keeps such runs in their own file,
+train_strategies_m<M>_<TAG>.json (and its own checkpoints and plot), compared only with each other; every
+file records the CPU its latest run trained on.
 
 Resumable: each run keeps its checkpoint in bench/results/ckpt/<bench>/<run>/ and its result in the
 JSON; re-running skips finished runs and resumes an interrupted one. Options that differ from those the
@@ -31,6 +34,8 @@ Single-threaded torch by default (2 shared cores: more threads were ~10x slower 
     python bench/train_strategies.py --minutes 60 ... --report   # tables and plot from the finished runs only
     python bench/train_strategies.py --minutes 140 ... --only sandwich &   # and --only random beside it: two
                                                 # all-label runs in ~2.5 h (a 240-min run outlives one sitting)
+    python bench/train_strategies.py --minutes 140 ... --host-tag avx2 --only sandwich &  # another CPU kind:
+                                                # and --only sandwich-heads4 beside it, in their own file
     python bench/train_strategies.py --quick    # smoke run (cifar-tiny, a few steps)
 """
 
@@ -100,6 +105,18 @@ def plan_steps_per_epoch(cfg, minutes: float) -> tuple[int, list[float]]:
     step_s = probe_phase_seconds(cfg, len(phases))
     per_epoch = sum(ph.epochs * t for ph, t in zip(phases, step_s))
     return max(1, int(minutes * 60 / per_epoch)), step_s
+
+
+def cpu_model() -> str:
+    """The CPU's model name and widest vector ISA (runs at equal minutes on other CPUs take other step counts)."""
+    try:
+        info = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return platform.processor() or "unknown"
+    name = next((ln.split(":", 1)[1].strip() for ln in info.splitlines() if ln.startswith("model name")), "unknown")
+    flags = next((set(ln.split(":", 1)[1].split()) for ln in info.splitlines() if ln.startswith("flags")), set())
+    isa = next((f for f in ("avx512_vnni", "avx512f", "avx2") if f in flags), "no avx2")
+    return f"{name} ({isa})"
 
 
 def curve(metrics: list[dict]) -> list[dict]:
@@ -286,6 +303,9 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--only", default="", help="comma-separated run names")
+    ap.add_argument("--host-tag", default="",
+                    help="--minutes on another kind of CPU: its runs go to train_strategies_m<M>_<TAG>.json "
+                         "(equal minutes buy other step counts there, so they are compared only with each other)")
     ap.add_argument("--report", action="store_true",
                     help="train nothing: rebuild the comparisons, budget gains, README table and plot from "
                          "the finished runs on file (e.g. while the other runs are interrupted)")
@@ -299,7 +319,11 @@ def main() -> None:
     from ofa_edge.io import atomic_write_text
     from ofa_edge.train import TrainingInterrupted
 
-    tag = "train_strategies" + (f"_m{args.minutes:g}" if args.minutes else "") + (".quick" if args.quick else "")
+    if args.host_tag and (not args.minutes or not args.host_tag.isidentifier()):
+        print(f"--host-tag {args.host_tag!r}: needs --minutes and a plain name (letters, digits, _)", file=sys.stderr)
+        sys.exit(2)
+    tag = ("train_strategies" + (f"_m{args.minutes:g}" if args.minutes else "")
+           + (f"_{args.host_tag}" if args.host_tag else "") + (".quick" if args.quick else ""))
     out_json = RESULTS / f"{tag}.json"
     ckpt_root = RESULTS / "ckpt" / tag
     doc = json.loads(out_json.read_text()) if out_json.is_file() else {}
@@ -308,6 +332,8 @@ def main() -> None:
     settings = {**base_config(args), "data": data, "seed": args.seed, "init": args.init, "bn_eval": args.bn_eval}
     if args.minutes:
         settings["minutes"] = args.minutes
+    if args.host_tag:  # only then: files made before the option keep their settings
+        settings["host_tag"] = args.host_tag
     old = file_settings(doc, args.quick)
     if args.report and old is None:
         print(f"--report: {out_json.name} holds no runs of this benchmark yet", file=sys.stderr)
@@ -344,7 +370,7 @@ def main() -> None:
             doc["runs"] = {**now["runs"], **doc["runs"]}
         doc["runs"][name] = row
         # where the latest run trained (--report trains nothing and leaves these as they are)
-        doc.update(threads=args.threads, machine=platform.platform(), torch=torch.__version__)
+        doc.update(threads=args.threads, machine=platform.platform(), cpu=cpu_model(), torch=torch.__version__)
         atomic_write_text(out_json, json.dumps(doc, indent=2) + "\n")
         print(f"{name}: {doc['runs'][name]}", flush=True)
     r = doc["runs"]
@@ -361,7 +387,7 @@ def main() -> None:
     doc["readme_table"] = markdown(r)
     atomic_write_text(out_json, json.dumps(doc, indent=2) + "\n")
     if args.minutes and not args.quick:
-        png = ROOT / "docs" / f"train_strategies_m{args.minutes:g}.png"
+        png = ROOT / "docs" / f"{tag}.png"
         plot(r, png)
         print(f"wrote {png.relative_to(ROOT)}")
     print(doc["readme_table"])

@@ -76,6 +76,8 @@ def lut_accuracy(d: dict) -> str:
 
 def train_strategies(d: dict) -> str:
     text = d["readme_table"]
+    if d.get("cpu"):  # files since --host-tag say which CPU their minutes were spent on
+        text = f"CPU: {d['cpu']}, {d.get('threads', 1)} thread(s) per run.\n\n" + text
     for key, diff in d.get("comparisons", {}).items():
         parts = ", ".join(f"{k} {v:+.2f}" for k, v in diff.items())
         text += f"\n\n`{key}`: {parts}"

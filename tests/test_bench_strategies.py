@@ -1,0 +1,63 @@
+"""bench/train_strategies.py keeps runs made on another kind of CPU apart: own file, own budget gains, CPU named."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _load(rel: str):
+    """Import a script of the repo (bench/, tools/) as a module."""
+    spec = importlib.util.spec_from_file_location(Path(rel).stem, ROOT / rel)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+@pytest.mark.parametrize("extra", [[], ["--minutes", "1", "--host-tag", "epyc-avx2"]])
+def test_a_host_tag_needs_minutes_and_a_plain_name(extra, tmp_path):
+    args = extra or ["--host-tag", "avx2"]
+    res = subprocess.run([sys.executable, str(ROOT / "bench" / "train_strategies.py"), *args],
+                         capture_output=True, text=True, cwd=tmp_path)
+    assert res.returncode == 2, res.stderr
+    assert "--host-tag" in res.stderr and "needs --minutes and a plain name" in res.stderr
+    assert "Traceback" not in res.stderr
+
+
+def test_budget_gains_compare_only_runs_of_the_same_host_tag(tmp_path, monkeypatch):
+    bench = _load("bench/train_strategies.py")
+    monkeypatch.setattr(bench, "RESULTS", tmp_path)
+    base = {"batch_size": 128, "lr": 0.15, "seed": 0, "bn_eval": 1000}
+
+    def write(name: str, minutes: int, tag: str | None, top1: tuple[float, float]) -> dict:
+        cfg = {**base, "minutes": minutes, **({"host_tag": tag} if tag else {})}
+        doc = {"format": bench.FORMAT, "config": cfg,
+               "runs": {"sandwich": {"max_top1": top1[0], "min_top1": top1[1]}}}
+        (tmp_path / f"{name}.json").write_text(json.dumps(doc))
+        return doc
+
+    write("train_strategies_m60", 60, None, (70.0, 60.0))
+    write("train_strategies_m60_avx2", 60, "avx2", (65.0, 50.0))
+    plain = write("train_strategies_m140", 140, None, (80.0, 75.0))
+    tagged = write("train_strategies_m140_avx2", 140, "avx2", (78.0, 70.0))
+    bench.budget_gains(plain, plain["config"])
+    bench.budget_gains(tagged, tagged["config"])
+    assert plain["runs"]["sandwich"]["budget_gain"] == {"from_minutes": 60, "max_top1": 10.0, "min_top1": 15.0}
+    assert tagged["runs"]["sandwich"]["budget_gain"] == {"from_minutes": 60, "max_top1": 13.0, "min_top1": 20.0}
+    (tmp_path / "train_strategies_m60_avx2.json").unlink()
+    bench.budget_gains(tagged, tagged["config"])  # no shorter run on that CPU: no gain rather than a wrong one
+    assert "budget_gain" not in tagged["runs"]["sandwich"]
+
+
+def test_the_readme_table_names_the_cpu_when_the_file_records_it():
+    tables = _load("tools/update_bench_tables.py")
+    doc = {"readme_table": "| run |", "cpu": "AMD EPYC (avx2)", "threads": 1}
+    assert tables.train_strategies(doc).startswith("CPU: AMD EPYC (avx2), 1 thread(s) per run.\n\n| run |")
+    assert tables.train_strategies({"readme_table": "| run |"}) == "| run |"  # older files: table alone
