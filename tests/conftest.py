@@ -53,34 +53,46 @@ def _checkout_workspace_untouched():
         pytest.fail("the test wrote the checkout's ofa-edge.toml (run CLI training in tmp_path: monkeypatch.chdir)")
 
 
-def pytest_runtest_makereport(item, call):
-    """With OFA_EDGE_STRICT_TESTS=1 (CI), a skipped test fails: CI must exercise sshd and every back end."""
-    if os.environ.get("OFA_EDGE_STRICT_TESTS") != "1" or call.when not in ("setup", "call"):
-        return None
-    if call.excinfo is not None and call.excinfo.errisinstance(pytest.skip.Exception):
-        reason = str(call.excinfo.value)
-        if "[platform]" not in reason:  # skips that no Linux machine can avoid are marked [platform]
-            from _pytest.reports import TestReport
-
-            report = TestReport.from_item_and_call(item, call)
-            report.outcome = "failed"
-            report.longrepr = f"skipped in strict mode (OFA_EDGE_STRICT_TESTS=1): {reason}"
-            return report
-    return None
-
-
 def pytest_collectreport(report):
     """In strict mode a module skipped at import (``importorskip``) fails the run too."""
     if os.environ.get("OFA_EDGE_STRICT_TESTS") == "1" and report.skipped:
         report.outcome = "failed"
 
 
-def pytest_terminal_summary(terminalreporter):
-    """Print how long the emulated Raspberry Pi took to start and to profile (its tests log them)."""
+#: The emulated Raspberry Pi's timing lines, gathered from every test report (also from pytest-xdist workers).
+_EMULATED_LOG: list[str] = []
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item, call):
+    """Strict mode (OFA_EDGE_STRICT_TESTS=1, CI): a skipped test fails, since CI must exercise sshd and every
+    back end. And the emulated Pi's new log lines go into the test's user properties, which reach the
+    controller from pytest-xdist workers too."""
     import sys
 
     module = sys.modules.get("emulated_rpi")
     if module is not None and module.LOG:
+        item.user_properties.extend(("emulated-rpi", line) for line in module.LOG)
+        module.LOG.clear()
+    report = yield
+    strict = os.environ.get("OFA_EDGE_STRICT_TESTS") == "1" and call.when in ("setup", "call")
+    if strict and call.excinfo is not None and call.excinfo.errisinstance(pytest.skip.Exception):
+        reason = str(call.excinfo.value)
+        if "[platform]" not in reason:  # skips that no Linux machine can avoid are marked [platform]
+            report.outcome = "failed"
+            report.longrepr = f"skipped in strict mode (OFA_EDGE_STRICT_TESTS=1): {reason}"
+    return report
+
+
+def pytest_runtest_logreport(report):
+    """Collect those lines once per test (its teardown report carries all of them)."""
+    if report.when == "teardown":
+        _EMULATED_LOG.extend(value for key, value in report.user_properties if key == "emulated-rpi")
+
+
+def pytest_terminal_summary(terminalreporter):
+    """Print how long the emulated Raspberry Pi took to start and to profile (its tests log them)."""
+    if _EMULATED_LOG:
         terminalreporter.section("emulated Raspberry Pi timings")
-        for line in module.LOG:
+        for line in _EMULATED_LOG:
             terminalreporter.write_line(line)

@@ -12,7 +12,7 @@ import torch
 from ofa_edge.devices.bundle import ModelFile
 from ofa_edge.devices.runtimes import get_runtime
 from ofa_edge.export.int8_policy import is_float_layer
-from ofa_edge.io import atomic_write_bytes
+from ofa_edge.io import atomic_path, atomic_write_bytes
 from ofa_edge.latency.blocks import input_shape
 from ofa_edge.space import LayerSpec, SearchSpace, Subnet, layers
 
@@ -82,7 +82,8 @@ def _export_cached(name: str, build: Callable[[], torch.nn.Module], shape: tuple
         torch.manual_seed(0)
         with torch.no_grad():
             model = compressible_weights(build().eval())
-        write(model, path, shape)
+        with atomic_path(path) as tmp:  # profilers sharing the cache never read a half-written model
+            write(model, tmp, shape)
     return ModelFile(name, path, shape)
 
 
@@ -101,7 +102,8 @@ def _quantized_cached(fp32: ModelFile, name: str, runtime: str, cache_dir: Path,
         if keep_float:
             atomic_write_bytes(path, fp32.path.read_bytes())
         else:
-            get_runtime(runtime).quantize_model(fp32.path, path, calibration_images(fp32.input_shape))
+            with atomic_path(path) as tmp:
+                get_runtime(runtime).quantize_model(fp32.path, tmp, calibration_images(fp32.input_shape))
     return ModelFile(name, path, fp32.input_shape)
 
 
