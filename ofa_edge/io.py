@@ -45,6 +45,19 @@ def _full_disk(path: Path, exc: OSError) -> DiskFullError:
 
 
 @contextlib.contextmanager
+def _discard_on_failure(path: Path, tmp: str | os.PathLike) -> Iterator[None]:
+    """On any failure inside, remove ``tmp``; a full disk becomes a DiskFullError naming ``path``."""
+    try:
+        yield
+    except BaseException as exc:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        if isinstance(exc, OSError) and exc.errno in _FULL:
+            raise _full_disk(path, exc) from None
+        raise
+
+
+@contextlib.contextmanager
 def atomic_open(path: str | os.PathLike, mode: str = "wb") -> Iterator[IO]:
     """Open a temporary sibling of ``path``; on success it replaces ``path`` in one rename.
 
@@ -54,7 +67,7 @@ def atomic_open(path: str | os.PathLike, mode: str = "wb") -> Iterator[IO]:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
+    with _discard_on_failure(path, tmp):
         os.fchmod(fd, 0o666 & ~_umask())  # mkstemp makes 0600; give the file the usual permissions
         fh = _Recorder(_fdopen(fd, mode))
         with fh._fh:
@@ -68,12 +81,6 @@ def atomic_open(path: str | os.PathLike, mode: str = "wb") -> Iterator[IO]:
             os.fsync(fh.fileno())
         os.replace(tmp, path)
         _fsync_dir(path.parent)
-    except BaseException as exc:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        if isinstance(exc, OSError) and exc.errno in _FULL:
-            raise _full_disk(path, exc) from None
-        raise
 
 
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
@@ -104,19 +111,13 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     fd, name = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=path.suffix, dir=path.parent)
     os.close(fd)
     tmp = Path(name)
-    try:
+    with _discard_on_failure(path, tmp):
         yield tmp
         if not tmp.is_file() or tmp.stat().st_size == 0:
             raise OSError(errno.EIO, f"the writer left {path.name} empty")
         os.chmod(tmp, 0o666 & ~_umask())
         os.replace(tmp, path)
         _fsync_dir(path.parent)
-    except BaseException as exc:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        if isinstance(exc, OSError) and exc.errno in _FULL:
-            raise _full_disk(path, exc) from None
-        raise
 
 
 def _fsync_dir(folder: Path) -> None:

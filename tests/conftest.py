@@ -53,6 +53,21 @@ def _checkout_workspace_untouched():
         pytest.fail("the test wrote the checkout's ofa-edge.toml (run CLI training in tmp_path: monkeypatch.chdir)")
 
 
+def pytest_collection_modifyitems(items):
+    """Run the test files with the most ``slow`` tests first, each file's tests in their order.
+
+    pytest-xdist hands whole files to workers in this order, so the long files start early instead of
+    leaving one worker busy at the end while the other idles.
+    """
+    def file_of(item) -> str:
+        return item.nodeid.split("::")[0]
+
+    slow: dict[str, int] = {}
+    for item in items:
+        slow[file_of(item)] = slow.get(file_of(item), 0) + bool(item.get_closest_marker("slow"))
+    items.sort(key=lambda item: -slow[file_of(item)])  # stable: files and tests keep their order otherwise
+
+
 def pytest_collectreport(report):
     """In strict mode a module skipped at import (``importorskip``) fails the run too."""
     if os.environ.get("OFA_EDGE_STRICT_TESTS") == "1" and report.skipped:

@@ -26,6 +26,7 @@ def demo(tmp_path_factory):
     return out, cfg, result, stages
 
 
+@pytest.mark.slow
 def test_demo_writes_every_artefact_consistently(demo):
     out, cfg, result, stages = demo
     assert [s for s in dict.fromkeys(stages)] == ["plan", "train", "check", "profile", "predictor", "specialize",

@@ -208,6 +208,7 @@ def test_cli_profile_and_validate_json(sshd, tmp_path, model_cache, capsys):
 
 @pytest.mark.skipif(importlib.util.find_spec("ai_edge_litert") is None
                     or importlib.util.find_spec("litert_torch") is None, reason="TFLite extra not installed")
+@pytest.mark.slow
 def test_tflite_over_ssh(sshd, tmp_path, model_cache):
     micro = SearchSpace(name="micro-test", width_mult=0.25, stem="cifar", ks_list=(3,), expand_list=(2,),
                         depth_list=(1,), resolutions=(16,))

@@ -63,6 +63,7 @@ def _logits(model, x) -> np.ndarray:
 # ---------------------------------------------------------------- TFLite
 
 
+@pytest.mark.slow
 def test_tflite_fp32_parity(tiny, tflite_fp32):
     from ofa_edge.export.tflite import TFLiteRunner
 

@@ -69,6 +69,7 @@ def test_build_target_onnx_manifest_files_and_metadata(tmp_path):
     assert read_manifest(tmp_path).subnet_id == subnet.id
 
 
+@pytest.mark.slow
 def test_build_target_tflite_manifest_counts_delegate_partitions(tmp_path):
     pytest.importorskip("litert_torch")
     subnet = max_subnet(SPACE)

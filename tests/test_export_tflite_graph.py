@@ -98,6 +98,7 @@ def exported(request, tmp_path_factory):
     return {"model": model, "subnet": subnet, "fp32": fp32, "int8": int8, "calib": calib}
 
 
+@pytest.mark.slow
 def test_int8_graph_runs_in_one_xnnpack_partition(exported):
     from ofa_edge.export.tflite import delegate_report
 

@@ -110,6 +110,7 @@ def rerun_finishes(targets: Path, out: Path) -> None:
     assert len((out / "summary.csv").read_text().splitlines()) == 1 + len(BUDGETS)
 
 
+@pytest.mark.slow
 def test_sigkill_during_build_leaves_consistent_files_and_rerun_resumes(project):
     targets, out = targets_file(project, "killed"), project / "killed"
     proc = build(targets)
@@ -121,6 +122,7 @@ def test_sigkill_during_build_leaves_consistent_files_and_rerun_resumes(project)
     rerun_finishes(targets, out)
 
 
+@pytest.mark.slow
 def test_sigterm_during_build_exits_130_cleanly_and_rerun_resumes(project):
     targets, out = targets_file(project, "termed"), project / "termed"
     proc = build(targets)

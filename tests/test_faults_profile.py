@@ -150,6 +150,7 @@ def assert_interrupted_files(tmp_path: Path, kept: int, lock: bool = False, name
 
 
 # -- 1. a device that hangs mid-benchmark ------------------------------------------------------------
+@pytest.mark.slow
 @pytest.mark.parametrize("transport", ["ssh", "local"])
 def test_hung_device_times_out_is_killed_and_resumes(server, cache, tmp_path, transport):
     script, flag, pids = faulty_python(tmp_path / "bin", "hang")

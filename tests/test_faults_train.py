@@ -73,6 +73,7 @@ def wait_for(predicate, proc: subprocess.Popen, timeout: float = 120.0) -> None:
         time.sleep(0.002)
 
 
+@pytest.mark.slow
 def test_sigterm_saves_exits_130_and_resume_is_bit_exact(tmp_path, reference):
     out = tmp_path / "run"
     proc = start_training(out)

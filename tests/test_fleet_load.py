@@ -63,6 +63,7 @@ def settle(count, want: int, wait: float = 10.0) -> int:
     return count()
 
 
+@pytest.mark.slow
 def test_fleet_of_8_ssh_devices(tmp_path):
     servers = [sshd_mod.TestSSHD(tmp_path / f"sshd{i}").start() for i in range(DEVICES)]
     try:

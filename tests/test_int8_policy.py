@@ -93,6 +93,7 @@ def test_onnx_int8_keeps_the_stem_float_and_agrees_with_fp32(packaged_min):
     assert agree["float-stem"] >= agree["full"], agree
 
 
+@pytest.mark.slow
 def test_tflite_int8_keeps_the_stem_float_in_one_partition(packaged_min):
     pytest.importorskip("litert_torch")
     from ai_edge_litert.interpreter import Interpreter

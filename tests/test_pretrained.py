@@ -37,6 +37,7 @@ def test_a_name_resolves_to_the_package_unless_a_file_of_that_name_exists(tmp_pa
         str(resolve_checkpoint("no-such-model")) == "no-such-model"
 
 
+@pytest.mark.slow
 def test_eval_by_name_on_the_embedded_test_split(capsys):
     assert main(["eval", "--checkpoint", NAME, "--subnet", "max", "--json"]) == 0
     out = json.loads(capsys.readouterr().out)

@@ -45,6 +45,7 @@ def run(tmp_path_factory):
     return root, info
 
 
+@pytest.mark.slow
 def test_predictor_fit_writes_rows_and_predictor(run):
     root, info = run
     ckpt = root / "run" / "supernet.pt"
@@ -403,6 +404,7 @@ def _cli(args: list[str], cwd) -> subprocess.CompletedProcess:
                           timeout=1200, env={**os.environ, "PYTHONPATH": str(root)})
 
 
+@pytest.mark.slow
 def test_specialize_with_every_converter_keeps_the_terminal_clean(run, tmp_path):
     """TFLite, CoreML and INT8 converters print ~30 KB; the terminal gets one line per artefact instead."""
     pytest.importorskip("litert_torch")

@@ -7,6 +7,7 @@ import subprocess
 import sys
 import textwrap
 
+import pytest
 import torch
 
 from ofa_edge.supernet import load_supernet
@@ -34,6 +35,7 @@ def _env():
     return env
 
 
+@pytest.mark.slow
 def test_torchrun_two_ranks_identical_weights(tmp_path):
     script = tmp_path / "ddp_train.py"
     script.write_text(SCRIPT)
@@ -53,6 +55,7 @@ def test_torchrun_two_ranks_identical_weights(tmp_path):
     assert sum(r["count"] for r in read_sampled(tmp_path / "run" / "sampled.csv")) == 4 * 4
 
 
+@pytest.mark.slow
 def test_cli_nproc_spawns_ddp(tmp_path):
     out = tmp_path / "run"
     proc = subprocess.run([sys.executable, "-c", "import sys; from ofa_edge.cli import main; sys.exit(main())",
