@@ -14,25 +14,23 @@ from ofa_edge.latency.models import probe_model
 
 def test_a_failed_writer_leaves_neither_the_file_nor_a_temp(tmp_path):
     target = tmp_path / "onnxruntime" / "b123_bs1.onnx"
-    with pytest.raises(RuntimeError, match="converter crashed"):
-        with atomic_path(target) as tmp:
-            assert tmp.parent == target.parent and tmp.suffix == ".onnx" and tmp != target
-            tmp.write_bytes(b"half a mod")
-            raise RuntimeError("converter crashed")
+    with pytest.raises(RuntimeError, match="converter crashed"), atomic_path(target) as tmp:
+        assert tmp.parent == target.parent and tmp.suffix == ".onnx" and tmp != target
+        tmp.write_bytes(b"half a mod")
+        raise RuntimeError("converter crashed")
     assert list(target.parent.iterdir()) == []
 
 
 def test_a_writer_that_writes_nothing_is_an_error(tmp_path):
     target = tmp_path / "m.tflite"
-    with pytest.raises(OSError, match="left m.tflite empty"):
-        with atomic_path(target):
-            pass
+    with pytest.raises(OSError, match="left m.tflite empty"), atomic_path(target):
+        pass
     assert list(tmp_path.iterdir()) == []
 
 
 def test_readers_never_see_a_partial_model_while_it_is_written(tmp_path, monkeypatch):
     """A second profiler polling the cache sees no model file until the writer has finished it."""
-    import ofa_edge.latency.models as models
+    from ofa_edge.latency import models
 
     first = probe_model("onnxruntime", tmp_path / "a")
     target = tmp_path / "b" / first.path.relative_to(tmp_path / "a")
