@@ -239,6 +239,13 @@ def file_settings(doc: dict, quick: bool) -> dict | None:
     return {"bn_eval": 100 if quick else 1000, **doc["config"]}
 
 
+def merge_finished(doc: dict, out_json: Path, settings: dict, quick: bool) -> None:
+    """Keep the rows another invocation (other --only runs, started beside this one) wrote to the file."""
+    now = json.loads(out_json.read_text()) if out_json.is_file() else {}
+    if file_settings(now, quick) == settings:
+        doc["runs"] = {**now["runs"], **doc["runs"]}
+
+
 def budget_gains(doc: dict, settings: dict) -> None:
     """Add to each run what its budget added over the same run at the longest shorter budget on file."""
     minutes = settings.get("minutes")
@@ -364,15 +371,13 @@ def main() -> None:
             where = str(exc).replace(f"{ROOT}{os.sep}", "")  # checkout-relative: no machine paths in the log
             print(f"interrupted: {where}\nre-run the same command to resume", file=sys.stderr)
             sys.exit(130)
-        # rows another invocation (other --only runs, started beside this one) wrote meanwhile are kept
-        now = json.loads(out_json.read_text()) if out_json.is_file() else {}
-        if file_settings(now, args.quick) == settings:
-            doc["runs"] = {**now["runs"], **doc["runs"]}
+        merge_finished(doc, out_json, settings, args.quick)
         doc["runs"][name] = row
         # where the latest run trained (--report trains nothing and leaves these as they are)
         doc.update(threads=args.threads, machine=platform.platform(), cpu=cpu_model(), torch=torch.__version__)
         atomic_write_text(out_json, json.dumps(doc, indent=2) + "\n")
         print(f"{name}: {doc['runs'][name]}", flush=True)
+    merge_finished(doc, out_json, settings, args.quick)  # again: a run beside this one may have ended since
     r = doc["runs"]
     comp = {}
     if "sandwich" in r and "sandwich-heads4" in r:

@@ -1,4 +1,4 @@
-"""bench/train_strategies.py keeps runs made on another kind of CPU apart: own file, own budget gains, CPU named."""
+"""bench/train_strategies.py keeps runs from other CPUs apart, and runs made side by side together."""
 
 from __future__ import annotations
 
@@ -61,3 +61,20 @@ def test_the_readme_table_names_the_cpu_when_the_file_records_it():
     doc = {"readme_table": "| run |", "cpu": "AMD EPYC (avx2)", "threads": 1}
     assert tables.train_strategies(doc).startswith("CPU: AMD EPYC (avx2), 1 thread(s) per run.\n\n| run |")
     assert tables.train_strategies({"readme_table": "| run |"}) == "| run |"  # older files: table alone
+
+
+def test_a_run_finishing_beside_another_keeps_the_others_row(tmp_path):
+    bench = _load("bench/train_strategies.py")
+    cfg = {"batch_size": 128, "lr": 0.15, "seed": 0, "bn_eval": 1000, "minutes": 140}
+    out = tmp_path / "train_strategies_m140.json"
+    mine = {"format": bench.FORMAT, "config": cfg, "runs": {"progressive": {"max_top1": 70.0}}}
+    # the run beside this one wrote its row after this one had read the file
+    out.write_text(json.dumps({"format": bench.FORMAT, "config": cfg, "runs": {"random": {"max_top1": 84.0}},
+                               "threads": 1}))
+    bench.merge_finished(mine, out, cfg, quick=False)
+    assert mine["runs"] == {"random": {"max_top1": 84.0}, "progressive": {"max_top1": 70.0}}
+    # rows made with other options are never mixed in
+    other = {"format": bench.FORMAT, "config": {**cfg, "lr": 0.1}, "runs": {"sandwich": {"max_top1": 1.0}}}
+    out.write_text(json.dumps(other))
+    bench.merge_finished(mine, out, cfg, quick=False)
+    assert set(mine["runs"]) == {"random", "progressive"}
