@@ -18,7 +18,9 @@ shorter budget with the same settings is there too, each row also gets what the 
 test top-1 (``budget_gain``): near 0 means the shorter run was already past its knee. Equal minutes on
 another kind of CPU buy other step counts, so ``--host-tag TAG`` keeps such runs in their own file,
 train_strategies_m<M>_<TAG>.json (and its own checkpoints and plot), compared only with each other; every
-file records the CPU its latest run trained on.
+file records the CPU its latest run trained on. ``--steps N`` is the host-independent budget: each run trains
+N steps in ``--segments`` epochs, with the same curve and knee as ``--minutes``, into train_strategies_s<N>.json
+(for one run taken further than a session's minutes allow, on any CPU and thread count).
 
 Resumable: each run keeps its checkpoint in bench/results/ckpt/<bench>/<run>/ and its result in the
 JSON; re-running skips finished runs and resumes an interrupted one. Options that differ from those the
@@ -36,15 +38,17 @@ Single-threaded torch by default (2 shared cores: more threads were ~10x slower 
                                                 # all-label runs in ~2.5 h (a 240-min run outlives one sitting)
     python bench/train_strategies.py --minutes 140 ... --host-tag avx2 --only sandwich &  # another CPU kind:
                                                 # and --only sandwich-heads4 beside it, in their own file
+    python bench/train_strategies.py --steps 8672 ... --threads 2 --only progressive  # 2x the steps progressive
+                                                # took in 140 min on the AVX2 host, alone on both cores
     python bench/train_strategies.py --quick    # smoke run (cifar-tiny, a few steps)
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
-import dataclasses
 import platform
 import sys
 import tempfile
@@ -74,13 +78,16 @@ def runs(quick: bool) -> dict[str, dict]:
 def base_config(args) -> dict:
     """TrainConfig settings shared by every run (the equal wall-clock mode plans steps per epoch per run)."""
     if args.quick:
-        base = dict(space="cifar-tiny", epochs=4, steps_per_epoch=2, batch_size=16, bn_images=64, eval_every=0)
+        base = {"space": "cifar-tiny", "epochs": 4, "steps_per_epoch": 2, "batch_size": 16, "bn_images": 64,
+                "eval_every": 0}
     else:
-        base = dict(space=args.space, epochs=args.epochs, steps_per_epoch=args.steps_per_epoch,
-                    batch_size=args.batch_size, bn_images=500, eval_every=0, lr=args.lr,
-                    weight_decay=args.weight_decay, warmup_epochs=args.warmup_epochs)
+        base = {"space": args.space, "epochs": args.epochs, "steps_per_epoch": args.steps_per_epoch,
+                "batch_size": args.batch_size, "bn_images": 500, "eval_every": 0, "lr": args.lr,
+                "weight_decay": args.weight_decay, "warmup_epochs": args.warmup_epochs}
     if args.minutes:
         base.update(epochs=args.segments, steps_per_epoch=None, eval_every=args.eval_every)
+    elif args.steps:
+        base.update(epochs=args.segments, steps_per_epoch=args.steps // args.segments, eval_every=args.eval_every)
     return base
 
 
@@ -195,6 +202,7 @@ def run_one(name: str, overrides: dict, args, ckpt_root: Path) -> dict:
     if args.minutes:
         row["planned_minutes"] = args.minutes
         row["probe_step_seconds"] = [round(t, 3) for t in probe] if probe else None
+    if args.minutes or args.steps:
         row["curve"] = curve(metrics)
         row["last_quarter_gain"] = {k: last_quarter_gain(row["curve"], f"{k}_top1") for k in ("max", "min")}
     for kind, sub in (("max", max_subnet(net.space)), ("min", min_subnet(net.space))):
@@ -209,11 +217,12 @@ def run_one(name: str, overrides: dict, args, ckpt_root: Path) -> dict:
 def markdown(results: dict) -> str:
     """The README table; with the equal wall-clock curves, the validation gain over each run's last quarter."""
     knee = any("last_quarter_gain" in r for r in results.values())
-    shorter = {r["budget_gain"]["from_minutes"] for r in results.values() if r.get("budget_gain")}
-    budget = ", ".join(f"{m:g}" for m in sorted(shorter))
+    gains = [r["budget_gain"] for r in results.values() if r.get("budget_gain")]
+    unit = "step" if any("from_steps" in g for g in gains) else "min"
+    budget = ", ".join(f"{m:g}" for m in sorted({g.get("from_steps", g.get("from_minutes")) for g in gains}))
     head = ("| run | strategy | heads | labels/class | steps x imgs | max top-1 | min top-1 | max ECE | min ECE "
             "| train s | img/s |" + (" last-quarter gain max / min |" if knee else "")
-            + (f" test top-1 gain over the {budget} min run, max / min |" if budget else ""))
+            + (f" test top-1 gain over the {budget} {unit} run, max / min |" if budget else ""))
     lines = [head, "|" + "---|" * (11 + bool(knee) + bool(budget))]
     for name, r in results.items():
         line = (f"| {name} | {r['strategy']} | {r['heads']} | {r['labels_per_class'] or 'all'} | "
@@ -247,9 +256,35 @@ def merge_finished(doc: dict, out_json: Path, settings: dict, quick: bool) -> No
 
 
 def budget_gains(doc: dict, settings: dict) -> None:
-    """Add to each run what its budget added over the same run at the longest shorter budget on file."""
-    minutes = settings.get("minutes")
-    best = None
+    """Add to each run what its budget added over the same run at the longest shorter budget on file.
+
+    Minutes compare with minutes on one host (same file settings but ``minutes``). A ``--steps`` run compares
+    with the same run at the most steps below its own in any file of the same settings but the budget, since
+    steps, unlike minutes, mean the same on every CPU."""
+    if settings.get("minutes"):
+        budget_gains_minutes(doc, settings)
+        return
+    budget_keys = {"minutes", "steps", "steps_per_epoch", "host_tag"}
+    same = {k: v for k, v in settings.items() if k not in budget_keys}
+    others = []
+    for path in sorted(RESULTS.glob("train_strategies_*.json")):  # a --quick file's settings never match
+        other = json.loads(path.read_text())
+        cfg = file_settings(other, False) or {}
+        if (cfg.get("minutes") or cfg.get("steps")) and {k: v for k, v in cfg.items() if k not in budget_keys} == same:
+            others.append((path.stem, other["runs"]))
+    for name, row in doc["runs"].items():
+        row.pop("budget_gain", None)
+        shorter = [(r[name]["steps"], stem, r[name]) for stem, r in others if r.get(name, {}).get("steps", 1e18)
+                   < row["steps"]]
+        if shorter:
+            steps, stem, short = max(shorter, key=lambda t: t[0])
+            row["budget_gain"] = {"from_steps": steps, "from_file": stem,
+                                  **{k: round(row[k] - short[k], 2) for k in ("max_top1", "min_top1")}}
+
+
+def budget_gains_minutes(doc: dict, settings: dict) -> None:
+    """budget_gains for a --minutes file: over the same run in the file of the longest shorter budget."""
+    minutes, best = settings["minutes"], None
     for path in RESULTS.glob("train_strategies_m*.json"):  # a --quick file's settings never match a full run's
         other = json.loads(path.read_text())
         cfg = file_settings(other, False) or {}
@@ -265,8 +300,8 @@ def budget_gains(doc: dict, settings: dict) -> None:
                                   **{k: round(row[k] - short[k], 2) for k in ("max_top1", "min_top1")}}
 
 
-def plot(results: dict, path: Path) -> None:
-    """Validation top-1 of each run's max (solid) and min (dashed) subnet against training minutes."""
+def plot(results: dict, path: Path, by_steps: bool = False) -> None:
+    """Validation top-1 of each run's max (solid) and min (dashed) subnet against training minutes (or steps)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -276,11 +311,12 @@ def plot(results: dict, path: Path) -> None:
     for i, (name, r) in enumerate(results.items()):
         pts, colour = r.get("curve") or [], f"C{i}"
         for key, style in (("max", "o-"), ("min", "s--")):
-            ax.plot([p["seconds"] / 60 for p in pts], [p[f"{key}_top1"] for p in pts], style, color=colour,
+            xs = [p["images"] / (r["labelled_images"] / r["steps"]) if by_steps else p["seconds"] / 60 for p in pts]
+            ax.plot(xs, [p[f"{key}_top1"] for p in pts], style, color=colour,
                     markersize=3, label=f"{name} {key}")
-    ax.set_xlabel("training time (min, one thread)")
+    ax.set_xlabel("training steps" if by_steps else "training time (min, one thread)")
     ax.set_ylabel("validation top-1 (%), BN recalibrated")
-    ax.set_title("Strategies at equal wall-clock: max (solid) and min (dashed) subnets")
+    ax.set_title(f"Strategies at equal {'steps' if by_steps else 'wall-clock'}: max (solid) and min (dashed) subnets")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7, ncol=2, loc="lower right")
     fig.tight_layout()
@@ -303,8 +339,11 @@ def main() -> None:
     ap.add_argument("--warmup-epochs", type=int, default=0)
     ap.add_argument("--minutes", type=float, default=None,
                     help="equal wall-clock: about this many minutes of training steps per run (steps planned by a probe)")
-    ap.add_argument("--segments", type=int, default=16, help="--minutes: epochs each run is split into")
-    ap.add_argument("--eval-every", type=int, default=2, help="--minutes: validate max/min every N epochs (the curve)")
+    ap.add_argument("--steps", type=int, default=None,
+                    help="equal steps: this many training steps per run (the budget that does not depend on the CPU)")
+    ap.add_argument("--segments", type=int, default=16, help="--minutes/--steps: epochs each run is split into")
+    ap.add_argument("--eval-every", type=int, default=2,
+                    help="--minutes/--steps: validate max/min every N epochs (the curve)")
     ap.add_argument("--init", default=None, help="checkpoint both 25-label runs start from (transfer, as TOFA)")
     ap.add_argument("--bn-eval", type=int, default=1000, help="BN recalibration images before test evaluation")
     ap.add_argument("--seed", type=int, default=0)
@@ -326,10 +365,17 @@ def main() -> None:
     from ofa_edge.io import atomic_write_text
     from ofa_edge.train import TrainingInterrupted
 
+    if args.minutes and args.steps:
+        print("--minutes and --steps are two kinds of budget: give one", file=sys.stderr)
+        sys.exit(2)
+    if args.steps is not None and (args.steps < args.segments or args.steps % args.segments):
+        print(f"--steps {args.steps}: needs a multiple of --segments ({args.segments}), so every epoch has as many "
+              f"steps (e.g. --steps {max(1, round(args.steps / args.segments)) * args.segments})", file=sys.stderr)
+        sys.exit(2)
     if args.host_tag and (not args.minutes or not args.host_tag.isidentifier()):
         print(f"--host-tag {args.host_tag!r}: needs --minutes and a plain name (letters, digits, _)", file=sys.stderr)
         sys.exit(2)
-    tag = ("train_strategies" + (f"_m{args.minutes:g}" if args.minutes else "")
+    tag = ("train_strategies" + (f"_m{args.minutes:g}" if args.minutes else "") + (f"_s{args.steps}" if args.steps else "")
            + (f"_{args.host_tag}" if args.host_tag else "") + (".quick" if args.quick else ""))
     out_json = RESULTS / f"{tag}.json"
     ckpt_root = RESULTS / "ckpt" / tag
@@ -339,6 +385,8 @@ def main() -> None:
     settings = {**base_config(args), "data": data, "seed": args.seed, "init": args.init, "bn_eval": args.bn_eval}
     if args.minutes:
         settings["minutes"] = args.minutes
+    if args.steps:
+        settings["steps"] = args.steps
     if args.host_tag:  # only then: files made before the option keep their settings
         settings["host_tag"] = args.host_tag
     old = file_settings(doc, args.quick)
@@ -387,13 +435,13 @@ def main() -> None:
         comp["tofa25_minus_sandwich25"] = {k: round(r["tofa-25"][k] - r["sandwich-25"][k], 2)
                                            for k in ("max_top1", "min_top1", "max_ece", "min_ece")}
     doc["comparisons"] = comp
-    if args.minutes:
+    if args.minutes or args.steps:
         budget_gains(doc, settings)
     doc["readme_table"] = markdown(r)
     atomic_write_text(out_json, json.dumps(doc, indent=2) + "\n")
-    if args.minutes and not args.quick:
+    if (args.minutes or args.steps) and not args.quick:
         png = ROOT / "docs" / f"{tag}.png"
-        plot(r, png)
+        plot(r, png, by_steps=bool(args.steps))
         print(f"wrote {png.relative_to(ROOT)}")
     print(doc["readme_table"])
     print(json.dumps(comp, indent=2))

@@ -25,7 +25,7 @@ def _load(rel: str):
 def test_a_host_tag_needs_minutes_and_a_plain_name(extra, tmp_path):
     args = extra or ["--host-tag", "avx2"]
     res = subprocess.run([sys.executable, str(ROOT / "bench" / "train_strategies.py"), *args],
-                         capture_output=True, text=True, cwd=tmp_path)
+                         capture_output=True, text=True, cwd=tmp_path, check=False)
     assert res.returncode == 2, res.stderr
     assert "--host-tag" in res.stderr and "needs --minutes and a plain name" in res.stderr
     assert "Traceback" not in res.stderr
@@ -54,6 +54,43 @@ def test_budget_gains_compare_only_runs_of_the_same_host_tag(tmp_path, monkeypat
     (tmp_path / "train_strategies_m60_avx2.json").unlink()
     bench.budget_gains(tagged, tagged["config"])  # no shorter run on that CPU: no gain rather than a wrong one
     assert "budget_gain" not in tagged["runs"]["sandwich"]
+
+
+@pytest.mark.parametrize("args, says", [
+    (["--minutes", "60", "--steps", "1600"], "--minutes and --steps are two kinds of budget"),
+    (["--steps", "1000"], "--steps 1000: needs a multiple of --segments (16)"),
+    (["--steps", "8"], "--steps 8: needs a multiple of --segments (16)"),
+])
+def test_a_steps_budget_is_refused_when_it_cannot_be_split_evenly(args, says, tmp_path):
+    res = subprocess.run([sys.executable, str(ROOT / "bench" / "train_strategies.py"), *args],
+                         capture_output=True, text=True, cwd=tmp_path, check=False)
+    assert res.returncode == 2, res.stderr
+    assert says in res.stderr and "Traceback" not in res.stderr
+
+
+def test_a_steps_run_gains_over_the_same_run_with_the_most_steps_below_it(tmp_path, monkeypatch):
+    bench = _load("bench/train_strategies.py")
+    monkeypatch.setattr(bench, "RESULTS", tmp_path)
+    base = {"epochs": 16, "batch_size": 128, "lr": 0.15, "seed": 0, "bn_eval": 1000}
+
+    def write(name: str, budget: dict, runs: dict) -> dict:
+        doc = {"format": bench.FORMAT, "config": {**base, "steps_per_epoch": budget.pop("spe", None), **budget},
+               "runs": {k: {"steps": st, "max_top1": a, "min_top1": b} for k, (st, a, b) in runs.items()}}
+        (tmp_path / f"{name}.json").write_text(json.dumps(doc))
+        return doc
+
+    write("train_strategies_m60", {"minutes": 60}, {"progressive": (3008, 65.0, 60.0)})
+    write("train_strategies_m140_avx2", {"minutes": 140, "host_tag": "avx2"}, {"progressive": (4336, 71.0, 65.0)})
+    write("train_strategies_m140", {"minutes": 140, "lr": 0.1}, {"progressive": (5000, 1.0, 1.0)})  # other lr
+    long = write("train_strategies_s8672", {"steps": 8672, "spe": 542}, {"progressive": (8672, 75.5, 72.0)})
+    bench.budget_gains(long, long["config"])
+    # steps mean the same on every CPU: the AVX2 host's 140-minute run is the nearest shorter budget
+    assert long["runs"]["progressive"]["budget_gain"] == {
+        "from_steps": 4336, "from_file": "train_strategies_m140_avx2", "max_top1": 4.5, "min_top1": 7.0}
+    assert "test top-1 gain over the 4336 step run" in bench.markdown(
+        {"progressive": {**long["runs"]["progressive"], "strategy": "progressive", "heads": 1,
+                         "labels_per_class": None, "labelled_images": 8672 * 128, "max_ece": 1.0, "min_ece": 1.0,
+                         "train_seconds": 1.0, "images_per_s": 1.0}})
 
 
 def test_the_readme_table_names_the_cpu_when_the_file_records_it():

@@ -311,7 +311,7 @@ RENDER = {"search": search, "search_int8": search, "search_retries": search, "se
 def main() -> None:
     readme = ROOT / "README.md"
     text = readme.read_text()
-    budgets = {p.stem: train_strategies for p in sorted(RESULTS.glob("train_strategies_m*.json"))}  # any --minutes
+    budgets = {p.stem: train_strategies for p in sorted(RESULTS.glob("train_strategies_[ms]*.json"))}  # --minutes, --steps
     for name, render in {**RENDER, **budgets}.items():
         path = RESULTS / f"{name}.json"
         marker = f"<!-- bench:{name} -->"
