@@ -300,29 +300,51 @@ def budget_gains_minutes(doc: dict, settings: dict) -> None:
                                   **{k: round(row[k] - short[k], 2) for k in ("max_top1", "min_top1")}}
 
 
-def plot(results: dict, path: Path, by_steps: bool = False) -> None:
-    """Validation top-1 of each run's max (solid) and min (dashed) subnet against training minutes (or steps)."""
+def plot(results: dict, path: Path, by_steps: bool = False, shorter: dict | None = None) -> None:
+    """Validation top-1 of each run's max (solid) and min (dashed) subnet against training minutes (or steps).
+
+    ``shorter`` (run name -> (label, row)) adds, thin and in the same colour, the same run at a smaller
+    budget, so a --steps plot shows what the extra steps added."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    def x(r: dict, p: dict) -> float:
+        return p["images"] / (r["labelled_images"] / r["steps"]) if by_steps else p["seconds"] / 60
+
     fig, ax = plt.subplots(figsize=(7.2, 4.4))
     for i, (name, r) in enumerate(results.items()):
         pts, colour = r.get("curve") or [], f"C{i}"
         for key, style in (("max", "o-"), ("min", "s--")):
-            xs = [p["images"] / (r["labelled_images"] / r["steps"]) if by_steps else p["seconds"] / 60 for p in pts]
-            ax.plot(xs, [p[f"{key}_top1"] for p in pts], style, color=colour,
+            ax.plot([x(r, p) for p in pts], [p[f"{key}_top1"] for p in pts], style, color=colour,
                     markersize=3, label=f"{name} {key}")
+            if name in (shorter or {}):
+                label, short = shorter[name]
+                ax.plot([x(short, p) for p in short.get("curve") or []],
+                        [p[f"{key}_top1"] for p in short.get("curve") or []], style, color=colour, markersize=2,
+                        linewidth=0.8, alpha=0.45, label=f"{name} {key}, {label}")
     ax.set_xlabel("training steps" if by_steps else "training time (min, one thread)")
     ax.set_ylabel("validation top-1 (%), BN recalibrated")
     ax.set_title(f"Strategies at equal {'steps' if by_steps else 'wall-clock'}: max (solid) and min (dashed) subnets")
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=7, ncol=2, loc="lower right")
+    ax.legend(fontsize=7, ncol=2, loc="best")
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)
     plt.close(fig)
+
+
+def shorter_runs(results: dict) -> dict:
+    """Run name -> (label, row) of the run its budget_gain was measured from (a --steps file's plot shows it)."""
+    out = {}
+    for name, r in results.items():
+        gain = r.get("budget_gain") or {}
+        path = RESULTS / f"{gain.get('from_file', '')}.json"
+        if gain.get("from_file") and path.is_file():
+            out[name] = (f"{gain['from_steps']} steps ({gain['from_file']})",
+                         json.loads(path.read_text())["runs"][name])
+    return out
 
 
 def main() -> None:
@@ -441,7 +463,7 @@ def main() -> None:
     atomic_write_text(out_json, json.dumps(doc, indent=2) + "\n")
     if (args.minutes or args.steps) and not args.quick:
         png = ROOT / "docs" / f"{tag}.png"
-        plot(r, png, by_steps=bool(args.steps))
+        plot(r, png, by_steps=bool(args.steps), shorter=shorter_runs(r) if args.steps else None)
         print(f"wrote {png.relative_to(ROOT)}")
     print(doc["readme_table"])
     print(json.dumps(comp, indent=2))

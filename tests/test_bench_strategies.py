@@ -87,6 +87,9 @@ def test_a_steps_run_gains_over_the_same_run_with_the_most_steps_below_it(tmp_pa
     # steps mean the same on every CPU: the AVX2 host's 140-minute run is the nearest shorter budget
     assert long["runs"]["progressive"]["budget_gain"] == {
         "from_steps": 4336, "from_file": "train_strategies_m140_avx2", "max_top1": 4.5, "min_top1": 7.0}
+    # its plot draws that shorter run beside it
+    assert bench.shorter_runs(long["runs"]) == {"progressive": (
+        "4336 steps (train_strategies_m140_avx2)", {"steps": 4336, "max_top1": 71.0, "min_top1": 65.0})}
     assert "test top-1 gain over the 4336 step run" in bench.markdown(
         {"progressive": {**long["runs"]["progressive"], "strategy": "progressive", "heads": 1,
                          "labels_per_class": None, "labelled_images": 8672 * 128, "max_ece": 1.0, "min_ece": 1.0,
