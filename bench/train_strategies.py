@@ -255,15 +255,16 @@ def merge_finished(doc: dict, out_json: Path, settings: dict, quick: bool) -> No
         doc["runs"] = {**now["runs"], **doc["runs"]}
 
 
-def budget_gains(doc: dict, settings: dict) -> None:
+def budget_gains(doc: dict, settings: dict) -> dict:
     """Add to each run what its budget added over the same run at the longest shorter budget on file.
 
     Minutes compare with minutes on one host (same file settings but ``minutes``). A ``--steps`` run compares
     with the same run at the most steps below its own in any file of the same settings but the budget, since
-    steps, unlike minutes, mean the same on every CPU."""
+    steps, unlike minutes, mean the same on every CPU; for those, returns run name -> (label, that shorter
+    row), which the plot draws beside the run."""
     if settings.get("minutes"):
         budget_gains_minutes(doc, settings)
-        return
+        return {}
     budget_keys = {"minutes", "steps", "steps_per_epoch", "host_tag"}
     same = {k: v for k, v in settings.items() if k not in budget_keys}
     others = []
@@ -272,6 +273,7 @@ def budget_gains(doc: dict, settings: dict) -> None:
         cfg = file_settings(other, False) or {}
         if (cfg.get("minutes") or cfg.get("steps")) and {k: v for k, v in cfg.items() if k not in budget_keys} == same:
             others.append((path.stem, other["runs"]))
+    drawn = {}
     for name, row in doc["runs"].items():
         row.pop("budget_gain", None)
         shorter = [(r[name]["steps"], stem, r[name]) for stem, r in others if r.get(name, {}).get("steps", 1e18)
@@ -280,6 +282,8 @@ def budget_gains(doc: dict, settings: dict) -> None:
             steps, stem, short = max(shorter, key=lambda t: t[0])
             row["budget_gain"] = {"from_steps": steps, "from_file": stem,
                                   **{k: round(row[k] - short[k], 2) for k in ("max_top1", "min_top1")}}
+            drawn[name] = (f"{steps} steps ({stem})", short)
+    return drawn
 
 
 def budget_gains_minutes(doc: dict, settings: dict) -> None:
@@ -333,18 +337,6 @@ def plot(results: dict, path: Path, by_steps: bool = False, shorter: dict | None
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)
     plt.close(fig)
-
-
-def shorter_runs(results: dict) -> dict:
-    """Run name -> (label, row) of the run its budget_gain was measured from (a --steps file's plot shows it)."""
-    out = {}
-    for name, r in results.items():
-        gain = r.get("budget_gain") or {}
-        path = RESULTS / f"{gain.get('from_file', '')}.json"
-        if gain.get("from_file") and path.is_file():
-            out[name] = (f"{gain['from_steps']} steps ({gain['from_file']})",
-                         json.loads(path.read_text())["runs"][name])
-    return out
 
 
 def main() -> None:
@@ -457,13 +449,12 @@ def main() -> None:
         comp["tofa25_minus_sandwich25"] = {k: round(r["tofa-25"][k] - r["sandwich-25"][k], 2)
                                            for k in ("max_top1", "min_top1", "max_ece", "min_ece")}
     doc["comparisons"] = comp
-    if args.minutes or args.steps:
-        budget_gains(doc, settings)
+    shorter = budget_gains(doc, settings) if args.minutes or args.steps else {}
     doc["readme_table"] = markdown(r)
     atomic_write_text(out_json, json.dumps(doc, indent=2) + "\n")
     if (args.minutes or args.steps) and not args.quick:
         png = ROOT / "docs" / f"{tag}.png"
-        plot(r, png, by_steps=bool(args.steps), shorter=shorter_runs(r) if args.steps else None)
+        plot(r, png, by_steps=bool(args.steps), shorter=shorter)
         print(f"wrote {png.relative_to(ROOT)}")
     print(doc["readme_table"])
     print(json.dumps(comp, indent=2))

@@ -83,12 +83,12 @@ def test_a_steps_run_gains_over_the_same_run_with_the_most_steps_below_it(tmp_pa
     write("train_strategies_m140_avx2", {"minutes": 140, "host_tag": "avx2"}, {"progressive": (4336, 71.0, 65.0)})
     write("train_strategies_m140", {"minutes": 140, "lr": 0.1}, {"progressive": (5000, 1.0, 1.0)})  # other lr
     long = write("train_strategies_s8672", {"steps": 8672, "spe": 542}, {"progressive": (8672, 75.5, 72.0)})
-    bench.budget_gains(long, long["config"])
+    drawn = bench.budget_gains(long, long["config"])
     # steps mean the same on every CPU: the AVX2 host's 140-minute run is the nearest shorter budget
     assert long["runs"]["progressive"]["budget_gain"] == {
         "from_steps": 4336, "from_file": "train_strategies_m140_avx2", "max_top1": 4.5, "min_top1": 7.0}
     # its plot draws that shorter run beside it
-    assert bench.shorter_runs(long["runs"]) == {"progressive": (
+    assert drawn == {"progressive": (
         "4336 steps (train_strategies_m140_avx2)", {"steps": 4336, "max_top1": 71.0, "min_top1": 65.0})}
     assert "test top-1 gain over the 4336 step run" in bench.markdown(
         {"progressive": {**long["runs"]["progressive"], "strategy": "progressive", "heads": 1,
