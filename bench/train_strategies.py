@@ -332,10 +332,11 @@ def plot(results: dict, path: Path, by_steps: bool = False, shorter: dict | None
     ax.set_ylabel("validation top-1 (%), BN recalibrated")
     ax.set_title(f"Strategies at equal {'steps' if by_steps else 'wall-clock'}: max (solid) and min (dashed) subnets")
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=7, ncol=2, loc="best")
+    # below the axes: inside them, the legend of four or more curves covers some of them
+    ax.legend(fontsize=7, ncol=2, loc="upper center", bbox_to_anchor=(0.5, -0.13), frameon=False)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
+    fig.savefig(path, dpi=110, bbox_inches="tight")
     plt.close(fig)
 
 
