@@ -20,7 +20,9 @@ another kind of CPU buy other step counts, so ``--host-tag TAG`` keeps such runs
 train_strategies_m<M>_<TAG>.json (and its own checkpoints and plot), compared only with each other; every
 file records the CPU its latest run trained on. ``--steps N`` is the host-independent budget: each run trains
 N steps in ``--segments`` epochs, with the same curve and knee as ``--minutes``, into train_strategies_s<N>.json
-(for one run taken further than a session's minutes allow, on any CPU and thread count).
+(for one run taken further than a session's minutes allow, on any CPU and thread count); there a comparison
+(SOLAR 4 heads vs 1, TOFA vs sandwich on 25 labels) whose other run is in no file of that budget takes it from
+a file of the same recipe where it trained the same number of steps.
 
 Resumable: each run keeps its checkpoint in bench/results/ckpt/<bench>/<run>/ and its result in the
 JSON; re-running skips finished runs and resumes an interrupted one. Options that differ from those the
@@ -40,6 +42,8 @@ Single-threaded torch by default (2 shared cores: more threads were ~10x slower 
                                                 # and --only sandwich-heads4 beside it, in their own file
     python bench/train_strategies.py --steps 8672 ... --threads 2 --only progressive  # 2x the steps progressive
                                                 # took in 140 min on the AVX2 host, alone on both cores
+    python bench/train_strategies.py --steps 8912 ... --threads 2 --only sandwich  # SOLAR's pair: 4 heads
+                                                # trained 8,912 steps in the 240-min file; 1 head, same steps
     python bench/train_strategies.py --quick    # smoke run (cifar-tiny, a few steps)
 """
 
@@ -61,6 +65,10 @@ ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results"
 FORMAT = "ofa-edge-bench-train-strategies-v1"
 PROBE_STEPS = 4
+# comparison name -> (run, the run it is measured against): the seeds' claims the table reports as differences
+PAIRS = {"solar_heads4_minus_heads1": ("sandwich-heads4", "sandwich"),
+         "tofa25_minus_sandwich25": ("tofa-25", "sandwich-25")}
+BUDGET_KEYS = {"minutes", "steps", "steps_per_epoch", "host_tag"}  # settings that name a budget, not a recipe
 
 
 def runs(quick: bool) -> dict[str, dict]:
@@ -255,6 +263,43 @@ def merge_finished(doc: dict, out_json: Path, settings: dict, quick: bool) -> No
         doc["runs"] = {**now["runs"], **doc["runs"]}
 
 
+def same_recipe_runs(settings: dict) -> list[tuple[str, dict]]:
+    """(file stem, runs) of every budgeted results file made with these settings but for the budget."""
+    same = {k: v for k, v in settings.items() if k not in BUDGET_KEYS}
+    found = []
+    for path in sorted(RESULTS.glob("train_strategies_*.json")):  # a --quick file's settings never match
+        other = json.loads(path.read_text())
+        cfg = file_settings(other, False) or {}
+        if (cfg.get("minutes") or cfg.get("steps")) and {k: v for k, v in cfg.items() if k not in BUDGET_KEYS} == same:
+            found.append((path.stem, other["runs"]))
+    return found
+
+
+def comparisons(doc: dict, settings: dict) -> dict:
+    """Each pair of PAIRS that has both runs: the first's top-1 and ECE minus the second's.
+
+    In a ``--steps`` file a pair's missing run is taken from any file of the same recipe where it trained the
+    same number of steps (``from_file`` names it), so a run added at one budget completes a pair begun at
+    another budget that bought as many steps."""
+    runs_here = doc["runs"]
+    found = {}
+    for key, (first, second) in PAIRS.items():
+        rows, source = {n: runs_here[n] for n in (first, second) if n in runs_here}, None
+        if settings.get("steps") and len(rows) == 1:
+            (have, row), = rows.items()
+            want = second if have == first else first
+            match = [(stem, r[want]) for stem, r in same_recipe_runs(settings)
+                     if r.get(want, {}).get("steps") == row["steps"]]
+            if match:
+                source, rows[want] = match[0]
+        if len(rows) == 2:
+            found[key] = {k: round(rows[first][k] - rows[second][k], 2)
+                          for k in ("max_top1", "min_top1", "max_ece", "min_ece")}
+            if source:
+                found[key]["from_file"] = source
+    return found
+
+
 def budget_gains(doc: dict, settings: dict) -> dict:
     """Add to each run what its budget added over the same run at the longest shorter budget on file.
 
@@ -265,14 +310,7 @@ def budget_gains(doc: dict, settings: dict) -> dict:
     if settings.get("minutes"):
         budget_gains_minutes(doc, settings)
         return {}
-    budget_keys = {"minutes", "steps", "steps_per_epoch", "host_tag"}
-    same = {k: v for k, v in settings.items() if k not in budget_keys}
-    others = []
-    for path in sorted(RESULTS.glob("train_strategies_*.json")):  # a --quick file's settings never match
-        other = json.loads(path.read_text())
-        cfg = file_settings(other, False) or {}
-        if (cfg.get("minutes") or cfg.get("steps")) and {k: v for k, v in cfg.items() if k not in budget_keys} == same:
-            others.append((path.stem, other["runs"]))
+    others = same_recipe_runs(settings)
     drawn = {}
     for name, row in doc["runs"].items():
         row.pop("budget_gain", None)
@@ -442,14 +480,7 @@ def main() -> None:
         print(f"{name}: {doc['runs'][name]}", flush=True)
     merge_finished(doc, out_json, settings, args.quick)  # again: a run beside this one may have ended since
     r = doc["runs"]
-    comp = {}
-    if "sandwich" in r and "sandwich-heads4" in r:
-        comp["solar_heads4_minus_heads1"] = {k: round(r["sandwich-heads4"][k] - r["sandwich"][k], 2)
-                                             for k in ("max_top1", "min_top1", "max_ece", "min_ece")}
-    if "tofa-25" in r and "sandwich-25" in r:
-        comp["tofa25_minus_sandwich25"] = {k: round(r["tofa-25"][k] - r["sandwich-25"][k], 2)
-                                           for k in ("max_top1", "min_top1", "max_ece", "min_ece")}
-    doc["comparisons"] = comp
+    doc["comparisons"] = comp = comparisons(doc, settings)
     shorter = budget_gains(doc, settings) if args.minutes or args.steps else {}
     doc["readme_table"] = markdown(r)
     atomic_write_text(out_json, json.dumps(doc, indent=2) + "\n")

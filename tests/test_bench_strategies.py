@@ -118,3 +118,35 @@ def test_a_run_finishing_beside_another_keeps_the_others_row(tmp_path):
     out.write_text(json.dumps(other))
     bench.merge_finished(mine, out, cfg, quick=False)
     assert set(mine["runs"]) == {"random", "progressive"}
+
+
+def test_a_steps_run_completes_a_pair_with_the_same_steps_from_another_file(tmp_path, monkeypatch):
+    bench = _load("bench/train_strategies.py")
+    monkeypatch.setattr(bench, "RESULTS", tmp_path)
+    base = {"epochs": 16, "batch_size": 128, "lr": 0.15, "seed": 0, "bn_eval": 1000}
+
+    def write(name: str, budget: dict, runs: dict) -> dict:
+        doc = {"format": bench.FORMAT, "config": {**base, **budget},
+               "runs": {k: {"steps": st, "max_top1": a, "min_top1": b, "max_ece": 5.0, "min_ece": e}
+                        for k, (st, a, b, e) in runs.items()}}
+        (tmp_path / f"{name}.json").write_text(json.dumps(doc))
+        return doc
+
+    write("train_strategies_m140_avx2", {"minutes": 140, "host_tag": "avx2"},
+          {"sandwich-heads4": (3696, 79.9, 74.1, 5.5)})  # other steps: no partner
+    write("train_strategies_m240", {"minutes": 240}, {"sandwich-heads4": (8912, 84.2, 80.6, 5.2)})
+    write("train_strategies_m300", {"minutes": 300, "lr": 0.1}, {"sandwich-heads4": (8912, 1.0, 1.0, 1.0)})  # other lr
+    long = write("train_strategies_s8912", {"steps": 8912, "steps_per_epoch": 557},
+                 {"sandwich": (8912, 83.0, 79.0, 6.0)})
+    assert bench.comparisons(long, long["config"]) == {"solar_heads4_minus_heads1": {
+        "max_top1": 1.2, "min_top1": 1.6, "max_ece": 0.0, "min_ece": -0.8, "from_file": "train_strategies_m240"}}
+    # a --minutes file compares only the runs it holds: equal minutes on another host are not equal work
+    m140 = json.loads((tmp_path / "train_strategies_m140_avx2.json").read_text())
+    m140["runs"]["sandwich"] = {"steps": 3696, "max_top1": 79.3, "min_top1": 74.6, "max_ece": 5.3, "min_ece": 5.6}
+    assert bench.comparisons(m140, m140["config"])["solar_heads4_minus_heads1"] == {
+        "max_top1": 0.6, "min_top1": -0.5, "max_ece": -0.3, "min_ece": -0.1}
+    assert bench.comparisons({"runs": {"sandwich": m140["runs"]["sandwich"]}}, m140["config"]) == {}
+    tables = _load("tools/update_bench_tables.py")
+    text = tables.train_strategies({"readme_table": "| run |", "comparisons": bench.comparisons(long, long["config"])})
+    assert text.endswith("`solar_heads4_minus_heads1`: max_top1 +1.20, min_top1 +1.60, max_ece +0.00, min_ece -0.80"
+                         " (one of the two runs from train_strategies_m240.json, same steps)")

@@ -79,8 +79,9 @@ def train_strategies(d: dict) -> str:
     if d.get("cpu"):  # files since --host-tag say which CPU their minutes were spent on
         text = f"CPU: {d['cpu']}, {d.get('threads', 1)} thread(s) per run.\n\n" + text
     for key, diff in d.get("comparisons", {}).items():
-        parts = ", ".join(f"{k} {v:+.2f}" for k, v in diff.items())
-        text += f"\n\n`{key}`: {parts}"
+        parts = ", ".join(f"{k} {v:+.2f}" for k, v in diff.items() if k != "from_file")
+        source = f" (one of the two runs from {diff['from_file']}.json, same steps)" if "from_file" in diff else ""
+        text += f"\n\n`{key}`: {parts}{source}"
     return text
 
 
