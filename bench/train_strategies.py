@@ -282,14 +282,14 @@ def comparisons(doc: dict, settings: dict) -> dict:
     same number of steps (``from_file`` names it), so a run added at one budget completes a pair begun at
     another budget that bought as many steps."""
     runs_here = doc["runs"]
+    others = same_recipe_runs(settings) if settings.get("steps") else []  # read the files once, not per pair
     found = {}
     for key, (first, second) in PAIRS.items():
         rows, source = {n: runs_here[n] for n in (first, second) if n in runs_here}, None
-        if settings.get("steps") and len(rows) == 1:
+        if others and len(rows) == 1:
             (have, row), = rows.items()
             want = second if have == first else first
-            match = [(stem, r[want]) for stem, r in same_recipe_runs(settings)
-                     if r.get(want, {}).get("steps") == row["steps"]]
+            match = [(stem, r[want]) for stem, r in others if r.get(want, {}).get("steps") == row["steps"]]
             if match:
                 source, rows[want] = match[0]
         if len(rows) == 2:
