@@ -62,3 +62,19 @@ def test_version_is_a_plain_flag():
     assert "<bool>" not in line and "Print the version" in line
     assert CliRunner().invoke(app, ["--version"]).output.startswith("ofa-edge ")
     assert "train" in root.list_commands(None)
+
+
+@pytest.mark.parametrize("args", [("--help",), ("train", "--help"), ("space", "show", "--help")],
+                         ids=["root", "train", "space-show"])
+def test_help_shows_no_type_beside_flags(args):
+    """Flags take no value, so help shows no ``<bool>`` beside them (``--help`` included); valued options keep
+    their type."""
+    env = {**os.environ, "COLUMNS": "120", "TERM": "dumb", "PYTHONPATH": str(ROOT)}
+    proc = subprocess.run([sys.executable, "-m", "ofa_edge", *args], cwd=ROOT, env=env, capture_output=True,
+                          text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert "--help" in proc.stdout and "<bool>" not in proc.stdout
+    if args[0] == "train":
+        json_line = next(ln for ln in proc.stdout.splitlines() if "--json" in ln)
+        assert "Print" in json_line or "JSON" in json_line.upper()
+        assert "<integer>" in proc.stdout or "<int>" in proc.stdout

@@ -57,11 +57,23 @@ COMMANDS: dict[str, LazyCommand] = {
 }
 
 
+def hide_flag_types(cmd: click.Command) -> None:
+    """Blank the ``<bool>`` type that typer's help shows beside flags (they take no value), ``--help`` included."""
+    help_option = cmd.get_help_option(type(cmd).context_class(cmd, **cmd.context_settings))
+    for param in [*cmd.params, *([help_option] if help_option is not None else [])]:
+        if getattr(param, "is_flag", False) and param.metavar is None:
+            param.metavar = ""
+    for sub in getattr(cmd, "commands", {}).values():
+        hide_flag_types(sub)
+
+
 def load_commands(module: str) -> dict[str, click.Command]:
     """The click commands that ``module.register`` defines, by name."""
     sub = typer.Typer()
     importlib.import_module(module).register(sub)
     group = typer.main.get_group(sub)
+    for cmd in group.commands.values():
+        hide_flag_types(cmd)
     return dict(group.commands)
 
 
@@ -77,6 +89,12 @@ class LazyGroup(TyperGroup):
             for cmd_name, cmd in load_commands(COMMANDS[name].module).items():
                 self.commands.setdefault(cmd_name, cmd)
         return self.commands.get(name)
+
+    def get_help_option(self, ctx: click.Context):
+        option = super().get_help_option(ctx)
+        if option is not None and option.metavar is None:
+            option.metavar = ""
+        return option
 
     def load_all(self) -> None:
         """Import every command (for the CLI reference)."""
