@@ -47,10 +47,10 @@ def lut_accuracy(d: dict) -> str:
     if "ssh_over_local_wall" in d:
         rows.append(f"\nSSH / local wall time: **{d['ssh_over_local_wall']:.3f}x**.")
     if d.get("by_statistic"):
-        rows += ["", f"The same local measurements read with each statistic (the profile uses "
-                     f"`{d.get('statistic', 'median')}`):", "",
-                 "| statistic | table: MAPE % | within ±10 % | Kendall tau | measured again: MAPE % | within ±10 % "
-                 "| Kendall tau |", "|---|---|---|---|---|---|---|"]
+        rows += ["", (f"The same local measurements read with each statistic (the profile uses "
+                     f"`{d.get('statistic', 'median')}`):"), "",
+                 ("| statistic | table: MAPE % | within ±10 % | Kendall tau | measured again: MAPE % | within ±10 % "
+                 "| Kendall tau |"), "|---|---|---|---|---|---|---|"]
         for stat, r in d["by_statistic"].items():
             t, n = r["table"], r.get("noise")
             again = (f"{n['mape']:.2f} | {n['within_10pct']:.2f} | {n['kendall_tau']:.3f}" if n else "- | - | -")
@@ -114,8 +114,8 @@ def search(d: dict) -> str:
 
 
 def export(d: dict) -> str:
-    rows = ["| runtime | space | r | batch | subnet | fp32 ms | INT8 ms | INT8 speed-up | target | fastest INT8 with "
-            "float stages: stages, ms, speed-up | INT8 partitions |",
+    rows = [("| runtime | space | r | batch | subnet | fp32 ms | INT8 ms | INT8 speed-up | target | fastest INT8 with "
+            "float stages: stages, ms, speed-up | INT8 partitions |"),
             "|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in d["rows"]:
         met = "met" if r["speedup"] >= r["target"] else "**missed**"
@@ -186,8 +186,8 @@ def _bf16(row: dict) -> str:
 
 
 def train_speed(d: dict) -> str:
-    rows = ["| space | r | batch | threads | step | static fp32 ms | supernet NCHW ms | supernet (ofa-edge) ms | "
-            "speed-up vs static | bf16 / fp32 speed |", "|---|---|---|---|---|---|---|---|---|---|"]
+    rows = [("| space | r | batch | threads | step | static fp32 ms | supernet NCHW ms | supernet (ofa-edge) ms | "
+            "speed-up vs static | bf16 / fp32 speed |"), "|---|---|---|---|---|---|---|---|---|---|"]
     for r in d["rows"]:
         rows.append(f"| {r['space']} | {r['resolution']} | {r['batch']} | {r['threads']} | {r['strategy']} | "
                     f"{r['static-fp32_ms']:.0f} | {r['supernet-nchw_ms']:.0f} | {r['supernet_ms']:.0f} | "
@@ -207,10 +207,10 @@ def convergence(d: dict) -> str:
     t = d["test"]
     rows = ["| recipe | epochs | training min | max top-1 | min top-1 | max / min ECE | test images | targets |",
             "|---|---|---|---|---|---|---|---|",
-            f"| `{d['recipe']}` | {d['epochs']} | {d['train_seconds'] / 60:.1f} | {t['max_top1']:.2f} | "
+            (f"| `{d['recipe']}` | {d['epochs']} | {d['train_seconds'] / 60:.1f} | {t['max_top1']:.2f} | "
             f"{t['min_top1']:.2f} | {t['max_ece']:.2f} / {t['min_ece']:.2f} | {t['test_images']} | "
             f"max >= {d['targets']['max_top1']:g}, min >= {d['targets']['min_top1']:g}, <= "
-            f"{d['targets']['train_minutes']:g} min |",
+            f"{d['targets']['train_minutes']:g} min |"),
             "", "| epoch | training min | val max top-1 | val min top-1 |", "|---|---|---|---|"]
     for c in d["curve"]:
         if "val_max_top1" in c:
@@ -221,10 +221,10 @@ def convergence(d: dict) -> str:
 
 def predictor(d: dict) -> str:
     n, side = d["noise_vs_spread"], d["side_by_side"]
-    rows = [f"{d['samples']} subnets measured on {n['val_images']} validation images (BN recalibrated on "
+    rows = [(f"{d['samples']} subnets measured on {n['val_images']} validation images (BN recalibrated on "
             f"{d['bn_images']} training images): top-1 {n['top1_min']:.2f}-{n['top1_max']:.2f} %, spread (std) "
             f"**{n['top1_std']:.2f}** points; noise: binomial standard error {n['binomial_se']:.2f}, "
-            f"BN-recalibration noise {n['bn_seed_diff_std']:.2f} points ({n['subnets']} subnets recalibrated twice).",
+            f"BN-recalibration noise {n['bn_seed_diff_std']:.2f} points ({n['subnets']} subnets recalibrated twice)."),
             "", "| predictor (held-out 20 %) | Kendall tau | Spearman | RMSE (points) |", "|---|---|---|---|"]
     p = d["packaged_predictor"]
     rows.append(f"| packaged: OFA MLP 3x400 (`predictor fit --json`) | {p['kendall_tau']:.3f} | {p['spearman']:.3f} "
@@ -263,8 +263,8 @@ def predictor_split(d: dict) -> str:
 
 
 def standalone(d: dict) -> str:
-    rows = ["| size | subnet | px | supernet top-1 | trained alone top-1 | difference (points) | ECE supernet / alone "
-            "| images seen | alone: training min |", "|---|---|---|---|---|---|---|---|---|"]
+    rows = [("| size | subnet | px | supernet top-1 | trained alone top-1 | difference (points) | ECE supernet / alone "
+            "| images seen | alone: training min |"), "|---|---|---|---|---|---|---|---|---|"]
     notes = []
     for r in d["rows"]:
         where = ""
@@ -285,8 +285,8 @@ def standalone(d: dict) -> str:
 def gpu_check(d: dict) -> str:
     t = d["train"][0]
     rows = [f"{d['card']}, torch {d['torch']}, CUDA {d['cuda']}, {d['date']}; code: {d['code']}.", "",
-            "| space | r | batch | step | static fp32 ms | supernet NCHW fp32 ms | supernet channels_last bf16 ms | "
-            "NCHW fp32 / channels_last bf16 speed |", "|---|---|---|---|---|---|---|---|"]
+            ("| space | r | batch | step | static fp32 ms | supernet NCHW fp32 ms | supernet channels_last bf16 ms | "
+            "NCHW fp32 / channels_last bf16 speed |"), "|---|---|---|---|---|---|---|---|"]
     for r in d["train_speed"]["rows"]:
         rows.append(f"| {r['space']} | {r['resolution']} | {r['batch']} | {r['strategy']} | "
                     f"{r['static-fp32_ms']:.1f} | {r['supernet-nchw_ms']:.1f} | {r['supernet-cl-bf16_ms']:.1f} | "
@@ -322,7 +322,7 @@ def main() -> None:
         table = provenance(data) + render(data)
         pattern = re.compile(re.escape(marker) + r"\n(?:.*\n)*?<!-- /bench:" + re.escape(name) + r" -->\n?")
         block = f"{marker}\n{table}\n<!-- /bench:{name} -->\n"
-        text = pattern.sub(lambda _: block, text) if pattern.search(text) else text.replace(marker + "\n", block)
+        text = pattern.sub(lambda _, block=block: block, text) if pattern.search(text) else text.replace(marker + "\n", block)
         print(f"README: {name} table from {path.relative_to(ROOT)}")
     readme.write_text(text)
 
