@@ -61,6 +61,7 @@ def run(args: argparse.Namespace) -> dict:
            "space": args.space, "quick": args.quick,
            "n_layers": local.n_layers, "calibrate": args.calibrate, "export_s": round(export_s, 2),
            "local": {"wall_s": round(local.wall_s, 2), **(local.metrics or {})},
+           "subnet_ms": subnet_range(local.validation, profile.benchmark.statistic),
            "provenance": {k: v for k, v in __import__("ofa_edge.latency", fromlist=["load_table"]).load_table(
                local.table).provenance.items() if k in ("cpu", "runtime_version", "threads", "cpu_count")}}
     if args.noise:
@@ -88,6 +89,15 @@ def run(args: argparse.Namespace) -> dict:
         out["ssh"] = {"wall_s": round(ssh_res.wall_s, 2), **(ssh_res.metrics or {})}
         out["ssh_over_local_wall"] = round(ssh_res.wall_s / local.wall_s, 3)
     return out
+
+
+def subnet_range(validation: Path, statistic: str) -> dict:
+    """Fastest and slowest whole subnet (fit and held-out) of a profile, as read with its ``statistic``."""
+    from ofa_edge.latency.validation import load_validation
+
+    ms = [r.measured_ms for r in load_validation(validation)[1]]
+    return {"n": len(ms), "min": round(min(ms), 4), "max": round(max(ms), 4), "statistic": statistic,
+            "source": validation.name}
 
 
 def device_results(folder: Path) -> dict[str, list[dict]]:
@@ -215,6 +225,9 @@ def main() -> None:
     for name, m in rows:
         print(f"{name:6} {m['n']:>4} {m['mape']:>8.2f} {m['within_10pct']:>9.3f} {m['kendall_tau']:>7.3f} "
               f"{m['wall_s']:>8.1f}")
+    if "subnet_ms" in out:
+        r = out["subnet_ms"]
+        print(f"whole subnets ({r['n']}, {r['statistic']}): {r['min']:.3f}-{r['max']:.3f} ms")
     if "ssh_over_local_wall" in out:
         print(f"ssh / local wall time: {out['ssh_over_local_wall']:.3f}")
     print(f"the same local measurements read with each statistic (the profile uses {out['statistic']}):")

@@ -46,6 +46,10 @@ def lut_accuracy(d: dict) -> str:
                         f"| {m['wall_s']:.1f} |")
     if "ssh_over_local_wall" in d:
         rows.append(f"\nSSH / local wall time: **{d['ssh_over_local_wall']:.3f}x**.")
+    if "subnet_ms" in d:
+        r = d["subnet_ms"]
+        rows.append(f"\nThe {r['n']} whole subnets measured ({r['statistic']} over the rounds): "
+                    f"**{r['min']:.2f}-{r['max']:.2f} ms** ({d.get('precision', 'fp32')}).")
     if d.get("by_statistic"):
         rows += ["", (f"The same local measurements read with each statistic (the profile uses "
                      f"`{d.get('statistic', 'median')}`):"), "",
