@@ -2,23 +2,13 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
-
-ROOT = Path(__file__).resolve().parents[1]
-
-
-def _load(rel: str):
-    """Import a script of the repo (bench/, tools/) as a module."""
-    spec = importlib.util.spec_from_file_location(Path(rel).stem, ROOT / rel)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+from repo_scripts import ROOT
+from repo_scripts import load_script as _load
 
 
 @pytest.mark.parametrize("extra", [[], ["--minutes", "1", "--host-tag", "epyc-avx2"]])
