@@ -11,21 +11,17 @@ import argparse
 import json
 import os
 import platform
-import resource
 import statistics
 import subprocess
 import sys
 import time
 from pathlib import Path
 
+from common import children_cpu_seconds as _cpu
+
 ROOT = Path(__file__).resolve().parents[1]
 COMMANDS = (("--help",), ("--version",), ("devices", "list"), ("space", "show"), ("status",))
 HEAVY = ("torch", "onnx", "onnxruntime", "tensorflow")
-
-
-def _cpu() -> float:
-    use = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return use.ru_utime + use.ru_stime
 
 
 def _run(args: tuple[str, ...], env: dict[str, str], importtime: bool = False) -> tuple[float, float, str]:

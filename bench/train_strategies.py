@@ -60,6 +60,7 @@ import time
 from pathlib import Path
 
 import torch
+from common import cpu_model
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results"
@@ -120,18 +121,6 @@ def plan_steps_per_epoch(cfg, minutes: float) -> tuple[int, list[float]]:
     step_s = probe_phase_seconds(cfg, len(phases))
     per_epoch = sum(ph.epochs * t for ph, t in zip(phases, step_s))
     return max(1, int(minutes * 60 / per_epoch)), step_s
-
-
-def cpu_model() -> str:
-    """The CPU's model name and widest vector ISA (runs at equal minutes on other CPUs take other step counts)."""
-    try:
-        info = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return platform.processor() or "unknown"
-    name = next((ln.split(":", 1)[1].strip() for ln in info.splitlines() if ln.startswith("model name")), "unknown")
-    flags = next((set(ln.split(":", 1)[1].split()) for ln in info.splitlines() if ln.startswith("flags")), set())
-    isa = next((f for f in ("avx512_vnni", "avx512f", "avx2") if f in flags), "no avx2")
-    return f"{name} ({isa})"
 
 
 def curve(metrics: list[dict]) -> list[dict]:

@@ -303,6 +303,20 @@ def gpu_check(d: dict) -> str:
     return "\n".join(rows)
 
 
+def tour(d: dict) -> str:
+    m, loads = d["machine"], [r["load_1min_before"] for r in d["rows"] + d.get("next_steps", [])]
+    rows = [(f"{m['cpu']}, {m['cpu_count']} cores, {d['date']}; 1-minute load average before the commands "
+            f"{min(loads):.2f}-{max(loads):.2f}."), "", "| command | wall s | CPU s |", "|---|---|---|"]
+    for r in d["rows"]:
+        name, _, what = r["label"].partition(" (")
+        rows.append(f"| `{name}`{' (' + what if what else ''} | {r['wall_s']:.1f} | {r['cpu_s']:.1f} |")
+    t = d["total"]
+    rows.append(f"| all | {t['wall_s']:.1f} ({t['wall_s'] / 60:.0f} min) | {t['cpu_s']:.1f} ({t['cpu_s'] / 60:.0f} min) |")
+    for r in d.get("next_steps", []):
+        rows.append(f"\nNext steps, `{r['command']}`: {r['wall_s']:.1f} s wall, {r['cpu_s']:.1f} s CPU.")
+    return "\n".join(rows)
+
+
 RENDER = {"search": search, "search_int8": search, "search_retries": search, "search_int8_retries": search, "export": export, "int8_accuracy": int8_accuracy, "supernet_overhead": supernet_overhead,
           "lut_accuracy": lut_accuracy,
           "lut_accuracy_int8": lut_accuracy,
@@ -310,7 +324,7 @@ RENDER = {"search": search, "search_int8": search, "search_retries": search, "se
           "int8_speed": int8_speed, "train_speed": train_speed,
           "convergence": convergence, "predictor": predictor, "predictor_split": predictor_split, "standalone": standalone, "standalone_18k2k": standalone,
           "cli_startup": cli_startup,
-          "gpu_check": gpu_check}
+          "gpu_check": gpu_check, "tour": tour}
 
 
 def main() -> None:
