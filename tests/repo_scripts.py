@@ -15,7 +15,7 @@ def load_script(rel: str) -> ModuleType:
     its folder on ``sys.path`` as when it runs (bench scripts import ``common`` from there)."""
     folder = str((ROOT / rel).parent)
     if folder not in sys.path:
-        sys.path.insert(0, folder)
+        sys.path.append(folder)
     spec = importlib.util.spec_from_file_location(Path(rel).stem, ROOT / rel)
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
