@@ -7,8 +7,8 @@ next-steps build (one budget, TFLite + CoreML INT8). Records the 1-minute load a
 since a busy machine inflates the wall times but hardly the CPU times. Prints a table and writes
 bench/results/tour.json.
 
-    python bench/tour.py                  # the tour (~3 CPU minutes)
-    python bench/tour.py --next-steps     # and the TFLite + CoreML INT8 build of one budget
+    python bench/tour.py                  # the tour (~1.5 CPU minutes on 2 cores)
+    python bench/tour.py --next-steps     # and the TFLite + CoreML INT8 build of one budget (~2 more)
 """
 
 from __future__ import annotations
