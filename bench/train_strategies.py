@@ -264,12 +264,12 @@ def same_recipe_runs(settings: dict) -> list[tuple[str, dict]]:
     return found
 
 
-def comparisons(doc: dict, settings: dict) -> dict:
-    """Each pair of PAIRS that has both runs: the first's top-1 and ECE minus the second's.
+def pair_rows(doc: dict, settings: dict) -> dict:
+    """Each pair of PAIRS that has both runs -> ({run: row}, the file its partner came from or None).
 
     In a ``--steps`` file a pair's missing run is taken from any file of the same recipe where it trained the
-    same number of steps (``from_file`` names it), so a run added at one budget completes a pair begun at
-    another budget that bought as many steps."""
+    same number of steps, so a run added at one budget completes a pair begun at another budget that bought
+    as many steps."""
     runs_here = doc["runs"]
     others = same_recipe_runs(settings) if settings.get("steps") else []  # read the files once, not per pair
     found = {}
@@ -282,11 +282,27 @@ def comparisons(doc: dict, settings: dict) -> dict:
             if match:
                 source, rows[want] = match[0]
         if len(rows) == 2:
-            found[key] = {k: round(rows[first][k] - rows[second][k], 2)
-                          for k in ("max_top1", "min_top1", "max_ece", "min_ece")}
-            if source:
-                found[key]["from_file"] = source
+            found[key] = (rows, source)
     return found
+
+
+def comparisons(doc: dict, settings: dict) -> dict:
+    """Each pair of PAIRS that has both runs: the first's top-1 and ECE minus the second's (``from_file``
+    names the file of a partner taken from another file: pair_rows)."""
+    found = {}
+    for key, (rows, source) in pair_rows(doc, settings).items():
+        first, second = PAIRS[key]
+        found[key] = {k: round(rows[first][k] - rows[second][k], 2) for k in ("max_top1", "min_top1", "max_ece", "min_ece")}
+        if source:
+            found[key]["from_file"] = source
+    return found
+
+
+def partners_from_files(doc: dict, settings: dict) -> dict:
+    """Run name -> (label, row) of each pair partner taken from another file, for the plot to draw."""
+    return {name: (f"{row['steps']} steps ({source})", row)
+            for rows, source in pair_rows(doc, settings).values() if source
+            for name, row in rows.items() if name not in doc["runs"]}
 
 
 def budget_gains(doc: dict, settings: dict) -> dict:
@@ -331,11 +347,13 @@ def budget_gains_minutes(doc: dict, settings: dict) -> None:
                                   **{k: round(row[k] - short[k], 2) for k in ("max_top1", "min_top1")}}
 
 
-def plot(results: dict, path: Path, by_steps: bool = False, shorter: dict | None = None) -> None:
+def plot(results: dict, path: Path, by_steps: bool = False, shorter: dict | None = None,
+         partners: dict | None = None) -> None:
     """Validation top-1 of each run's max (solid) and min (dashed) subnet against training minutes (or steps).
 
     ``shorter`` (run name -> (label, row)) adds, thin and in the same colour, the same run at a smaller
-    budget, so a --steps plot shows what the extra steps added."""
+    budget, so a --steps plot shows what the extra steps added; ``partners`` (run name -> (label, row)) adds, in
+    their own colours, the pair partners taken from other files (partners_from_files)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -345,12 +363,14 @@ def plot(results: dict, path: Path, by_steps: bool = False, shorter: dict | None
         return p["images"] / (r["labelled_images"] / r["steps"]) if by_steps else p["seconds"] / 60
 
     fig, ax = plt.subplots(figsize=(7.2, 4.4))
-    for i, (name, r) in enumerate(results.items()):
+    drawn = [(name, r, "") for name, r in results.items()]
+    drawn += [(name, r, f", {label}") for name, (label, r) in (partners or {}).items()]
+    for i, (name, r, suffix) in enumerate(drawn):
         pts, colour = r.get("curve") or [], f"C{i}"
         for key, style in (("max", "o-"), ("min", "s--")):
             ax.plot([x(r, p) for p in pts], [p[f"{key}_top1"] for p in pts], style, color=colour,
-                    markersize=3, label=f"{name} {key}")
-            if name in (shorter or {}):
+                    markersize=3, label=f"{name} {key}{suffix}")
+            if name in (shorter or {}) and not suffix:  # not for a partner from another file
                 label, short = shorter[name]
                 ax.plot([x(short, p) for p in short.get("curve") or []],
                         [p[f"{key}_top1"] for p in short.get("curve") or []], style, color=colour, markersize=2,
@@ -475,7 +495,8 @@ def main() -> None:
     atomic_write_text(out_json, json.dumps(doc, indent=2) + "\n")
     if (args.minutes or args.steps) and not args.quick:
         png = ROOT / "docs" / f"{tag}.png"
-        plot(r, png, by_steps=bool(args.steps), shorter=shorter)
+        plot(r, png, by_steps=bool(args.steps), shorter=shorter,
+             partners=partners_from_files(doc, settings) if args.steps else None)
         print(f"wrote {png.relative_to(ROOT)}")
     print(doc["readme_table"])
     print(json.dumps(comp, indent=2))

@@ -130,6 +130,10 @@ def test_a_steps_run_completes_a_pair_with_the_same_steps_from_another_file(tmp_
                  {"sandwich": (8912, 83.0, 79.0, 6.0)})
     assert bench.comparisons(long, long["config"]) == {"solar_heads4_minus_heads1": {
         "max_top1": 1.2, "min_top1": 1.6, "max_ece": 0.0, "min_ece": -0.8, "from_file": "train_strategies_m240"}}
+    # the plot draws that partner beside the run, named with its file
+    assert bench.partners_from_files(long, long["config"]) == {"sandwich-heads4": (
+        "8912 steps (train_strategies_m240)",
+        {"steps": 8912, "max_top1": 84.2, "min_top1": 80.6, "max_ece": 5.0, "min_ece": 5.2})}
     # a --minutes file compares only the runs it holds: equal minutes on another host are not equal work
     m140 = json.loads((tmp_path / "train_strategies_m140_avx2.json").read_text())
     m140["runs"]["sandwich"] = {"steps": 3696, "max_top1": 79.3, "min_top1": 74.6, "max_ece": 5.3, "min_ece": 5.6}
