@@ -19,7 +19,6 @@ def packaged_min(tmp_path_factory):
     from ofa_edge.supernet.bn_calib import recalibrate_bn
     from ofa_edge.train.evaluate import calibration_batches
 
-    torch.set_num_threads(2)
     trained = open_run("cifar10-mbv3")
     task = trained.task(None)  # the embedded CIFAR-10 images
     net = trained.net
